@@ -1,0 +1,162 @@
+//! The HTTP facade: turns requests into scheduler calls and answers into JSON.
+//!
+//! Handlers decode and validate input (`input`), call the `Scheduler` handle, and encode
+//! its shared snapshots (`wire`) outside the actor. Every failure is an `ApiError`.
+
+mod activities;
+mod agents;
+pub mod error;
+pub mod input;
+mod ops;
+mod tasks;
+mod ventures;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::{Map, Value};
+use subtle::ConstantTimeEq;
+
+use crate::domain::Id;
+use crate::scheduler::Scheduler;
+use crate::store::ActivityReader;
+use error::ApiError;
+use input::{Fields, Query, MAX_BODY_BYTES, MAX_NAME_CHARS};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub scheduler: Scheduler,
+    pub activities: ActivityReader,
+    pub metrics: PrometheusHandle,
+    /// When set, every `/api` request must carry it as a bearer token.
+    pub api_token: Option<Arc<str>>,
+    /// Serialises creates of activities with client-chosen ids: the log lives in SQLite, so
+    /// an id is checked there, and two requests must not both pass the check.
+    pub activity_id_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The backlog past which `/readyz` fails (the scheduler refuses writes past it too).
+    pub max_pending: usize,
+}
+
+/// The whole application: API, operations endpoints and the dashboard.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route(
+            "/api/ventures",
+            get(ventures::list).post(ventures::create).patch(ventures::update).delete(ventures::delete),
+        )
+        .route("/api/ventures/{id}", get(ventures::get).patch(ventures::update_at).delete(ventures::delete_at))
+        .route("/api/tasks", get(tasks::list).post(tasks::create).patch(tasks::update).delete(tasks::delete))
+        .route("/api/tasks/claim", post(tasks::claim))
+        .route("/api/tasks/complete", post(tasks::complete))
+        .route("/api/tasks/heartbeat", post(tasks::heartbeat))
+        .route("/api/tasks/{id}", get(tasks::get).patch(tasks::update_at).delete(tasks::delete_at))
+        .route("/api/agents", get(agents::list).post(agents::upsert).patch(agents::update).delete(agents::delete))
+        .route("/api/agents/{id}", get(agents::get).patch(agents::update_at).delete(agents::delete_at))
+        .route("/api/activities", get(activities::list).post(activities::create))
+        .route("/api/activities/{id}", get(activities::get))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .merge(api)
+        .route("/", get(ops::dashboard))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route_layer(middleware::from_fn(track_metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> ApiError {
+    record_request(request.method().as_str(), "unmatched", StatusCode::NOT_FOUND, Instant::now());
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        format!("no route for {} {}", request.method(), request.uri().path()),
+    )
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", request.method(), request.uri().path()),
+    )
+}
+
+async fn require_token(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(expected) = &app.api_token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    next.run(request).await
+}
+
+async fn track_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route =
+        request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    record_request(method.as_str(), &route, response.status(), started);
+    response
+}
+
+fn record_request(method: &str, route: &str, status: StatusCode, started: Instant) {
+    let labels = [("method", method.to_owned()), ("route", route.to_owned()), ("status", status.as_u16().to_string())];
+    metrics::counter!("mission_control_http_requests_total", &labels).increment(1);
+    metrics::histogram!("mission_control_http_request_duration_seconds", "route" => route.to_owned())
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// An id from the path, with our JSON error when it cannot be decoded.
+pub struct PathId(pub Id);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::invalid("id", format!("the id in the path is malformed: {e}")))?;
+        if id.chars().count() > MAX_NAME_CHARS {
+            return Err(ApiError::invalid("id", format!("`id` is at most {MAX_NAME_CHARS} characters")));
+        }
+        Ok(PathId(id.into()))
+    }
+}
+
+/// The record a seed-style request names: `?id=` or `"id"` in the JSON body.
+fn target_id(query: &Query, body: &Map<String, Value>) -> Result<Id, ApiError> {
+    if let Some(id) = query.id("id")? {
+        return Ok(id);
+    }
+    Fields(body).required_id("id")
+}
+
+/// 201 with the created object.
+fn created(body: impl serde::Serialize) -> Response {
+    (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
+fn ok(body: impl serde::Serialize) -> Response {
+    axum::Json(body).into_response()
+}

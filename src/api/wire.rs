@@ -1,0 +1,175 @@
+//! The JSON shapes of the API: the seed's field names (camelCase), timestamps as
+//! `Date.toJSON` writes them, and `null` (never a missing key) for absent optional fields.
+
+use serde::Serialize;
+
+use crate::domain::{Activity, Agent, Millis, Task, Venture};
+use crate::persist::tags_json;
+use crate::scheduler::{TaskView, VentureView};
+
+fn time(t: Millis) -> String {
+    t.to_string()
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VentureJson<'a> {
+    id: &'a str,
+    name: &'a str,
+    icon: &'a str,
+    status: &'static str,
+    priority: &'static str,
+    capital_spent: f64,
+    capital_budget: f64,
+    /// Not in the seed: the estimated cost of the venture's active tasks, which the budget guard holds back.
+    capital_reserved: f64,
+    description: Option<&'a str>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl<'a> From<&'a VentureView> for VentureJson<'a> {
+    fn from(view: &'a VentureView) -> Self {
+        let v: &Venture = &view.venture;
+        VentureJson {
+            id: &v.id,
+            name: &v.name,
+            icon: &v.icon,
+            status: v.status.as_str(),
+            priority: v.priority.as_str(),
+            capital_spent: v.capital_spent,
+            capital_budget: v.capital_budget,
+            capital_reserved: view.capital_reserved,
+            description: v.description.as_deref(),
+            created_at: time(v.created_at),
+            updated_at: time(v.updated_at),
+        }
+    }
+}
+
+/// The venture as embedded in a task.
+#[derive(Serialize)]
+pub struct VentureRef<'a> {
+    id: &'a str,
+    name: &'a str,
+    icon: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskJson<'a> {
+    id: &'a str,
+    title: &'a str,
+    description: Option<&'a str>,
+    status: &'static str,
+    priority: &'static str,
+    estimated_cost: Option<f64>,
+    actual_cost: Option<f64>,
+    /// A string holding a JSON array, as the seed stored and returned it.
+    tags: Option<String>,
+    output: Option<&'a str>,
+    error: Option<&'a str>,
+    assigned_to: Option<&'a str>,
+    venture_id: &'a str,
+    venture: Option<VentureRef<'a>>,
+    attempts: u32,
+    max_attempts: u32,
+    lease_seconds: u32,
+    lease_expires_at: Option<String>,
+    claimed_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+    completed_at: Option<String>,
+}
+
+impl<'a> From<&'a TaskView> for TaskJson<'a> {
+    fn from(view: &'a TaskView) -> Self {
+        let t: &Task = &view.task;
+        TaskJson {
+            id: &t.id,
+            title: &t.title,
+            description: t.description.as_deref(),
+            status: t.status.as_str(),
+            priority: t.priority.as_str(),
+            estimated_cost: t.estimated_cost,
+            actual_cost: t.actual_cost,
+            tags: tags_json(t),
+            output: t.output.as_deref(),
+            error: t.error.as_deref(),
+            assigned_to: t.assigned_to.as_deref(),
+            venture_id: &t.venture_id,
+            venture: view.venture.as_deref().map(|v| VentureRef { id: &v.id, name: &v.name, icon: &v.icon }),
+            attempts: t.attempts,
+            max_attempts: t.max_attempts,
+            lease_seconds: t.lease_seconds,
+            lease_expires_at: t.lease_expires_at.map(time),
+            claimed_at: t.claimed_at.map(time),
+            created_at: time(t.created_at),
+            updated_at: time(t.updated_at),
+            completed_at: t.completed_at.map(time),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentJson<'a> {
+    id: &'a str,
+    name: &'a str,
+    status: &'static str,
+    model: &'a str,
+    current_task: Option<&'a str>,
+    tokens_used: u64,
+    max_tokens: u64,
+    sessions_count: u64,
+    last_active_at: String,
+    created_at: String,
+    updated_at: String,
+}
+
+impl<'a> From<&'a Agent> for AgentJson<'a> {
+    fn from(a: &'a Agent) -> Self {
+        AgentJson {
+            id: &a.id,
+            name: &a.name,
+            status: a.status.as_str(),
+            model: &a.model,
+            current_task: a.current_task.as_deref(),
+            tokens_used: a.tokens_used,
+            max_tokens: a.max_tokens,
+            sessions_count: a.sessions_count,
+            last_active_at: time(a.last_active_at),
+            created_at: time(a.created_at),
+            updated_at: time(a.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivityJson<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    title: &'a str,
+    description: Option<&'a str>,
+    venture_id: Option<&'a str>,
+    task_id: Option<&'a str>,
+    agent_id: Option<&'a str>,
+    created_at: String,
+}
+
+impl<'a> From<&'a Activity> for ActivityJson<'a> {
+    fn from(a: &'a Activity) -> Self {
+        ActivityJson {
+            id: &a.id,
+            kind: &a.kind,
+            title: &a.title,
+            description: a.description.as_deref(),
+            venture_id: a.venture_id.as_deref(),
+            task_id: a.task_id.as_deref(),
+            agent_id: a.agent_id.as_deref(),
+            created_at: time(a.created_at),
+        }
+    }
+}

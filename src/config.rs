@@ -1,0 +1,119 @@
+//! The command line. Every option is also an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "mission-control", version, about = "An atomic task scheduler for fleets of AI agents.")]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// With no subcommand, `mission-control` serves.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API and the dashboard (the default).
+    Serve(ServeArgs),
+    /// Create the database if needed and apply migrations; seeds nothing.
+    Migrate(DbArgs),
+    /// Write the sample data (ventures, agents, tasks and notes) into the database.
+    Seed(DbArgs),
+    /// Drop everything, migrate and seed.
+    Reset(DbArgs),
+    /// Write a consistent copy of the database to DEST, safe while a server runs.
+    Backup {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Where to write the copy; must not exist.
+        dest: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// The SQLite file [default: ./mission-control.db, or DATABASE_URL=file:PATH].
+    #[arg(long, env = "MC_DB")]
+    pub db: Option<PathBuf>,
+}
+
+impl DbArgs {
+    /// `--db`, else `DATABASE_URL=file:PATH` as the seed used it, else the default.
+    pub fn path(&self) -> PathBuf {
+        if let Some(path) = &self.db {
+            return path.clone();
+        }
+        if let Some(path) = std::env::var("DATABASE_URL").ok().as_deref().and_then(database_url_path) {
+            return path;
+        }
+        PathBuf::from("./mission-control.db")
+    }
+}
+
+/// `file:./dev.db` or `file:/abs/dev.db?connection_limit=1` → the path.
+fn database_url_path(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("file:")?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty()).then(|| PathBuf::from(path))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Durability {
+    /// A reply that reports a change waits until it is committed: `kill -9` loses nothing acknowledged.
+    Batch,
+    /// Replies do not wait; a crash can lose at most the last flush interval.
+    Async,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Address to listen on; loopback unless told otherwise.
+    #[arg(long, env = "MC_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+    #[arg(long, env = "MC_DURABILITY", value_enum, default_value = "batch")]
+    pub durability: Durability,
+    /// The longest a write batch stays open while changes keep arriving, in milliseconds.
+    #[arg(long, env = "MC_FLUSH_MS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub flush_ms: u64,
+    /// Lease length for a claim that does not ask for one.
+    #[arg(long, env = "MC_LEASE_SECONDS", default_value_t = 1800, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub lease_seconds: u32,
+    /// Require `Authorization: Bearer <token>` on every /api request.
+    #[arg(long, env = "MC_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Do not write the sample data into a database this run creates.
+    #[arg(long, env = "MC_NO_SEED")]
+    pub no_seed: bool,
+    /// Uncommitted changes past which writes answer 503 until the disk catches up.
+    #[arg(long, env = "MC_MAX_PENDING", default_value_t = 100_000)]
+    pub max_pending: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_is_read_as_the_seed_wrote_it() {
+        assert_eq!(database_url_path("file:./dev.db"), Some(PathBuf::from("./dev.db")));
+        assert_eq!(database_url_path("file:/a/b.db?connection_limit=1"), Some(PathBuf::from("/a/b.db")));
+        assert_eq!(database_url_path("postgres://x"), None);
+        assert_eq!(database_url_path("file:"), None);
+    }
+
+    #[test]
+    fn no_arguments_means_serve_with_defaults() {
+        let cli = Cli::try_parse_from(["mission-control"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.durability, Durability::Batch);
+        assert_eq!(cli.serve.addr.to_string(), "127.0.0.1:3000");
+        assert!(Cli::try_parse_from(["mission-control", "--lease-seconds", "0"]).is_err());
+    }
+}

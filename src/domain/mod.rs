@@ -1,0 +1,164 @@
+//! Pure domain types: ventures, tasks, agents and activities as the scheduler holds them.
+//!
+//! Nothing here does I/O or knows about JSON; wire shapes live in `api::wire` and the SQL
+//! shapes in `store` and `persist`. Strings are `Arc<str>` so that copying a record to hand
+//! out a snapshot, or to give the persister its own copy, costs reference counts, not bytes.
+
+mod time;
+
+pub use time::Millis;
+
+use std::sync::Arc;
+
+/// An id as the API and the database spell it: client-chosen or a ULID.
+pub type Id = Arc<str>;
+
+/// A task's tags, shared between snapshots.
+pub type Tags = Arc<[Arc<str>]>;
+
+/// Where a task is in its life. See `docs/ARCHITECTURE.md` for the state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskStatus {
+    Queue,
+    Active,
+    Completed,
+    Failed,
+}
+
+/// Claim order: `High` first. The derive orders variants as declared, so `High < Medium < Low`
+/// and an ascending index pops the most urgent task first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    High,
+    Medium,
+    Low,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VentureStatus {
+    Active,
+    Paused,
+    Completed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AgentStatus {
+    Online,
+    Offline,
+    Busy,
+    Error,
+}
+
+macro_rules! wire_names {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            /// The name the API and the database use.
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $name),+ }
+            }
+
+            /// Parses the name the API and the database use.
+            pub fn parse(name: &str) -> Option<Self> {
+                match name { $($name => Some($ty::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+wire_names!(TaskStatus { Queue => "queue", Active => "active", Completed => "completed", Failed => "failed" });
+wire_names!(Priority { High => "high", Medium => "medium", Low => "low" });
+wire_names!(VentureStatus { Active => "active", Paused => "paused", Completed => "completed" });
+wire_names!(AgentStatus { Online => "online", Offline => "offline", Busy => "busy", Error => "error" });
+
+/// A project with a capital budget. `capital_budget == 0.0` means no budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Venture {
+    pub id: Id,
+    pub name: Arc<str>,
+    pub icon: Arc<str>,
+    pub status: VentureStatus,
+    pub priority: Priority,
+    pub capital_spent: f64,
+    pub capital_budget: f64,
+    pub description: Option<Arc<str>>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// A unit of work. Fields mirror the `Task` table one to one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub id: Id,
+    pub title: Arc<str>,
+    pub description: Option<Arc<str>>,
+    pub status: TaskStatus,
+    pub priority: Priority,
+    pub estimated_cost: Option<f64>,
+    pub actual_cost: Option<f64>,
+    /// `None` when the task was created without tags; the API renders the list as a JSON string.
+    pub tags: Option<Tags>,
+    pub output: Option<Arc<str>>,
+    pub error: Option<Arc<str>>,
+    /// The holder while active; the last holder as history once completed or failed.
+    pub assigned_to: Option<Id>,
+    pub venture_id: Id,
+    /// How many times the task has been claimed; the current value is the lease's fencing token.
+    pub attempts: u32,
+    pub max_attempts: u32,
+    /// The lease length the current claim asked for; heartbeats extend by it.
+    pub lease_seconds: u32,
+    pub lease_expires_at: Option<Millis>,
+    pub claimed_at: Option<Millis>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub completed_at: Option<Millis>,
+    /// The agent whose completion report (success or error) the task last took, so that a
+    /// repeated report for the same attempt is answered without being applied twice.
+    pub reported_by: Option<Id>,
+}
+
+impl Task {
+    /// The cost the budget guard reserves while the task is active.
+    pub fn reserved_cost(&self) -> f64 {
+        self.estimated_cost.unwrap_or(0.0)
+    }
+
+    /// Whether `tag` is among the task's tags.
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.as_deref().is_some_and(|tags| tags.iter().any(|t| &**t == tag))
+    }
+}
+
+/// A worker that claims tasks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agent {
+    pub id: Id,
+    pub name: Arc<str>,
+    pub status: AgentStatus,
+    pub model: Arc<str>,
+    /// Derived from the tasks the agent holds: the most recently claimed one.
+    pub current_task: Option<Id>,
+    pub tokens_used: u64,
+    /// `0` means no limit.
+    pub max_tokens: u64,
+    pub sessions_count: u64,
+    pub last_active_at: Millis,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// One entry of the activity log. Activities are written once and never change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Activity {
+    pub id: Id,
+    pub kind: Arc<str>,
+    pub title: Arc<str>,
+    pub description: Option<Arc<str>>,
+    pub venture_id: Option<Id>,
+    pub task_id: Option<Id>,
+    pub agent_id: Option<Id>,
+    pub created_at: Millis,
+}

@@ -1,0 +1,22 @@
+//! Mission Control: an atomic task scheduler for fleets of AI agents.
+//!
+//! # Layout
+//! - [`domain`]: ventures, tasks, agents and activities as plain types; no I/O, no serde.
+//! - [`scheduler`]: the `TaskQueue` actor that owns all live state (the priority index of
+//!   queued tasks, leases, budgets) and the cloneable [`scheduler::Scheduler`] handle.
+//! - [`persist`]: the persister thread that batches the scheduler's changes into SQLite.
+//! - [`store`]: opening the file, migrations, sample data, loading at start, backups and
+//!   the read-only queries of the activity log.
+//! - [`api`]: the axum router, request decoding, JSON shapes and the one `ApiError`.
+//! - [`server`]: wiring it together; [`config`]: the command line; [`metrics`]: Prometheus.
+//!
+//! `docs/ARCHITECTURE.md` tells how a claim flows through these parts.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod metrics;
+pub mod persist;
+pub mod scheduler;
+pub mod server;
+pub mod store;

@@ -1,0 +1,93 @@
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use mission_control::config::{Cli, Command, DbArgs, ServeArgs};
+use mission_control::domain::Millis;
+use mission_control::{server, store};
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Migrate(db)) => migrate(&db),
+        Some(Command::Seed(db)) => seed(&db, false),
+        Some(Command::Reset(db)) => seed(&db, true),
+        Some(Command::Backup { db, dest }) => backup(&db, &dest),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("mission-control: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async {
+        let running = server::start(&args)?;
+        let listener = tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("binding {}", args.addr))?;
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() && args.api_token.is_none() {
+            tracing::warn!(%addr, "listening on a non-loopback address without --api-token: anyone who can reach it can change state");
+        }
+        println!("mission-control listening on http://{addr}");
+        server::run(listener, running, shutdown_signal()).await.context("serving")?;
+        tracing::info!("stopped; every accepted change is committed");
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down: no new requests; flushing pending writes");
+}
+
+fn migrate(db: &DbArgs) -> anyhow::Result<()> {
+    let path = db.path();
+    let mut conn = store::open(&path)?;
+    store::migrate(&mut conn, &path)?;
+    println!("migrated {}", path.display());
+    Ok(())
+}
+
+/// `seed` writes the sample data; `reset` drops everything first.
+fn seed(db: &DbArgs, reset: bool) -> anyhow::Result<()> {
+    let path = db.path();
+    let mut conn = store::open(&path)?;
+    if reset {
+        store::drop_everything(&mut conn)?;
+    }
+    store::migrate(&mut conn, &path)?;
+    store::seed_sample_data(&mut conn, Millis::now())?;
+    println!("{} {}", if reset { "reset and seeded" } else { "seeded" }, path.display());
+    Ok(())
+}
+
+fn backup(db: &DbArgs, dest: &std::path::Path) -> anyhow::Result<()> {
+    let path = db.path();
+    anyhow::ensure!(path.is_file(), "{} does not exist", path.display());
+    let conn = store::open_read_only(&path)?;
+    store::backup(&conn, dest)?;
+    println!("backed up {} to {}", path.display(), dest.display());
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! The Prometheus recorder behind the `metrics` facade, installed once per process.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Latency buckets from 50 µs to 10 s: claims take microseconds in memory and
+/// milliseconds when they wait for a commit.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
+
+/// The process's recorder; the first call installs it.
+pub fn recorder() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full("mission_control_persist_batch_size".into()), BATCH_BUCKETS)
+                })
+                .expect("bucket lists are not empty")
+                .install_recorder()
+                .expect("no other metrics recorder is installed");
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!("mission_control_claims_total", "Claims by result: claimed, empty (nothing eligible) or error.");
+    describe_counter!(
+        "mission_control_completions_total",
+        "Completion reports by outcome: completed, requeued, failed or repeated."
+    );
+    describe_counter!("mission_control_lease_expiries_total", "Leases that ran out, by what became of the task.");
+    describe_histogram!(
+        "mission_control_claim_duration_seconds",
+        Unit::Seconds,
+        "Claim latency, including the wait for its commit in batch mode."
+    );
+    describe_gauge!("mission_control_tasks", "Tasks by status.");
+    describe_gauge!("mission_control_queue_depth", "Queued tasks by priority.");
+    describe_histogram!("mission_control_persist_batch_size", "Changes per SQLite transaction.");
+    describe_histogram!(
+        "mission_control_persist_commit_duration_seconds",
+        Unit::Seconds,
+        "Time to write and commit one batch."
+    );
+    describe_gauge!("mission_control_persist_pending", "Changes accepted but not yet committed.");
+    describe_counter!("mission_control_persist_failures_total", "Failed commits (each is retried).");
+    describe_counter!("mission_control_http_requests_total", "HTTP requests by method, route pattern and status.");
+    describe_histogram!(
+        "mission_control_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency by route pattern."
+    );
+}

@@ -1,0 +1,17 @@
+use std::sync::Arc;
+
+use crate::domain::{Activity, Agent, Id, Task, Venture};
+
+/// One state change the scheduler made, in the order it made them. Records are whole
+/// snapshots (upserts), so applying a batch is idempotent and needs no read of the old row.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Venture(Arc<Venture>),
+    /// Removes the venture and every task of it.
+    DeleteVenture(Id),
+    Task(Arc<Task>),
+    DeleteTask(Id),
+    Agent(Arc<Agent>),
+    DeleteAgent(Id),
+    Activity(Arc<Activity>),
+}

@@ -1,0 +1,254 @@
+//! The writer thread's loop and the SQL that applies changes.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, TryRecvError};
+use rusqlite::{params, Connection, Transaction};
+
+use super::{Change, Envelope, PersisterConfig, Progress};
+use crate::domain::{Millis, Task};
+
+pub(super) struct Writer {
+    conn: Connection,
+    receiver: Receiver<Envelope>,
+    progress: Arc<Progress>,
+    config: PersisterConfig,
+}
+
+/// Retries of a failed commit back off up to this.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+impl Writer {
+    pub(super) fn new(
+        conn: Connection,
+        receiver: Receiver<Envelope>,
+        progress: Arc<Progress>,
+        config: PersisterConfig,
+    ) -> Writer {
+        conn.set_prepared_statement_cache_capacity(16);
+        Writer { conn, receiver, progress, config }
+    }
+
+    /// Runs until the channel is closed and everything received is committed.
+    pub(super) fn run(mut self) {
+        // Blocks for the first envelope; `recv` fails only once every sender is gone and the
+        // channel is empty.
+        while let Ok(first) = self.receiver.recv() {
+            let batch = self.gather(first);
+            self.commit_until_done(&batch);
+        }
+    }
+
+    /// Drains what is waiting, up to the batch size and for at most the flush interval.
+    fn gather(&self, first: Envelope) -> Vec<Envelope> {
+        let deadline = Instant::now() + self.config.flush_interval;
+        let mut n_changes = first.changes.len();
+        let mut batch = vec![first];
+        while n_changes < self.config.max_batch && Instant::now() < deadline {
+            match self.receiver.try_recv() {
+                Ok(envelope) => {
+                    n_changes += envelope.changes.len();
+                    batch.push(envelope);
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        batch
+    }
+
+    /// Commits the batch, retrying with back-off while the store refuses it: an accepted
+    /// change is never dropped.
+    fn commit_until_done(&mut self, batch: &[Envelope]) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let started = Instant::now();
+            match self.commit(batch) {
+                Ok(n_changes) => {
+                    metrics::histogram!("mission_control_persist_commit_duration_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    metrics::histogram!("mission_control_persist_batch_size").record(n_changes as f64);
+                    let pending = self.progress.pending.fetch_sub(n_changes, Ordering::Relaxed) - n_changes;
+                    metrics::gauge!("mission_control_persist_pending").set(pending as f64);
+                    if !self.progress.writable.swap(true, Ordering::Relaxed) {
+                        tracing::info!("the store takes writes again");
+                        *self.progress.last_error.lock().expect("progress lock") = None;
+                    }
+                    let last = batch.last().map_or(0, |e| e.seq);
+                    self.progress.committed.send_replace(last);
+                    return;
+                }
+                Err(error) => {
+                    metrics::counter!("mission_control_persist_failures_total").increment(1);
+                    if self.progress.writable.swap(false, Ordering::Relaxed) {
+                        tracing::error!(%error, "commit failed; writes are refused until the store recovers");
+                    }
+                    *self.progress.last_error.lock().expect("progress lock") = Some(error.to_string());
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    fn commit(&mut self, batch: &[Envelope]) -> rusqlite::Result<usize> {
+        let changes: Vec<&Change> = batch.iter().flat_map(|e| e.changes.iter()).collect();
+        let tx = self.conn.transaction()?;
+        write_changes(&tx, changes.iter().copied())?;
+        tx.commit()?;
+        Ok(changes.len())
+    }
+}
+
+const UPSERT_VENTURE: &str = "INSERT INTO Venture (id, name, icon, status, priority, capitalSpent, capitalBudget, description, createdAt, updatedAt)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+    ON CONFLICT(id) DO UPDATE SET name = excluded.name, icon = excluded.icon, status = excluded.status,
+        priority = excluded.priority, capitalSpent = excluded.capitalSpent, capitalBudget = excluded.capitalBudget,
+        description = excluded.description, createdAt = excluded.createdAt, updatedAt = excluded.updatedAt";
+
+const UPSERT_TASK: &str = "INSERT INTO Task (id, title, description, status, priority, estimatedCost, actualCost, tags, output, error,
+        assignedTo, ventureId, attempts, maxAttempts, leaseSeconds, leaseExpiresAt, claimedAt, createdAt, updatedAt, completedAt, reportedBy)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+    ON CONFLICT(id) DO UPDATE SET title = excluded.title, description = excluded.description, status = excluded.status,
+        priority = excluded.priority, estimatedCost = excluded.estimatedCost, actualCost = excluded.actualCost,
+        tags = excluded.tags, output = excluded.output, error = excluded.error, assignedTo = excluded.assignedTo,
+        ventureId = excluded.ventureId, attempts = excluded.attempts, maxAttempts = excluded.maxAttempts,
+        leaseSeconds = excluded.leaseSeconds, leaseExpiresAt = excluded.leaseExpiresAt, claimedAt = excluded.claimedAt,
+        createdAt = excluded.createdAt, updatedAt = excluded.updatedAt, completedAt = excluded.completedAt,
+        reportedBy = excluded.reportedBy";
+
+const UPSERT_AGENT: &str = "INSERT INTO Agent (id, name, status, model, currentTask, tokensUsed, maxTokens, sessionsCount, lastActiveAt, createdAt, updatedAt)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+    ON CONFLICT(id) DO UPDATE SET name = excluded.name, status = excluded.status, model = excluded.model,
+        currentTask = excluded.currentTask, tokensUsed = excluded.tokensUsed, maxTokens = excluded.maxTokens,
+        sessionsCount = excluded.sessionsCount, lastActiveAt = excluded.lastActiveAt, createdAt = excluded.createdAt,
+        updatedAt = excluded.updatedAt";
+
+// The API refuses a taken client-chosen id before it gets here; `DO NOTHING` only keeps a
+// duplicate from poisoning a whole batch.
+const INSERT_ACTIVITY: &str =
+    "INSERT INTO Activity (id, type, title, description, ventureId, taskId, agentId, createdAt)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO NOTHING";
+
+/// Applies changes in order inside the caller's transaction. An upsert that a later upsert
+/// of the same record in the same batch supersedes is skipped: the later one writes the
+/// whole row, and deletes in between only remove rows.
+pub fn write_changes<'a>(tx: &Transaction<'_>, changes: impl IntoIterator<Item = &'a Change>) -> rusqlite::Result<()> {
+    let changes: Vec<&Change> = changes.into_iter().collect();
+    let mut last_upsert: HashMap<(u8, &str), usize> = HashMap::with_capacity(changes.len());
+    for (i, change) in changes.iter().enumerate() {
+        if let Some(key) = upsert_key(change) {
+            last_upsert.insert(key, i);
+        }
+    }
+    for (i, change) in changes.iter().enumerate() {
+        if upsert_key(change).is_some_and(|key| last_upsert[&key] != i) {
+            continue;
+        }
+        match change {
+            Change::Venture(v) => {
+                tx.prepare_cached(UPSERT_VENTURE)?.execute(params![
+                    &*v.id,
+                    &*v.name,
+                    &*v.icon,
+                    v.status.as_str(),
+                    v.priority.as_str(),
+                    v.capital_spent,
+                    v.capital_budget,
+                    v.description.as_deref(),
+                    v.created_at.to_string(),
+                    v.updated_at.to_string(),
+                ])?;
+            }
+            Change::DeleteVenture(id) => {
+                tx.prepare_cached("DELETE FROM Task WHERE ventureId = ?1")?.execute([&**id])?;
+                tx.prepare_cached("DELETE FROM Venture WHERE id = ?1")?.execute([&**id])?;
+            }
+            Change::Task(t) => {
+                tx.prepare_cached(UPSERT_TASK)?.execute(params![
+                    &*t.id,
+                    &*t.title,
+                    t.description.as_deref(),
+                    t.status.as_str(),
+                    t.priority.as_str(),
+                    t.estimated_cost,
+                    t.actual_cost,
+                    tags_json(t),
+                    t.output.as_deref(),
+                    t.error.as_deref(),
+                    t.assigned_to.as_deref(),
+                    &*t.venture_id,
+                    t.attempts,
+                    t.max_attempts,
+                    t.lease_seconds,
+                    t.lease_expires_at.map(text),
+                    t.claimed_at.map(text),
+                    t.created_at.to_string(),
+                    t.updated_at.to_string(),
+                    t.completed_at.map(text),
+                    t.reported_by.as_deref(),
+                ])?;
+            }
+            Change::DeleteTask(id) => {
+                tx.prepare_cached("DELETE FROM Task WHERE id = ?1")?.execute([&**id])?;
+            }
+            Change::Agent(a) => {
+                tx.prepare_cached(UPSERT_AGENT)?.execute(params![
+                    &*a.id,
+                    &*a.name,
+                    a.status.as_str(),
+                    &*a.model,
+                    a.current_task.as_deref(),
+                    clamp_i64(a.tokens_used),
+                    clamp_i64(a.max_tokens),
+                    clamp_i64(a.sessions_count),
+                    a.last_active_at.to_string(),
+                    a.created_at.to_string(),
+                    a.updated_at.to_string(),
+                ])?;
+            }
+            Change::DeleteAgent(id) => {
+                tx.prepare_cached("DELETE FROM Agent WHERE id = ?1")?.execute([&**id])?;
+            }
+            Change::Activity(a) => {
+                tx.prepare_cached(INSERT_ACTIVITY)?.execute(params![
+                    &*a.id,
+                    &*a.kind,
+                    &*a.title,
+                    a.description.as_deref(),
+                    a.venture_id.as_deref(),
+                    a.task_id.as_deref(),
+                    a.agent_id.as_deref(),
+                    a.created_at.to_string(),
+                ])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn upsert_key(change: &Change) -> Option<(u8, &str)> {
+    match change {
+        Change::Venture(v) => Some((0, &v.id)),
+        Change::Task(t) => Some((1, &t.id)),
+        Change::Agent(a) => Some((2, &a.id)),
+        _ => None,
+    }
+}
+
+fn text(time: Millis) -> String {
+    time.to_string()
+}
+
+fn clamp_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Tags as the seed stored them: a JSON array in a text column.
+pub fn tags_json(task: &Task) -> Option<String> {
+    task.tags
+        .as_ref()
+        .map(|tags| serde_json::to_string(&tags.iter().map(|t| &**t).collect::<Vec<&str>>()).expect("strings encode"))
+}

@@ -1,0 +1,170 @@
+//! What the scheduler is asked to do, already validated for shape by the API layer, and
+//! what it answers. The scheduler checks only what needs its state (ids, transitions).
+
+use std::sync::Arc;
+
+use crate::domain::{Agent, AgentStatus, Id, Priority, Tags, Task, TaskStatus, Venture, VentureStatus};
+
+/// A field update: `None` leaves the field alone, `Some(None)` clears a nullable field.
+pub type Patch<T> = Option<T>;
+
+#[derive(Debug, Clone, Default)]
+pub struct NewVenture {
+    pub id: Option<Id>,
+    pub name: Arc<str>,
+    pub icon: Option<Arc<str>>,
+    pub status: Option<VentureStatus>,
+    pub priority: Option<Priority>,
+    pub capital_budget: Option<f64>,
+    pub capital_spent: Option<f64>,
+    pub description: Option<Arc<str>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct VenturePatch {
+    pub name: Patch<Arc<str>>,
+    pub icon: Patch<Arc<str>>,
+    pub status: Patch<VentureStatus>,
+    pub priority: Patch<Priority>,
+    pub capital_budget: Patch<f64>,
+    pub capital_spent: Patch<f64>,
+    pub description: Patch<Option<Arc<str>>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewTask {
+    pub id: Option<Id>,
+    pub title: Arc<str>,
+    pub description: Option<Arc<str>>,
+    pub venture_id: Id,
+    pub priority: Option<Priority>,
+    pub estimated_cost: Option<f64>,
+    pub tags: Option<Tags>,
+    pub max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TaskPatch {
+    pub title: Patch<Arc<str>>,
+    pub description: Patch<Option<Arc<str>>>,
+    pub priority: Patch<Priority>,
+    pub estimated_cost: Patch<Option<f64>>,
+    pub tags: Patch<Option<Tags>>,
+    pub max_attempts: Patch<u32>,
+    pub status: Patch<TaskStatus>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ClaimRequest {
+    pub agent_id: Id,
+    pub agent_name: Option<Arc<str>>,
+    pub venture_id: Option<Id>,
+    /// The task must carry every one of these.
+    pub tags: Vec<Arc<str>>,
+    pub lease_seconds: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CompleteRequest {
+    pub task_id: Id,
+    pub agent_id: Id,
+    pub attempt: Option<u32>,
+    pub output: Option<Arc<str>>,
+    pub actual_cost: Option<f64>,
+    pub error: Option<Arc<str>>,
+    pub tokens_used: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HeartbeatRequest {
+    pub task_id: Id,
+    pub agent_id: Id,
+    pub attempt: Option<u32>,
+    pub lease_seconds: Option<u32>,
+}
+
+/// `POST /api/agents` (an upsert) and `PATCH /api/agents` share this shape.
+#[derive(Debug, Clone, Default)]
+pub struct AgentFields {
+    pub name: Patch<Arc<str>>,
+    pub status: Patch<AgentStatus>,
+    pub model: Patch<Arc<str>>,
+    pub tokens_used: Patch<u64>,
+    pub max_tokens: Patch<u64>,
+    pub sessions_count: Patch<u64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewActivity {
+    pub id: Option<Id>,
+    pub kind: Option<Arc<str>>,
+    pub title: Arc<str>,
+    pub description: Option<Arc<str>>,
+    pub venture_id: Option<Id>,
+    pub task_id: Option<Id>,
+    pub agent_id: Option<Id>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    pub venture_id: Option<Id>,
+    pub assigned_to: Option<Id>,
+    pub priority: Option<Priority>,
+}
+
+impl TaskFilter {
+    pub fn matches(&self, task: &Task) -> bool {
+        self.status.is_none_or(|s| task.status == s)
+            && self.priority.is_none_or(|p| task.priority == p)
+            && self.venture_id.as_ref().is_none_or(|v| task.venture_id == *v)
+            && self.assigned_to.as_ref().is_none_or(|a| task.assigned_to.as_ref() == Some(a))
+    }
+}
+
+/// A task as the API shows it: with its venture's id, name and icon.
+#[derive(Debug, Clone)]
+pub struct TaskView {
+    pub task: Arc<Task>,
+    /// Always present while the task exists; the venture of a just-deleted task may be gone.
+    pub venture: Option<Arc<Venture>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct VentureView {
+    pub venture: Arc<Venture>,
+    /// Sum of the estimated costs of the venture's active tasks.
+    pub capital_reserved: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentUpserted {
+    pub agent: Arc<Agent>,
+    pub created: bool,
+}
+
+/// What the scheduler refuses, before anything changes.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SchedulerError {
+    /// An id that names nothing; `field` says which input held it.
+    #[error("no {entity} has id `{id}`")]
+    NotFound { entity: &'static str, id: Id, field: Option<&'static str> },
+    /// A create with an id that is taken.
+    #[error("a {entity} with id `{id}` already exists")]
+    AlreadyExists { entity: &'static str, id: Id },
+    /// The task is not active under this agent.
+    #[error("task `{task_id}` is not held by agent `{agent_id}`")]
+    NotHolder { task_id: Id, agent_id: Id },
+    /// The caller's lease was superseded: the task was handed out again since.
+    #[error("attempt {given} of task `{task_id}` is stale: the task is on attempt {current}")]
+    StaleLease { task_id: Id, given: u32, current: u32 },
+    /// The change is not allowed in the record's current state.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String, field: Option<&'static str> },
+    /// Input that is well-formed but not acceptable in the current state.
+    #[error("{message}")]
+    Invalid { field: &'static str, message: String },
+    /// The store cannot take more writes right now; nothing was changed.
+    #[error("{message}")]
+    Unavailable { message: String },
+}

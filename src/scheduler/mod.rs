@@ -1,0 +1,248 @@
+//! The scheduler: the `TaskQueue` actor that owns all live state, and `Scheduler`, the
+//! cloneable handle the rest of the process uses (one async method per operation).
+//!
+//! Architecture invariant: nothing outside this module mutates tasks, ventures or agents.
+
+mod actor;
+pub mod commands;
+pub mod queued_index;
+mod state;
+
+pub use commands::*;
+pub use state::{CompletionOutcome, SchedulerConfig, SchedulerState, Snapshot};
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use crate::config::Durability;
+use crate::domain::{Activity, Agent, Id, Millis};
+use crate::persist::{PersisterHandle, Progress};
+use actor::{Read, Stop, TaskQueue, Write};
+
+/// Where the scheduler gets the time; tests substitute their own.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Millis;
+}
+
+/// The wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Millis {
+        Millis::now()
+    }
+}
+
+/// How the handle waits for the disk.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    pub config: SchedulerConfig,
+    pub durability: Durability,
+    /// Past this many uncommitted changes, writes answer 503 until the persister catches up.
+    pub max_pending: usize,
+    /// How long a `batch` reply waits for its commit before answering 503.
+    pub commit_timeout: Duration,
+}
+
+/// The handle to the running scheduler.
+#[derive(Clone)]
+pub struct Scheduler {
+    addr: Addr<TaskQueue>,
+    progress: Arc<Progress>,
+    durability: Durability,
+    commit_timeout: Duration,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl Scheduler {
+    /// Starts the actor on its own thread with the loaded state; it feeds `persister`.
+    pub fn start(
+        options: SchedulerOptions,
+        snapshot: Snapshot,
+        persister: PersisterHandle,
+        clock: Arc<dyn Clock>,
+    ) -> Scheduler {
+        let progress = persister.progress();
+        let state = SchedulerState::new(options.config, snapshot, clock.now());
+        let (addr_sender, addr_receiver) = std::sync::mpsc::channel();
+        let max_pending = options.max_pending;
+        let thread = std::thread::Builder::new()
+            .name("task-queue".into())
+            .spawn(move || {
+                let system = System::new();
+                system.block_on(async move {
+                    let queue = TaskQueue { state, persister, clock, max_pending };
+                    let _ = addr_sender.send(queue.start());
+                });
+                if let Err(error) = system.run() {
+                    tracing::error!(%error, "the scheduler's system stopped with an error");
+                }
+            })
+            .expect("spawning the scheduler thread");
+        let addr = addr_receiver.recv().expect("the scheduler thread hands back its address");
+        Scheduler {
+            addr,
+            progress,
+            durability: options.durability,
+            commit_timeout: options.commit_timeout,
+            thread: Arc::new(Mutex::new(Some(thread))),
+        }
+    }
+
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.progress
+    }
+
+    /// Stops the actor and waits until every accepted change is committed.
+    pub async fn shutdown(&self) {
+        let _ = self.addr.send(Stop).await;
+        let thread = self.thread.lock().expect("thread lock").take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
+    /// Runs a change in the actor, then, in `batch` durability, waits for its commit.
+    async fn write<R: Send + 'static>(
+        &self,
+        apply: impl FnOnce(&mut SchedulerState) -> Result<R, SchedulerError> + Send + 'static,
+    ) -> Result<R, SchedulerError> {
+        let (value, seq) = self.addr.send(Write(Box::new(apply))).await.map_err(|_| stopping())??;
+        if let (Durability::Batch, Some(seq)) = (self.durability, seq) {
+            self.wait_durable(seq).await?;
+        }
+        Ok(value)
+    }
+
+    async fn read<R: Send + 'static>(
+        &self,
+        look: impl FnOnce(&SchedulerState) -> R + Send + 'static,
+    ) -> Result<R, SchedulerError> {
+        self.addr.send(Read(Box::new(look))).await.map_err(|_| stopping())
+    }
+
+    async fn wait_durable(&self, seq: u64) -> Result<(), SchedulerError> {
+        if self.progress.wait_committed(seq, self.commit_timeout).await {
+            return Ok(());
+        }
+        let reason = self.progress.last_error().unwrap_or_else(|| "the write backlog is large".into());
+        Err(SchedulerError::Unavailable {
+            message: format!(
+                "the change was accepted but is not yet on disk ({reason}); it will be written once the store recovers"
+            ),
+        })
+    }
+
+    // ----- ventures -----
+
+    pub async fn list_ventures(&self) -> Result<Vec<VentureView>, SchedulerError> {
+        self.read(|s| s.list_ventures()).await
+    }
+
+    pub async fn get_venture(&self, id: Id) -> Result<VentureView, SchedulerError> {
+        self.read(move |s| s.get_venture(&id)).await?
+    }
+
+    pub async fn create_venture(&self, new: NewVenture) -> Result<VentureView, SchedulerError> {
+        self.write(move |s| s.create_venture(new)).await
+    }
+
+    pub async fn update_venture(&self, id: Id, patch: VenturePatch) -> Result<VentureView, SchedulerError> {
+        self.write(move |s| s.update_venture(&id, patch)).await
+    }
+
+    pub async fn delete_venture(&self, id: Id) -> Result<VentureView, SchedulerError> {
+        self.write(move |s| s.delete_venture(&id)).await
+    }
+
+    // ----- tasks -----
+
+    /// Matching tasks, oldest first; sorting happens here, outside the actor.
+    pub async fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<TaskView>, SchedulerError> {
+        let mut tasks = self.read(move |s| s.list_tasks(&filter)).await?;
+        tasks.sort_unstable_by(|a, b| (a.task.created_at, &a.task.id).cmp(&(b.task.created_at, &b.task.id)));
+        Ok(tasks)
+    }
+
+    pub async fn get_task(&self, id: Id) -> Result<TaskView, SchedulerError> {
+        self.read(move |s| s.get_task(&id)).await?
+    }
+
+    pub async fn create_task(&self, new: NewTask) -> Result<TaskView, SchedulerError> {
+        self.write(move |s| s.create_task(new)).await
+    }
+
+    pub async fn update_task(&self, id: Id, patch: TaskPatch) -> Result<TaskView, SchedulerError> {
+        self.write(move |s| s.update_task(&id, patch)).await
+    }
+
+    pub async fn delete_task(&self, id: Id) -> Result<TaskView, SchedulerError> {
+        self.write(move |s| s.delete_task(&id)).await
+    }
+
+    pub async fn claim(&self, request: ClaimRequest) -> Result<Option<TaskView>, SchedulerError> {
+        let started = Instant::now();
+        let result = self.write(move |s| s.claim(request)).await;
+        let label = match &result {
+            Ok(Some(_)) => "claimed",
+            Ok(None) => "empty",
+            Err(_) => "error",
+        };
+        metrics::counter!("mission_control_claims_total", "result" => label).increment(1);
+        metrics::histogram!("mission_control_claim_duration_seconds").record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    pub async fn complete(&self, report: CompleteRequest) -> Result<TaskView, SchedulerError> {
+        let (view, outcome) = self.write(move |s| s.complete(report)).await?;
+        metrics::counter!("mission_control_completions_total", "outcome" => outcome.as_str()).increment(1);
+        Ok(view)
+    }
+
+    pub async fn heartbeat(&self, beat: HeartbeatRequest) -> Result<TaskView, SchedulerError> {
+        self.write(move |s| s.heartbeat(beat)).await
+    }
+
+    // ----- agents -----
+
+    pub async fn list_agents(&self) -> Result<Vec<Arc<Agent>>, SchedulerError> {
+        self.read(|s| s.list_agents()).await
+    }
+
+    pub async fn get_agent(&self, id: Id) -> Result<Arc<Agent>, SchedulerError> {
+        self.read(move |s| s.get_agent(&id)).await?
+    }
+
+    pub async fn upsert_agent(&self, id: Option<Id>, fields: AgentFields) -> Result<AgentUpserted, SchedulerError> {
+        self.write(move |s| s.upsert_agent(id, fields)).await
+    }
+
+    pub async fn update_agent(&self, id: Id, fields: AgentFields) -> Result<Arc<Agent>, SchedulerError> {
+        self.write(move |s| s.update_agent(&id, fields)).await
+    }
+
+    pub async fn delete_agent(&self, id: Id) -> Result<Arc<Agent>, SchedulerError> {
+        self.write(move |s| s.delete_agent(&id)).await
+    }
+
+    // ----- activities -----
+
+    pub async fn create_activity(&self, new: NewActivity) -> Result<Arc<Activity>, SchedulerError> {
+        self.write(move |s| s.create_activity(new)).await
+    }
+
+    /// Waits until everything accepted so far is committed, in either durability mode:
+    /// read-your-writes for the activity log, which is read from SQLite.
+    pub async fn wait_all_durable(&self) -> Result<(), SchedulerError> {
+        // A round trip through the mailbox: every message sent before this one is handled.
+        self.read(|_| ()).await?;
+        self.wait_durable(self.progress.sent()).await
+    }
+}
+
+fn stopping() -> SchedulerError {
+    SchedulerError::Unavailable { message: "the server is shutting down".into() }
+}

@@ -1,0 +1,881 @@
+//! The scheduler's state and every transition of it, synchronous and free of I/O.
+//!
+//! The `TaskQueue` actor owns one `SchedulerState` and calls into it one message at a time;
+//! model tests drive it directly with their own clock. Every change is recorded in
+//! `changes` for the persister, in the order it was made.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use super::commands::*;
+use super::queued_index::{fits, QueueKey, QueuedIndex};
+use crate::domain::{Activity, Agent, AgentStatus, Id, Millis, Priority, Task, TaskStatus, Venture, VentureStatus};
+use crate::persist::Change;
+
+/// Scheduler settings that shape its answers.
+#[derive(Debug, Clone, Copy)]
+pub struct SchedulerConfig {
+    /// Lease length for a claim that does not ask for one.
+    pub default_lease_seconds: u32,
+}
+
+/// What `complete` did, for the completions metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionOutcome {
+    Completed,
+    Requeued,
+    Failed,
+    /// A repeat of a report already applied: nothing changed.
+    Repeated,
+}
+
+impl CompletionOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompletionOutcome::Completed => "completed",
+            CompletionOutcome::Requeued => "requeued",
+            CompletionOutcome::Failed => "failed",
+            CompletionOutcome::Repeated => "repeated",
+        }
+    }
+}
+
+/// Everything the scheduler loads at start.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub ventures: Vec<Venture>,
+    pub tasks: Vec<Task>,
+    pub agents: Vec<Agent>,
+}
+
+struct VentureEntry {
+    venture: Arc<Venture>,
+    /// Sum of `estimated_cost` over the venture's active tasks.
+    reserved: f64,
+    n_active: u32,
+}
+
+impl VentureEntry {
+    /// How much more cost the budget guard lets the venture take on.
+    fn room(&self) -> f64 {
+        let v = &self.venture;
+        if v.capital_budget > 0.0 {
+            v.capital_budget - v.capital_spent - self.reserved
+        } else {
+            f64::INFINITY
+        }
+    }
+}
+
+struct AgentEntry {
+    agent: Arc<Agent>,
+    /// Active tasks the agent holds, oldest claim first.
+    held: Vec<Id>,
+}
+
+pub struct SchedulerState {
+    config: SchedulerConfig,
+    ventures: HashMap<Id, VentureEntry>,
+    tasks: HashMap<Id, Arc<Task>>,
+    agents: HashMap<Id, AgentEntry>,
+    queued: QueuedIndex,
+    /// Each claimable venture's best eligible task, keyed by claim order, valued by venture:
+    /// the first entry is the next unfiltered claim.
+    candidates: BTreeMap<QueueKey, Id>,
+    candidate_of: HashMap<Id, QueueKey>,
+    /// Active tasks by lease expiry, so expiry pops instead of scanning.
+    leases: BTreeSet<(Millis, Id)>,
+    tasks_by_status: [usize; 4],
+    /// Never goes backwards, so `createdAt` order is creation order.
+    now: Millis,
+    ids: ulid::Generator,
+    changes: Vec<Change>,
+}
+
+impl SchedulerState {
+    pub fn new(config: SchedulerConfig, snapshot: Snapshot, now: Millis) -> SchedulerState {
+        let mut state = SchedulerState {
+            config,
+            ventures: HashMap::new(),
+            tasks: HashMap::with_capacity(snapshot.tasks.len()),
+            agents: HashMap::new(),
+            queued: QueuedIndex::default(),
+            candidates: BTreeMap::new(),
+            candidate_of: HashMap::new(),
+            leases: BTreeSet::new(),
+            tasks_by_status: [0; 4],
+            now,
+            ids: ulid::Generator::new(),
+            changes: Vec::new(),
+        };
+        for venture in snapshot.ventures {
+            state.now = state.now.max(venture.created_at);
+            let entry = VentureEntry { venture: Arc::new(venture), reserved: 0.0, n_active: 0 };
+            state.ventures.insert(entry.venture.id.clone(), entry);
+        }
+        for agent in snapshot.agents {
+            let entry = AgentEntry { agent: Arc::new(agent), held: Vec::new() };
+            state.agents.insert(entry.agent.id.clone(), entry);
+        }
+        let mut active: Vec<(Millis, Id, Id)> = Vec::new();
+        for task in snapshot.tasks {
+            if !state.ventures.contains_key(&task.venture_id) {
+                tracing::warn!(task = %task.id, venture = %task.venture_id, "skipping a task whose venture is gone");
+                continue;
+            }
+            state.now = state.now.max(task.created_at);
+            if let (TaskStatus::Active, Some(agent)) = (task.status, &task.assigned_to) {
+                active.push((task.claimed_at.unwrap_or(task.created_at), agent.clone(), task.id.clone()));
+            }
+            state.index(&task);
+            state.tasks.insert(task.id.clone(), Arc::new(task));
+        }
+        active.sort();
+        for (_, agent_id, task_id) in active {
+            if let Some(entry) = state.agents.get_mut(&agent_id) {
+                entry.held.push(task_id);
+            }
+        }
+        let venture_ids: Vec<Id> = state.ventures.keys().cloned().collect();
+        for id in venture_ids {
+            state.refresh_candidate(&id);
+        }
+        state
+    }
+
+    /// Moves the clock forward (never back) and expires leases that ran out.
+    /// Returns the outcome of each expiry, for the metrics.
+    pub fn advance(&mut self, now: Millis) -> Vec<CompletionOutcome> {
+        self.now = self.now.max(now);
+        let mut outcomes = Vec::new();
+        while let Some((expires_at, task_id)) = self.leases.first().cloned() {
+            if expires_at > self.now {
+                break;
+            }
+            outcomes.push(self.expire_lease(&task_id));
+        }
+        outcomes
+    }
+
+    pub fn now(&self) -> Millis {
+        self.now
+    }
+
+    /// The changes made since the last call, in order.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    pub fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    // ----- ventures -----
+
+    pub fn list_ventures(&self) -> Vec<VentureView> {
+        let mut all: Vec<VentureView> = self.ventures.values().map(venture_view).collect();
+        all.sort_by(|a, b| (a.venture.created_at, &a.venture.id).cmp(&(b.venture.created_at, &b.venture.id)));
+        all
+    }
+
+    pub fn get_venture(&self, id: &Id) -> Result<VentureView, SchedulerError> {
+        self.ventures.get(id).map(venture_view).ok_or_else(|| not_found("venture", id, None))
+    }
+
+    pub fn create_venture(&mut self, new: NewVenture) -> Result<VentureView, SchedulerError> {
+        let id = self.new_id(new.id, |s, id| s.ventures.contains_key(id), "venture")?;
+        let venture = Venture {
+            id: id.clone(),
+            name: new.name,
+            icon: new.icon.unwrap_or_else(|| "🚀".into()),
+            status: new.status.unwrap_or(VentureStatus::Active),
+            priority: new.priority.unwrap_or(Priority::Medium),
+            capital_spent: new.capital_spent.unwrap_or(0.0),
+            capital_budget: new.capital_budget.unwrap_or(0.0),
+            description: new.description,
+            created_at: self.now,
+            updated_at: self.now,
+        };
+        let title = format!("Venture created: {}", venture.name);
+        self.put_venture(venture, 0.0, 0);
+        self.log("venture_created", title, None, Some(&id), None, None);
+        self.get_venture(&id)
+    }
+
+    pub fn update_venture(&mut self, id: &Id, patch: VenturePatch) -> Result<VentureView, SchedulerError> {
+        let entry = self.ventures.get(id).ok_or_else(|| not_found("venture", id, None))?;
+        let mut venture = Venture::clone(&entry.venture);
+        let (reserved, n_active) = (entry.reserved, entry.n_active);
+        set(&mut venture.name, patch.name);
+        set(&mut venture.icon, patch.icon);
+        set(&mut venture.status, patch.status);
+        set(&mut venture.priority, patch.priority);
+        set(&mut venture.capital_budget, patch.capital_budget);
+        set(&mut venture.capital_spent, patch.capital_spent);
+        set(&mut venture.description, patch.description);
+        venture.updated_at = self.now;
+        self.put_venture(venture, reserved, n_active);
+        self.get_venture(id)
+    }
+
+    pub fn delete_venture(&mut self, id: &Id) -> Result<VentureView, SchedulerError> {
+        let entry = self.ventures.get(id).ok_or_else(|| not_found("venture", id, None))?;
+        if entry.n_active > 0 {
+            return Err(SchedulerError::Conflict {
+                code: "venture_in_use",
+                message: format!(
+                    "venture `{id}` has {} active task(s); complete, fail or requeue them before deleting it",
+                    entry.n_active
+                ),
+                field: None,
+            });
+        }
+        let view = venture_view(entry);
+        // Venture deletion is a rare operator action, so a scan of the task table is acceptable.
+        let doomed: Vec<Arc<Task>> = self.tasks.values().filter(|t| t.venture_id == *id).cloned().collect();
+        for task in &doomed {
+            self.unindex(task);
+            self.tasks.remove(&task.id);
+        }
+        self.set_candidate(id, None);
+        self.ventures.remove(id);
+        self.changes.push(Change::DeleteVenture(id.clone()));
+        let title = format!("Venture deleted: {} ({} task(s) removed)", view.venture.name, doomed.len());
+        self.log("venture_deleted", title, None, Some(id), None, None);
+        Ok(view)
+    }
+
+    // ----- tasks -----
+
+    /// Tasks matching `filter`, in no particular order: the caller sorts outside the actor.
+    pub fn list_tasks(&self, filter: &TaskFilter) -> Vec<TaskView> {
+        self.tasks.values().filter(|t| filter.matches(t)).map(|t| self.task_view(t)).collect()
+    }
+
+    pub fn get_task(&self, id: &Id) -> Result<TaskView, SchedulerError> {
+        self.tasks.get(id).map(|t| self.task_view(t)).ok_or_else(|| not_found("task", id, None))
+    }
+
+    pub fn create_task(&mut self, new: NewTask) -> Result<TaskView, SchedulerError> {
+        if !self.ventures.contains_key(&new.venture_id) {
+            return Err(not_found("venture", &new.venture_id, Some("ventureId")));
+        }
+        let id = self.new_id(new.id, |s, id| s.tasks.contains_key(id), "task")?;
+        let task = Task {
+            id: id.clone(),
+            title: new.title,
+            description: new.description,
+            status: TaskStatus::Queue,
+            priority: new.priority.unwrap_or(Priority::Medium),
+            estimated_cost: new.estimated_cost,
+            actual_cost: None,
+            tags: new.tags,
+            output: None,
+            error: None,
+            assigned_to: None,
+            venture_id: new.venture_id,
+            attempts: 0,
+            max_attempts: new.max_attempts.unwrap_or(3),
+            lease_seconds: self.config.default_lease_seconds,
+            lease_expires_at: None,
+            claimed_at: None,
+            created_at: self.now,
+            updated_at: self.now,
+            completed_at: None,
+            reported_by: None,
+        };
+        let task = self.put_task(task);
+        let title = format!("Task created: {}", task.title);
+        self.log("task_created", title, None, Some(&task.venture_id), Some(&task.id), None);
+        Ok(self.task_view(&task))
+    }
+
+    pub fn update_task(&mut self, id: &Id, patch: TaskPatch) -> Result<TaskView, SchedulerError> {
+        let old = self.tasks.get(id).cloned().ok_or_else(|| not_found("task", id, None))?;
+        if let Some(to) = patch.status {
+            check_operator_transition(&old, to)?;
+        }
+        let mut task = Task::clone(&old);
+        set(&mut task.title, patch.title);
+        set(&mut task.description, patch.description);
+        set(&mut task.priority, patch.priority);
+        set(&mut task.estimated_cost, patch.estimated_cost);
+        set(&mut task.tags, patch.tags);
+        set(&mut task.max_attempts, patch.max_attempts);
+        let mut note = String::new();
+        if let Some(to) = patch.status.filter(|to| *to != old.status) {
+            note = format!(" (status {} → {})", old.status.as_str(), to.as_str());
+            match to {
+                TaskStatus::Queue => {
+                    if old.status == TaskStatus::Failed {
+                        task.attempts = 0;
+                    }
+                    task.assigned_to = None;
+                    task.claimed_at = None;
+                    task.lease_expires_at = None;
+                }
+                TaskStatus::Completed | TaskStatus::Failed => {
+                    task.lease_expires_at = None;
+                    if to == TaskStatus::Completed {
+                        task.completed_at = Some(self.now);
+                    }
+                }
+                TaskStatus::Active => unreachable!("check_operator_transition refuses it"),
+            }
+            task.status = to;
+        }
+        task.updated_at = self.now;
+        let task = self.put_task(task);
+        if old.status == TaskStatus::Active && task.status != TaskStatus::Active {
+            self.release_agent(old.assigned_to.as_ref(), &task.id, 0, AgentStatus::Online);
+        }
+        let title = format!("Task updated: {}{note}", task.title);
+        self.log("task_updated", title, None, Some(&task.venture_id), Some(&task.id), None);
+        Ok(self.task_view(&task))
+    }
+
+    pub fn delete_task(&mut self, id: &Id) -> Result<TaskView, SchedulerError> {
+        let task = self.tasks.get(id).cloned().ok_or_else(|| not_found("task", id, None))?;
+        let view = self.task_view(&task);
+        self.unindex(&task);
+        self.tasks.remove(id);
+        self.changes.push(Change::DeleteTask(id.clone()));
+        self.refresh_candidate(&task.venture_id);
+        if task.status == TaskStatus::Active {
+            self.release_agent(task.assigned_to.as_ref(), id, 0, AgentStatus::Online);
+        }
+        let title = format!("Task deleted: {}", task.title);
+        self.log("task_deleted", title, None, Some(&task.venture_id), Some(id), None);
+        Ok(view)
+    }
+
+    /// Hands the best eligible task to the agent, or `None` when nothing is eligible.
+    pub fn claim(&mut self, request: ClaimRequest) -> Result<Option<TaskView>, SchedulerError> {
+        if let Some(venture_id) = &request.venture_id {
+            if !self.ventures.contains_key(venture_id) {
+                return Err(not_found("venture", venture_id, Some("ventureId")));
+            }
+        }
+        let Some(key) = self.find_claimable(&request) else { return Ok(None) };
+        let old = self.tasks[&key.id].clone();
+        let lease_seconds = request.lease_seconds.unwrap_or(self.config.default_lease_seconds);
+        let mut task = Task::clone(&old);
+        task.status = TaskStatus::Active;
+        task.assigned_to = Some(request.agent_id.clone());
+        task.attempts += 1;
+        task.lease_seconds = lease_seconds;
+        task.claimed_at = Some(self.now);
+        task.lease_expires_at = Some(self.now.plus_seconds(lease_seconds));
+        task.updated_at = self.now;
+        let task = self.put_task(task);
+
+        let now = self.now;
+        if !self.agents.contains_key(&request.agent_id) {
+            let name = request.agent_name.clone().unwrap_or_else(|| request.agent_id.clone());
+            self.register_agent(request.agent_id.clone(), name, AgentFields::default());
+        }
+        let entry = self.agents.get_mut(&request.agent_id).expect("registered above");
+        entry.held.push(task.id.clone());
+        let agent = Arc::make_mut(&mut entry.agent);
+        agent.status = AgentStatus::Busy;
+        agent.current_task = Some(task.id.clone());
+        agent.last_active_at = now;
+        agent.updated_at = now;
+        self.changes.push(Change::Agent(entry.agent.clone()));
+
+        let title = format!("Task claimed: {}", task.title);
+        let description = format!("Claimed by {} (attempt {})", request.agent_id, task.attempts);
+        self.log(
+            "task_claimed",
+            title,
+            Some(description),
+            Some(&task.venture_id),
+            Some(&task.id),
+            Some(&request.agent_id),
+        );
+        Ok(Some(self.task_view(&task)))
+    }
+
+    /// Records an agent's report on a task it holds: success charges the venture, an error
+    /// requeues the task or, at `max_attempts`, fails it.
+    pub fn complete(&mut self, report: CompleteRequest) -> Result<(TaskView, CompletionOutcome), SchedulerError> {
+        let old = self.held_task(&report.task_id, &report.agent_id, report.attempt, true)?;
+        if old.status != TaskStatus::Active {
+            return Ok((self.task_view(&old), CompletionOutcome::Repeated));
+        }
+        let mut task = Task::clone(&old);
+        task.lease_expires_at = None;
+        task.reported_by = Some(report.agent_id.clone());
+        task.updated_at = self.now;
+        if report.output.is_some() {
+            task.output = report.output;
+        }
+        if report.actual_cost.is_some() {
+            task.actual_cost = report.actual_cost;
+        }
+        let outcome = match report.error {
+            None => {
+                task.status = TaskStatus::Completed;
+                task.completed_at = Some(self.now);
+                task.error = None;
+                CompletionOutcome::Completed
+            }
+            Some(error) => {
+                task.error = Some(error);
+                if task.attempts < task.max_attempts {
+                    task.status = TaskStatus::Queue;
+                    task.assigned_to = None;
+                    task.claimed_at = None;
+                    CompletionOutcome::Requeued
+                } else {
+                    task.status = TaskStatus::Failed;
+                    CompletionOutcome::Failed
+                }
+            }
+        };
+        if outcome == CompletionOutcome::Completed {
+            let charge = task.actual_cost.unwrap_or(0.0);
+            let entry = &self.ventures[&task.venture_id];
+            let mut venture = Venture::clone(&entry.venture);
+            venture.capital_spent += charge;
+            venture.updated_at = self.now;
+            let (reserved, n_active) = (entry.reserved, entry.n_active);
+            self.put_venture(venture, reserved, n_active);
+        }
+        let task = self.put_task(task);
+        self.release_agent(Some(&report.agent_id), &task.id, report.tokens_used.unwrap_or(0), AgentStatus::Online);
+        let (kind, title, description) = match outcome {
+            CompletionOutcome::Completed => (
+                "task_completed",
+                format!("Task completed: {}", task.title),
+                format!("Completed by {}; cost {}", report.agent_id, task.actual_cost.unwrap_or(0.0)),
+            ),
+            _ => (
+                "task_failed",
+                format!("Task failed: {}", task.error.as_deref().unwrap_or_default()),
+                format!(
+                    "{} reported attempt {} of {} failed; the task is now {}",
+                    report.agent_id,
+                    task.attempts,
+                    task.max_attempts,
+                    task.status.as_str()
+                ),
+            ),
+        };
+        self.log(kind, title, Some(description), Some(&task.venture_id), Some(&task.id), Some(&report.agent_id));
+        Ok((self.task_view(&task), outcome))
+    }
+
+    /// Extends the lease of a task the agent holds.
+    pub fn heartbeat(&mut self, beat: HeartbeatRequest) -> Result<TaskView, SchedulerError> {
+        let old = self.held_task(&beat.task_id, &beat.agent_id, beat.attempt, false)?;
+        let mut task = Task::clone(&old);
+        task.lease_expires_at = Some(self.now.plus_seconds(beat.lease_seconds.unwrap_or(task.lease_seconds)));
+        task.updated_at = self.now;
+        let task = self.put_task(task);
+        if let Some(entry) = self.agents.get_mut(&beat.agent_id) {
+            let agent = Arc::make_mut(&mut entry.agent);
+            agent.last_active_at = self.now;
+            agent.updated_at = self.now;
+            self.changes.push(Change::Agent(entry.agent.clone()));
+        }
+        Ok(self.task_view(&task))
+    }
+
+    // ----- agents -----
+
+    pub fn list_agents(&self) -> Vec<Arc<Agent>> {
+        let mut all: Vec<Arc<Agent>> = self.agents.values().map(|e| e.agent.clone()).collect();
+        all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        all
+    }
+
+    pub fn get_agent(&self, id: &Id) -> Result<Arc<Agent>, SchedulerError> {
+        self.agents.get(id).map(|e| e.agent.clone()).ok_or_else(|| not_found("agent", id, None))
+    }
+
+    /// Creates the agent, or updates the fields given when it exists.
+    pub fn upsert_agent(&mut self, id: Option<Id>, fields: AgentFields) -> Result<AgentUpserted, SchedulerError> {
+        if let Some(id) = id.as_ref().filter(|id| self.agents.contains_key(*id)) {
+            let agent = self.update_agent(id, fields)?;
+            return Ok(AgentUpserted { agent, created: false });
+        }
+        let Some(name) = fields.name.clone() else {
+            return Err(SchedulerError::Invalid {
+                field: "name",
+                message: "`name` is required to register a new agent".into(),
+            });
+        };
+        let id = self.new_id(id, |s, id| s.agents.contains_key(id), "agent")?;
+        let agent = self.register_agent(id, name, fields);
+        Ok(AgentUpserted { agent, created: true })
+    }
+
+    pub fn update_agent(&mut self, id: &Id, fields: AgentFields) -> Result<Arc<Agent>, SchedulerError> {
+        let entry = self.agents.get_mut(id).ok_or_else(|| not_found("agent", id, None))?;
+        let agent = Arc::make_mut(&mut entry.agent);
+        set(&mut agent.name, fields.name);
+        set(&mut agent.status, fields.status);
+        set(&mut agent.model, fields.model);
+        set(&mut agent.tokens_used, fields.tokens_used);
+        set(&mut agent.max_tokens, fields.max_tokens);
+        set(&mut agent.sessions_count, fields.sessions_count);
+        agent.updated_at = self.now;
+        let agent = entry.agent.clone();
+        self.changes.push(Change::Agent(agent.clone()));
+        Ok(agent)
+    }
+
+    /// Removes the agent; the tasks it held go back to the queue.
+    pub fn delete_agent(&mut self, id: &Id) -> Result<Arc<Agent>, SchedulerError> {
+        let entry = self.agents.remove(id).ok_or_else(|| not_found("agent", id, None))?;
+        for task_id in &entry.held {
+            let mut task = Task::clone(&self.tasks[task_id]);
+            task.status = TaskStatus::Queue;
+            task.assigned_to = None;
+            task.claimed_at = None;
+            task.lease_expires_at = None;
+            task.updated_at = self.now;
+            self.put_task(task);
+        }
+        self.changes.push(Change::DeleteAgent(id.clone()));
+        let title = format!("Agent deleted: {} ({} task(s) requeued)", entry.agent.name, entry.held.len());
+        self.log("agent_deleted", title, None, None, None, Some(id));
+        Ok(entry.agent)
+    }
+
+    // ----- activities -----
+
+    /// Appends an activity to the log. The log itself lives in SQLite; the scheduler only
+    /// checks the references and hands the record on.
+    pub fn create_activity(&mut self, new: NewActivity) -> Result<Arc<Activity>, SchedulerError> {
+        if let Some(id) = new.venture_id.as_ref().filter(|id| !self.ventures.contains_key(*id)) {
+            return Err(not_found("venture", id, Some("ventureId")));
+        }
+        if let Some(id) = new.task_id.as_ref().filter(|id| !self.tasks.contains_key(*id)) {
+            return Err(not_found("task", id, Some("taskId")));
+        }
+        if let Some(id) = new.agent_id.as_ref().filter(|id| !self.agents.contains_key(*id)) {
+            return Err(not_found("agent", id, Some("agentId")));
+        }
+        let activity = Arc::new(Activity {
+            id: new.id.unwrap_or_else(|| self.generate_id()),
+            kind: new.kind.unwrap_or_else(|| "note".into()),
+            title: new.title,
+            description: new.description,
+            venture_id: new.venture_id,
+            task_id: new.task_id,
+            agent_id: new.agent_id,
+            created_at: self.now,
+        });
+        self.changes.push(Change::Activity(activity.clone()));
+        Ok(activity)
+    }
+
+    // ----- gauges -----
+
+    pub fn queue_depth(&self, priority: Priority) -> usize {
+        self.queued.depth(priority)
+    }
+
+    pub fn task_count(&self, status: TaskStatus) -> usize {
+        self.tasks_by_status[status as usize]
+    }
+
+    // ----- internals -----
+
+    fn task_view(&self, task: &Arc<Task>) -> TaskView {
+        TaskView { task: task.clone(), venture: self.ventures.get(&task.venture_id).map(|e| e.venture.clone()) }
+    }
+
+    fn generate_id(&mut self) -> Id {
+        let ulid = self.ids.generate().unwrap_or_else(|_| ulid::Ulid::new());
+        ulid.to_string().into()
+    }
+
+    /// The client's id if free, else a fresh one.
+    fn new_id(
+        &mut self,
+        requested: Option<Id>,
+        taken: impl Fn(&Self, &Id) -> bool,
+        entity: &'static str,
+    ) -> Result<Id, SchedulerError> {
+        match requested {
+            Some(id) if taken(self, &id) => Err(SchedulerError::AlreadyExists { entity, id }),
+            Some(id) => Ok(id),
+            None => Ok(self.generate_id()),
+        }
+    }
+
+    fn register_agent(&mut self, id: Id, name: Arc<str>, fields: AgentFields) -> Arc<Agent> {
+        let agent = Arc::new(Agent {
+            id: id.clone(),
+            name,
+            status: fields.status.unwrap_or(AgentStatus::Online),
+            model: fields.model.unwrap_or_else(|| "unknown".into()),
+            current_task: None,
+            tokens_used: fields.tokens_used.unwrap_or(0),
+            max_tokens: fields.max_tokens.unwrap_or(0),
+            sessions_count: fields.sessions_count.unwrap_or(0),
+            last_active_at: self.now,
+            created_at: self.now,
+            updated_at: self.now,
+        });
+        self.agents.insert(id.clone(), AgentEntry { agent: agent.clone(), held: Vec::new() });
+        self.changes.push(Change::Agent(agent.clone()));
+        let title = format!("Agent registered: {}", agent.name);
+        self.log("agent_registered", title, None, None, None, Some(&id));
+        agent
+    }
+
+    /// The task the agent reports on, after the fencing and holder checks. With
+    /// `allow_repeat`, the agent's own already-applied report is returned as it is.
+    fn held_task(
+        &self,
+        task_id: &Id,
+        agent_id: &Id,
+        attempt: Option<u32>,
+        allow_repeat: bool,
+    ) -> Result<Arc<Task>, SchedulerError> {
+        let task = self.tasks.get(task_id).ok_or_else(|| not_found("task", task_id, Some("taskId")))?;
+        let stale = || SchedulerError::StaleLease {
+            task_id: task_id.clone(),
+            given: attempt.unwrap_or(task.attempts.saturating_sub(1)),
+            current: task.attempts,
+        };
+        if attempt.is_some_and(|a| a != task.attempts) {
+            return Err(stale());
+        }
+        if task.status == TaskStatus::Active && task.assigned_to.as_ref() == Some(agent_id) {
+            return Ok(task.clone());
+        }
+        if task.reported_by.as_ref() == Some(agent_id) {
+            // The agent's report was applied; it may repeat it until someone claims the task again.
+            return if allow_repeat && task.status != TaskStatus::Active { Ok(task.clone()) } else { Err(stale()) };
+        }
+        Err(SchedulerError::NotHolder { task_id: task_id.clone(), agent_id: agent_id.clone() })
+    }
+
+    fn expire_lease(&mut self, task_id: &Id) -> CompletionOutcome {
+        let old = self.tasks[task_id].clone();
+        let mut task = Task::clone(&old);
+        task.lease_expires_at = None;
+        task.updated_at = self.now;
+        let outcome = if task.attempts >= task.max_attempts {
+            task.status = TaskStatus::Failed;
+            task.error = Some("lease expired on the last attempt".into());
+            CompletionOutcome::Failed
+        } else {
+            task.status = TaskStatus::Queue;
+            task.assigned_to = None;
+            task.claimed_at = None;
+            CompletionOutcome::Requeued
+        };
+        let task = self.put_task(task);
+        self.release_agent(old.assigned_to.as_ref(), task_id, 0, AgentStatus::Offline);
+        let title = format!("Lease expired: {}", task.title);
+        let description = format!(
+            "{} stopped heartbeating on attempt {}; the task is now {}",
+            old.assigned_to.as_deref().unwrap_or("nobody"),
+            old.attempts,
+            task.status.as_str()
+        );
+        self.log(
+            "task_lease_expired",
+            title,
+            Some(description),
+            Some(&task.venture_id),
+            Some(task_id),
+            old.assigned_to.as_ref(),
+        );
+        outcome
+    }
+
+    /// Takes a task out of the agent's hands: `current_task` moves to its latest other
+    /// task, and an agent left with none takes `idle_status` (if it was busy).
+    fn release_agent(&mut self, agent_id: Option<&Id>, task_id: &Id, tokens_used: u64, idle_status: AgentStatus) {
+        let Some(entry) = agent_id.and_then(|id| self.agents.get_mut(id)) else { return };
+        entry.held.retain(|held| held != task_id);
+        let current = entry.held.last().cloned();
+        let agent = Arc::make_mut(&mut entry.agent);
+        agent.current_task = current;
+        agent.tokens_used = agent.tokens_used.saturating_add(tokens_used);
+        if agent.current_task.is_none() && (agent.status == AgentStatus::Busy || idle_status == AgentStatus::Offline) {
+            agent.status = idle_status;
+        }
+        agent.last_active_at = self.now;
+        agent.updated_at = self.now;
+        self.changes.push(Change::Agent(entry.agent.clone()));
+    }
+
+    fn find_claimable(&self, request: &ClaimRequest) -> Option<QueueKey> {
+        if request.tags.is_empty() {
+            return match &request.venture_id {
+                Some(venture_id) => self.candidate_of.get(venture_id).cloned(),
+                None => self.candidates.keys().next().cloned(),
+            };
+        }
+        // A tag filter walks each eligible venture's queue in claim order until a match:
+        // cheap when tagged work is common, linear in the skipped tasks when it is rare.
+        let ventures: Vec<&Id> = match &request.venture_id {
+            Some(id) => vec![id],
+            None => self.candidate_of.keys().collect(),
+        };
+        ventures
+            .into_iter()
+            .filter_map(|venture_id| {
+                let entry = self.ventures.get(venture_id)?;
+                if entry.venture.status != VentureStatus::Active {
+                    return None;
+                }
+                let room = entry.room();
+                self.queued
+                    .iter_venture(venture_id)
+                    .find(|(key, cost)| {
+                        fits(*cost, room) && request.tags.iter().all(|tag| self.tasks[&key.id].has_tag(tag))
+                    })
+                    .map(|(key, _)| key.clone())
+            })
+            .min()
+    }
+
+    /// Stores the new version of a task, moving it between indexes as its status says.
+    fn put_task(&mut self, task: Task) -> Arc<Task> {
+        if let Some(old) = self.tasks.get(&task.id).cloned() {
+            self.unindex(&old);
+        }
+        self.index(&task);
+        let task = Arc::new(task);
+        self.tasks.insert(task.id.clone(), task.clone());
+        self.changes.push(Change::Task(task.clone()));
+        self.refresh_candidate(&task.venture_id);
+        task
+    }
+
+    fn put_venture(&mut self, venture: Venture, reserved: f64, n_active: u32) {
+        let venture = Arc::new(venture);
+        self.changes.push(Change::Venture(venture.clone()));
+        let id = venture.id.clone();
+        self.ventures.insert(id.clone(), VentureEntry { venture, reserved, n_active });
+        self.refresh_candidate(&id);
+    }
+
+    /// Adds a task to the indexes its status puts it in.
+    fn index(&mut self, task: &Task) {
+        self.tasks_by_status[task.status as usize] += 1;
+        match task.status {
+            TaskStatus::Queue => self.queued.insert(&task.venture_id, QueueKey::of(task), task.reserved_cost()),
+            TaskStatus::Active => {
+                if let Some(expires_at) = task.lease_expires_at {
+                    self.leases.insert((expires_at, task.id.clone()));
+                }
+                if let Some(entry) = self.ventures.get_mut(&task.venture_id) {
+                    entry.reserved += task.reserved_cost();
+                    entry.n_active += 1;
+                }
+            }
+            TaskStatus::Completed | TaskStatus::Failed => {}
+        }
+    }
+
+    fn unindex(&mut self, task: &Task) {
+        self.tasks_by_status[task.status as usize] -= 1;
+        match task.status {
+            TaskStatus::Queue => {
+                self.queued.remove(&task.venture_id, &QueueKey::of(task));
+            }
+            TaskStatus::Active => {
+                if let Some(expires_at) = task.lease_expires_at {
+                    self.leases.remove(&(expires_at, task.id.clone()));
+                }
+                if let Some(entry) = self.ventures.get_mut(&task.venture_id) {
+                    entry.n_active -= 1;
+                    // Reset rather than subtract at zero so rounding never accumulates.
+                    entry.reserved = if entry.n_active == 0 { 0.0 } else { entry.reserved - task.reserved_cost() };
+                }
+            }
+            TaskStatus::Completed | TaskStatus::Failed => {}
+        }
+    }
+
+    /// Recomputes the venture's best eligible task after anything that can change it:
+    /// its queue, its status, its budget, its spending or its reservations.
+    fn refresh_candidate(&mut self, venture_id: &Id) {
+        let candidate = self.ventures.get(venture_id).and_then(|entry| {
+            if entry.venture.status != VentureStatus::Active {
+                return None;
+            }
+            self.queued.first_fitting(venture_id, entry.room()).cloned()
+        });
+        self.set_candidate(venture_id, candidate);
+    }
+
+    fn set_candidate(&mut self, venture_id: &Id, candidate: Option<QueueKey>) {
+        if self.candidate_of.get(venture_id) == candidate.as_ref() {
+            return;
+        }
+        if let Some(old) = self.candidate_of.remove(venture_id) {
+            self.candidates.remove(&old);
+        }
+        if let Some(key) = candidate {
+            self.candidates.insert(key.clone(), venture_id.clone());
+            self.candidate_of.insert(venture_id.clone(), key);
+        }
+    }
+
+    fn log(
+        &mut self,
+        kind: &str,
+        title: String,
+        description: Option<String>,
+        venture_id: Option<&Id>,
+        task_id: Option<&Id>,
+        agent_id: Option<&Id>,
+    ) {
+        let activity = Activity {
+            id: self.generate_id(),
+            kind: kind.into(),
+            title: title.into(),
+            description: description.map(Into::into),
+            venture_id: venture_id.cloned(),
+            task_id: task_id.cloned(),
+            agent_id: agent_id.cloned(),
+            created_at: self.now,
+        };
+        self.changes.push(Change::Activity(Arc::new(activity)));
+    }
+}
+
+fn venture_view(entry: &VentureEntry) -> VentureView {
+    VentureView { venture: entry.venture.clone(), capital_reserved: entry.reserved }
+}
+
+fn not_found(entity: &'static str, id: &Id, field: Option<&'static str>) -> SchedulerError {
+    SchedulerError::NotFound { entity, id: id.clone(), field }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *slot = value;
+    }
+}
+
+/// The status changes an operator may make with `PATCH`; `active` is reached only by a claim.
+fn check_operator_transition(task: &Task, to: TaskStatus) -> Result<(), SchedulerError> {
+    use TaskStatus::*;
+    let allowed = match (task.status, to) {
+        (from, to) if from == to => true,
+        (Active | Failed, Queue) => true,
+        (Queue | Active, Failed | Completed) => true,
+        _ => false,
+    };
+    if allowed {
+        return Ok(());
+    }
+    let message = if to == Active {
+        "a task becomes active only by a claim (POST /api/tasks/claim)".to_string()
+    } else {
+        format!("a {} task cannot be set to {}", task.status.as_str(), to.as_str())
+    };
+    Err(SchedulerError::Conflict { code: "invalid_transition", message, field: Some("status") })
+}

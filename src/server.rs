@@ -1,0 +1,82 @@
+//! Putting the pieces together: open and prepare the database, start the persister and
+//! the scheduler, serve HTTP until told to stop, then drain.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::config::ServeArgs;
+use crate::domain::Millis;
+use crate::persist::{PersisterConfig, PersisterHandle};
+use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerOptions, SystemClock};
+use crate::store::{self, ActivityReader, StoreError};
+
+/// The most changes one SQLite transaction takes.
+const MAX_BATCH: usize = 10_000;
+/// How long a `batch` reply waits for its commit before answering 503.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A scheduler running on a prepared database, and the state the router needs.
+pub struct Running {
+    pub scheduler: Scheduler,
+    pub app: AppState,
+}
+
+/// Opens the database (creating, migrating and seeding it as the options say), loads it
+/// and starts the persister and the scheduler.
+pub fn start(args: &ServeArgs) -> Result<Running, StoreError> {
+    let path = args.db.path();
+    let mut conn = store::open(&path)?;
+    let created = store::is_uninitialised(&conn)?;
+    store::migrate(&mut conn, &path)?;
+    if created && !args.no_seed {
+        store::seed_sample_data(&mut conn, Millis::now())?;
+        tracing::info!(path = %path.display(), "created the database with the sample data");
+    }
+    let snapshot = store::load_snapshot(&conn)?;
+    tracing::info!(
+        ventures = snapshot.ventures.len(),
+        tasks = snapshot.tasks.len(),
+        agents = snapshot.agents.len(),
+        "loaded state"
+    );
+    drop(conn);
+
+    let persister = PersisterHandle::start(PersisterConfig {
+        path: path.clone(),
+        flush_interval: Duration::from_millis(args.flush_ms),
+        max_batch: MAX_BATCH,
+    })?;
+    let options = SchedulerOptions {
+        config: SchedulerConfig { default_lease_seconds: args.lease_seconds },
+        durability: args.durability,
+        max_pending: args.max_pending,
+        commit_timeout: COMMIT_TIMEOUT,
+    };
+    let scheduler = Scheduler::start(options, snapshot, persister, Arc::new(SystemClock));
+    let app = AppState {
+        scheduler: scheduler.clone(),
+        activities: ActivityReader::new(path),
+        metrics: crate::metrics::recorder(),
+        api_token: args.api_token.as_deref().filter(|t| !t.is_empty()).map(Arc::from),
+        activity_id_lock: Arc::default(),
+        max_pending: args.max_pending,
+    };
+    Ok(Running { scheduler, app })
+}
+
+/// Serves until `shutdown` resolves, then stops taking requests, lets the ones in flight
+/// finish, and waits until every accepted change is committed.
+pub async fn run(
+    listener: TcpListener,
+    running: Running,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = api::router(running.app);
+    let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+    running.scheduler.shutdown().await;
+    served
+}

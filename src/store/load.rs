@@ -1,0 +1,145 @@
+//! Reading the whole live state at start.
+
+use std::sync::Arc;
+
+use rusqlite::{Connection, Row};
+
+use super::StoreError;
+use crate::domain::{Agent, AgentStatus, Millis, Priority, Task, TaskStatus, Venture, VentureStatus};
+use crate::scheduler::Snapshot;
+
+/// Loads ventures, tasks and agents (the activity log stays on disk).
+pub fn load_snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
+    Ok(Snapshot {
+        ventures: load_table(conn, "Venture", "SELECT id, name, icon, status, priority, capitalSpent, capitalBudget, description, createdAt, updatedAt FROM Venture", venture)?,
+        tasks: load_table(conn, "Task", "SELECT id, title, description, status, priority, estimatedCost, actualCost, tags, output, error, assignedTo, ventureId, attempts, maxAttempts, leaseSeconds, leaseExpiresAt, claimedAt, createdAt, updatedAt, completedAt, reportedBy FROM Task", task)?,
+        agents: load_table(conn, "Agent", "SELECT id, name, status, model, currentTask, tokensUsed, maxTokens, sessionsCount, lastActiveAt, createdAt, updatedAt FROM Agent", agent)?,
+    })
+}
+
+type Decode<T> = fn(&Row<'_>) -> Result<T, StoreError>;
+
+fn load_table<T>(conn: &Connection, table: &'static str, sql: &str, decode: Decode<T>) -> Result<Vec<T>, StoreError> {
+    let context = format!("loading {table}");
+    let mut statement = conn.prepare(sql).map_err(StoreError::sqlite(&context))?;
+    let mut rows = statement.query([]).map_err(StoreError::sqlite(&context))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(StoreError::sqlite(&context))? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
+}
+
+/// Reads one column, naming the table, row and column when it is not what we wrote.
+struct Cells<'a, 'r> {
+    row: &'a Row<'r>,
+    table: &'static str,
+    id: String,
+}
+
+impl<'a, 'r> Cells<'a, 'r> {
+    fn new(row: &'a Row<'r>, table: &'static str) -> Result<Self, StoreError> {
+        let id: String = row.get(0).map_err(StoreError::sqlite(format!("reading {table}.id")))?;
+        Ok(Cells { row, table, id })
+    }
+
+    fn get<T: rusqlite::types::FromSql>(&self, index: usize, column: &'static str) -> Result<T, StoreError> {
+        self.row.get(index).map_err(|e| self.bad(column, e.to_string()))
+    }
+
+    fn text(&self, index: usize, column: &'static str) -> Result<Arc<str>, StoreError> {
+        Ok(self.get::<String>(index, column)?.into())
+    }
+
+    fn opt_text(&self, index: usize, column: &'static str) -> Result<Option<Arc<str>>, StoreError> {
+        Ok(self.get::<Option<String>>(index, column)?.map(Into::into))
+    }
+
+    fn time(&self, index: usize, column: &'static str) -> Result<Millis, StoreError> {
+        let text: String = self.get(index, column)?;
+        Millis::parse(&text).ok_or_else(|| self.bad(column, text))
+    }
+
+    fn opt_time(&self, index: usize, column: &'static str) -> Result<Option<Millis>, StoreError> {
+        match self.get::<Option<String>>(index, column)? {
+            None => Ok(None),
+            Some(text) => Millis::parse(&text).map(Some).ok_or_else(|| self.bad(column, text)),
+        }
+    }
+
+    fn named<T>(&self, index: usize, column: &'static str, parse: fn(&str) -> Option<T>) -> Result<T, StoreError> {
+        let text: String = self.get(index, column)?;
+        parse(&text).ok_or_else(|| self.bad(column, text))
+    }
+
+    fn bad(&self, column: &'static str, value: String) -> StoreError {
+        StoreError::BadRow { table: self.table, id: self.id.clone(), column, value }
+    }
+}
+
+fn venture(row: &Row<'_>) -> Result<Venture, StoreError> {
+    let c = Cells::new(row, "Venture")?;
+    Ok(Venture {
+        id: c.id.as_str().into(),
+        name: c.text(1, "name")?,
+        icon: c.text(2, "icon")?,
+        status: c.named(3, "status", VentureStatus::parse)?,
+        priority: c.named(4, "priority", Priority::parse)?,
+        capital_spent: c.get(5, "capitalSpent")?,
+        capital_budget: c.get(6, "capitalBudget")?,
+        description: c.opt_text(7, "description")?,
+        created_at: c.time(8, "createdAt")?,
+        updated_at: c.time(9, "updatedAt")?,
+    })
+}
+
+fn task(row: &Row<'_>) -> Result<Task, StoreError> {
+    let c = Cells::new(row, "Task")?;
+    let tags = match c.get::<Option<String>>(7, "tags")? {
+        None => None,
+        Some(text) => {
+            let list: Vec<String> = serde_json::from_str(&text).map_err(|_| c.bad("tags", text.clone()))?;
+            Some(list.into_iter().map(Arc::from).collect())
+        }
+    };
+    Ok(Task {
+        id: c.id.as_str().into(),
+        title: c.text(1, "title")?,
+        description: c.opt_text(2, "description")?,
+        status: c.named(3, "status", TaskStatus::parse)?,
+        priority: c.named(4, "priority", Priority::parse)?,
+        estimated_cost: c.get(5, "estimatedCost")?,
+        actual_cost: c.get(6, "actualCost")?,
+        tags,
+        output: c.opt_text(8, "output")?,
+        error: c.opt_text(9, "error")?,
+        assigned_to: c.opt_text(10, "assignedTo")?,
+        venture_id: c.text(11, "ventureId")?,
+        attempts: c.get(12, "attempts")?,
+        max_attempts: c.get(13, "maxAttempts")?,
+        lease_seconds: c.get(14, "leaseSeconds")?,
+        lease_expires_at: c.opt_time(15, "leaseExpiresAt")?,
+        claimed_at: c.opt_time(16, "claimedAt")?,
+        created_at: c.time(17, "createdAt")?,
+        updated_at: c.time(18, "updatedAt")?,
+        completed_at: c.opt_time(19, "completedAt")?,
+        reported_by: c.opt_text(20, "reportedBy")?,
+    })
+}
+
+fn agent(row: &Row<'_>) -> Result<Agent, StoreError> {
+    let c = Cells::new(row, "Agent")?;
+    Ok(Agent {
+        id: c.id.as_str().into(),
+        name: c.text(1, "name")?,
+        status: c.named(2, "status", AgentStatus::parse)?,
+        model: c.text(3, "model")?,
+        current_task: c.opt_text(4, "currentTask")?,
+        tokens_used: c.get::<i64>(5, "tokensUsed")?.max(0) as u64,
+        max_tokens: c.get::<i64>(6, "maxTokens")?.max(0) as u64,
+        sessions_count: c.get::<i64>(7, "sessionsCount")?.max(0) as u64,
+        last_active_at: c.time(8, "lastActiveAt")?,
+        created_at: c.time(9, "createdAt")?,
+        updated_at: c.time(10, "updatedAt")?,
+    })
+}

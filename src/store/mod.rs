@@ -1,0 +1,151 @@
+//! The SQLite file: opening it with the right pragmas, migrations, the sample data, loading
+//! state at start, online backups, and the read-only queries of the activity log.
+//!
+//! Architecture invariant: after start-up only the persister thread writes the file;
+//! everything here either runs before the scheduler starts or only reads.
+
+mod activities;
+mod load;
+mod seed;
+
+pub use activities::{ActivityFilter, ActivityReader};
+pub use load::load_snapshot;
+pub use seed::seed_sample_data;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use rusqlite_migration::{Migrations, M};
+
+/// What can go wrong with the database file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite refused an operation; the message says which and why.
+    #[error("{context}: {source}")]
+    Sqlite { context: String, source: rusqlite::Error },
+    /// The schema could not be brought to this binary's version.
+    #[error("migrating {path}: {message}")]
+    Migration { path: PathBuf, message: String },
+    /// The path cannot hold a database.
+    #[error("{path}: {message}")]
+    BadPath { path: PathBuf, message: String },
+    /// A stored value is not one this binary writes.
+    #[error("{table} row `{id}` has an unreadable {column}: `{value}`")]
+    BadRow { table: &'static str, id: String, column: &'static str, value: String },
+}
+
+impl StoreError {
+    pub fn sqlite(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
+        let context = context.into();
+        move |source| StoreError::Sqlite { context, source }
+    }
+}
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!("../../migrations/001_initial.sql"))])
+}
+
+/// The pragmas every connection gets, checked by a test that reads them back.
+pub const JOURNAL_MODE: &str = "wal";
+/// `NORMAL` with WAL survives a killed process without a sync per commit (not a power cut).
+pub const SYNCHRONOUS: i64 = 1;
+
+/// Opens (or creates) the database for writing and sets its pragmas.
+pub fn open(path: &Path) -> Result<Connection, StoreError> {
+    if path.is_dir() {
+        return Err(StoreError::BadPath { path: path.into(), message: "is a directory, not a database file".into() });
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn =
+        Connection::open_with_flags(path, flags).map_err(StoreError::sqlite(format!("opening {}", path.display())))?;
+    configure(&conn, path)?;
+    Ok(conn)
+}
+
+/// Opens the database read-only, for the activity log's queries.
+pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn =
+        Connection::open_with_flags(path, flags).map_err(StoreError::sqlite(format!("opening {}", path.display())))?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(StoreError::sqlite("setting busy_timeout"))?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let context =
+        format!("configuring {} (is it a SQLite database, and not locked by another process?)", path.display());
+    conn.busy_timeout(Duration::from_secs(5)).map_err(StoreError::sqlite(&context))?;
+    let mode: String = conn
+        .query_row(&format!("PRAGMA journal_mode = {JOURNAL_MODE}"), [], |row| row.get(0))
+        .map_err(StoreError::sqlite(&context))?;
+    if mode != JOURNAL_MODE {
+        return Err(StoreError::BadPath {
+            path: path.into(),
+            message: format!("could not switch to WAL (journal_mode is {mode})"),
+        });
+    }
+    conn.pragma_update(None, "synchronous", SYNCHRONOUS).map_err(StoreError::sqlite(&context))?;
+    conn.pragma_update(None, "foreign_keys", false).map_err(StoreError::sqlite(&context))?;
+    Ok(())
+}
+
+/// Whether the schema is still empty: `serve` seeds only a database it creates itself.
+pub fn is_uninitialised(conn: &Connection) -> Result<bool, StoreError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(StoreError::sqlite("reading user_version"))?;
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |row| row.get(0))
+        .map_err(StoreError::sqlite("reading the schema"))?;
+    Ok(version == 0 && tables == 0)
+}
+
+/// Brings the schema to this binary's version. A newer schema is refused untouched.
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    migrations().to_latest(conn).map_err(|e| StoreError::Migration { path: path.into(), message: e.to_string() })
+}
+
+/// Drops every table, then migrates: the file afterwards is as `migrate` makes a new one.
+pub fn drop_everything(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "DROP TABLE IF EXISTS Activity; DROP TABLE IF EXISTS Agent; DROP TABLE IF EXISTS Task;
+         DROP TABLE IF EXISTS Venture; PRAGMA user_version = 0;",
+    )
+    .map_err(StoreError::sqlite("dropping the tables"))
+}
+
+/// Copies the database to `dest` with SQLite's online backup: consistent even while a
+/// server writes to it.
+pub fn backup(conn: &Connection, dest: &Path) -> Result<(), StoreError> {
+    if dest.exists() {
+        return Err(StoreError::BadPath {
+            path: dest.into(),
+            message: "already exists; refusing to overwrite it".into(),
+        });
+    }
+    conn.backup(rusqlite::MAIN_DB, dest, None).map_err(StoreError::sqlite(format!("backing up to {}", dest.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        migrations().validate().unwrap();
+    }
+
+    #[test]
+    fn pragmas_are_set_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = open(&path).unwrap();
+        assert!(is_uninitialised(&conn).unwrap());
+        migrate(&mut conn, &path).unwrap();
+        assert!(!is_uninitialised(&conn).unwrap());
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        assert_eq!((mode.as_str(), sync), (JOURNAL_MODE, SYNCHRONOUS));
+    }
+}
