@@ -1,0 +1,165 @@
+//! `TestServer`: the real binary on an ephemeral port with a SQLite file in a temp dir,
+//! spoken to over HTTP.
+#![allow(dead_code)] // each test binary uses its own part of this helper
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mission-control");
+
+pub struct TestServer {
+    child: Child,
+    pub base: String,
+    pub db: PathBuf,
+    pub client: reqwest::Client,
+    /// Keeps the directory alive as long as the server that uses it.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// A server on a new, seeded database.
+    pub fn start() -> TestServer {
+        TestServer::start_with(&[])
+    }
+
+    /// A server on a new database with extra command-line arguments.
+    pub fn start_with(args: &[&str]) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("mission-control.db");
+        let mut server = TestServer::start_on(&db, args);
+        server._dir = Some(dir);
+        server
+    }
+
+    /// A server on the given database file (kept by the caller).
+    pub fn start_on(db: &Path, args: &[&str]) -> TestServer {
+        let log = std::fs::File::create(db.with_extension("log")).expect("log file");
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg("--db")
+            .arg(db)
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("MC_API_TOKEN")
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn mission-control");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = sender.send(line);
+            }
+            for _ in lines {} // keep the pipe drained
+        });
+        let line = receiver.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+            let log = std::fs::read_to_string(db.with_extension("log")).unwrap_or_default();
+            panic!("the server did not start:\n{log}")
+        });
+        let base = line.rsplit(' ').next().expect("address").trim().to_owned();
+        assert!(base.starts_with("http://127.0.0.1:"), "unexpected start line: {line}");
+        let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().expect("client");
+        TestServer { child, base, db: db.to_owned(), client, _dir: None }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{}", self.base, path));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// GET that must answer 200.
+    pub async fn ok(&self, path: &str) -> Value {
+        let (status, body) = self.get(path).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
+    /// Everything a client can see of the live state, for "nothing changed" checks.
+    pub async fn state(&self) -> Value {
+        serde_json::json!({
+            "ventures": self.ok("/api/ventures").await,
+            "tasks": self.ok("/api/tasks").await,
+            "agents": self.ok("/api/agents").await,
+            "activities": self.ok("/api/activities?limit=1000").await,
+        })
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        signal(self.child.id(), "TERM");
+        self.child.wait().expect("wait")
+    }
+
+    /// SIGKILL, then waits for the exit.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().expect("kill");
+    assert!(status.success());
+}
+
+/// Runs the binary with arguments and returns (success, stdout + stderr).
+pub fn run_cli(args: &[&str]) -> (bool, String) {
+    let output = Command::new(BIN)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("MC_DB")
+        .output()
+        .expect("run mission-control");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+/// Counts rows in a table straight from the file.
+pub fn count_rows(db: &Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).expect("open db");
+    conn.query_row(sql, [], |row| row.get(0)).expect("query")
+}
