@@ -1,0 +1,279 @@
+//! A fleet of simulated agents against a running mission-control.
+//!
+//! It creates a venture of its own and a pool of tasks, then runs N agents that each loop
+//! claim → (heartbeat) → complete over keep-alive connections, on one client thread. It prints one JSON line: cycles per second over the measured window,
+//! claim and complete latency percentiles, errors by status, and two correctness checks:
+//! no task handed out twice, and the venture's `capitalSpent` equal to what was charged.
+//! It exits non-zero when a check fails.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+#[derive(Debug, Parser)]
+#[command(about = "Simulated agents against a running mission-control")]
+struct Args {
+    /// The server's base address (loopback only: this is a local tool).
+    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    url: String,
+    /// Concurrent agents.
+    #[arg(long, default_value_t = 64)]
+    agents: usize,
+    /// Tasks created before the run; the run ends early when they are all done.
+    #[arg(long, default_value_t = 20_000)]
+    tasks: usize,
+    /// Length of the measured window, in seconds (after the warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Send one heartbeat between claim and complete.
+    #[arg(long)]
+    heartbeat: bool,
+    /// Report every Nth cycle as a failure (0: never); failed tasks are requeued and claimed again.
+    #[arg(long, default_value_t = 0)]
+    fail_every: u64,
+    /// Bearer token, if the server has one.
+    #[arg(long, env = "MC_API_TOKEN")]
+    token: Option<String>,
+}
+
+/// What one agent saw.
+#[derive(Default)]
+struct Tally {
+    claim_us: Option<Histogram<u64>>,
+    complete_us: Option<Histogram<u64>>,
+    measured_cycles: u64,
+    completed: u64,
+    /// (task id, attempt) of every claim: a repeat is a double hand-out.
+    claims: Vec<(String, u64)>,
+    errors: BTreeMap<String, u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    async fn post(&self, path: &str, body: &Value) -> reqwest::Result<(StatusCode, Option<Value>)> {
+        let mut request = self.http.post(format!("{}{}", self.base, path)).json(body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        Ok((status, serde_json::from_slice(&bytes).ok()))
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let mut request = self.http.get(format!("{}{}", self.base, path));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        Ok(request.send().await?.error_for_status()?.json().await?)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let host = args.url.trim_start_matches("http://").split(['/', ':']).next().unwrap_or_default();
+    if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+        bail!("refusing to load {host}: this tool only targets the loopback interface");
+    }
+    // One client thread, as the published targets assume; the agents share its tally.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(tokio::task::LocalSet::new().run_until(run(args)))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let client = Rc::new(Client {
+        http: reqwest::Client::builder().pool_max_idle_per_host(args.agents + 8).tcp_nodelay(true).build()?,
+        base: args.url.trim_end_matches('/').to_owned(),
+        token: args.token.clone(),
+    });
+    let venture = format!("loadtest-{}-{}", std::process::id(), now_millis());
+    let (status, body) = client.post("/api/ventures", &json!({"id": venture, "name": venture})).await?;
+    if status != StatusCode::CREATED {
+        bail!("creating the venture: {status} {body:?}");
+    }
+    create_tasks(&client, &venture, args.tasks).await?;
+
+    let tally = Rc::new(RefCell::new(Tally {
+        claim_us: Some(histogram()),
+        complete_us: Some(histogram()),
+        ..Tally::default()
+    }));
+    let started = Instant::now();
+    let measure_from = started + Duration::from_secs_f64(args.warmup);
+    let end = measure_from + Duration::from_secs_f64(args.duration);
+    let agents: Vec<_> = (0..args.agents)
+        .map(|a| {
+            let (client, tally, venture) = (client.clone(), tally.clone(), venture.clone());
+            let (heartbeat, fail_every) = (args.heartbeat, args.fail_every);
+            tokio::task::spawn_local(async move {
+                agent_loop(a, &client, &tally, &venture, measure_from, end, heartbeat, fail_every).await
+            })
+        })
+        .collect();
+    for agent in agents {
+        agent.await?;
+    }
+    let finished = Instant::now().min(end);
+    let window = finished.saturating_duration_since(measure_from).as_secs_f64();
+
+    let tally = tally.borrow();
+    let mut seen = HashSet::new();
+    let double_claims = tally.claims.iter().filter(|c| !seen.insert((*c).clone())).count();
+    let spent = client.get(&format!("/api/ventures/{venture}")).await?["capitalSpent"].as_f64().unwrap_or(-1.0);
+    let capital_consistent = (spent - tally.completed as f64).abs() < 1e-6;
+    let claim = tally.claim_us.as_ref().expect("histogram");
+    let complete = tally.complete_us.as_ref().expect("histogram");
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let report = json!({
+        "agents": args.agents,
+        "window_s": round(window),
+        "cycles": tally.measured_cycles,
+        "cycles_per_s": round(if window > 0.0 { tally.measured_cycles as f64 / window } else { 0.0 }),
+        "claim_ms": {"p50": ms(claim, 0.5), "p99": ms(claim, 0.99), "p999": ms(claim, 0.999)},
+        "complete_ms": {"p50": ms(complete, 0.5), "p99": ms(complete, 0.99), "p999": ms(complete, 0.999)},
+        "errors": tally.errors,
+        "completed_total": tally.completed,
+        "double_claims": double_claims,
+        "capital_spent": spent,
+        "capital_consistent": capital_consistent,
+    });
+    println!("{report}");
+    if double_claims > 0 || !capital_consistent {
+        bail!(
+            "correctness check failed: {double_claims} double claims, capital {spent} for {} completions",
+            tally.completed
+        );
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn agent_loop(
+    index: usize,
+    client: &Client,
+    tally: &RefCell<Tally>,
+    venture: &str,
+    measure_from: Instant,
+    end: Instant,
+    heartbeat: bool,
+    fail_every: u64,
+) {
+    let agent = format!("{venture}-agent-{index}");
+    let claim_body = json!({"agentId": agent, "ventureId": venture});
+    let mut cycle = 0u64;
+    while Instant::now() < end {
+        let t0 = Instant::now();
+        let claimed = match client.post("/api/tasks/claim", &claim_body).await {
+            Ok((StatusCode::OK, Some(task))) => task,
+            Ok((StatusCode::NO_CONTENT, _)) => return, // drained
+            Ok((status, _)) => {
+                record_error(tally, "claim", status.as_u16());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+            Err(_) => {
+                record_error(tally, "claim", 0);
+                continue;
+            }
+        };
+        let t1 = Instant::now();
+        let id = claimed["id"].as_str().unwrap_or_default().to_owned();
+        let attempt = claimed["attempts"].as_u64().unwrap_or(0);
+        if heartbeat {
+            let beat = json!({"taskId": id, "agentId": agent, "attempt": attempt});
+            if !matches!(client.post("/api/tasks/heartbeat", &beat).await, Ok((StatusCode::OK, _))) {
+                record_error(tally, "heartbeat", 0);
+            }
+        }
+        cycle += 1;
+        let fail = fail_every > 0 && cycle % fail_every == 0;
+        let report = if fail {
+            json!({"taskId": id, "agentId": agent, "attempt": attempt, "error": "simulated failure"})
+        } else {
+            json!({"taskId": id, "agentId": agent, "attempt": attempt, "actualCost": 1.0, "output": "ok"})
+        };
+        let t2 = Instant::now();
+        let result = client.post("/api/tasks/complete", &report).await;
+        let t3 = Instant::now();
+        let mut tally = tally.borrow_mut();
+        tally.claims.push((id, attempt));
+        match result {
+            Ok((StatusCode::OK, _)) => {
+                if !fail {
+                    tally.completed += 1;
+                }
+                if t0 >= measure_from && t3 <= end {
+                    tally.measured_cycles += 1;
+                    let _ = tally.claim_us.as_mut().expect("histogram").record(micros(t1 - t0));
+                    let _ = tally.complete_us.as_mut().expect("histogram").record(micros(t3 - t2));
+                }
+            }
+            Ok((status, _)) => *tally.errors.entry(format!("complete_{}", status.as_u16())).or_default() += 1,
+            Err(_) => *tally.errors.entry("complete_io".into()).or_default() += 1,
+        }
+    }
+}
+
+async fn create_tasks(client: &Rc<Client>, venture: &str, n: usize) -> anyhow::Result<()> {
+    const CREATORS: usize = 32;
+    let creators: Vec<_> = (0..CREATORS)
+        .map(|c| {
+            let (client, venture) = (client.clone(), venture.to_owned());
+            tokio::task::spawn_local(async move {
+                for i in (c..n).step_by(CREATORS) {
+                    let body = json!({"id": format!("{venture}-{i}"), "title": format!("load task {i}"), "ventureId": venture, "estimatedCost": 1.0});
+                    loop {
+                        match client.post("/api/tasks", &body).await {
+                            Ok((StatusCode::CREATED, _)) => break,
+                            Ok((StatusCode::SERVICE_UNAVAILABLE, _)) => tokio::time::sleep(Duration::from_millis(20)).await,
+                            Ok((status, body)) => anyhow::bail!("creating task {i}: {status} {body:?}"),
+                            Err(e) => return Err(e).context("creating tasks"),
+                        }
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for creator in creators {
+        creator.await??;
+    }
+    Ok(())
+}
+
+fn record_error(tally: &RefCell<Tally>, what: &str, status: u16) {
+    let key = if status == 0 { format!("{what}_io") } else { format!("{what}_{status}") };
+    *tally.borrow_mut().errors.entry(key).or_default() += 1;
+}
+
+fn micros(d: Duration) -> u64 {
+    (d.as_micros() as u64).max(1)
+}
+
+fn round(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn now_millis() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+}
