@@ -136,10 +136,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let finished = Instant::now().min(end);
     let window = finished.saturating_duration_since(measure_from).as_secs_f64();
 
+    let spent = client.get(&format!("/api/ventures/{venture}")).await?["capitalSpent"].as_f64().unwrap_or(-1.0);
     let tally = tally.borrow();
     let mut seen = HashSet::new();
     let double_claims = tally.claims.iter().filter(|c| !seen.insert((*c).clone())).count();
-    let spent = client.get(&format!("/api/ventures/{venture}")).await?["capitalSpent"].as_f64().unwrap_or(-1.0);
     let capital_consistent = (spent - tally.completed as f64).abs() < 1e-6;
     let claim = tally.claim_us.as_ref().expect("histogram");
     let complete = tally.complete_us.as_ref().expect("histogram");
@@ -206,7 +206,7 @@ async fn agent_loop(
             }
         }
         cycle += 1;
-        let fail = fail_every > 0 && cycle % fail_every == 0;
+        let fail = fail_every > 0 && cycle.is_multiple_of(fail_every);
         let report = if fail {
             json!({"taskId": id, "agentId": agent, "attempt": attempt, "error": "simulated failure"})
         } else {
