@@ -252,3 +252,122 @@ pub fn tags_json(task: &Task) -> Option<String> {
         .as_ref()
         .map(|tags| serde_json::to_string(&tags.iter().map(|t| &**t).collect::<Vec<&str>>()).expect("strings encode"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Activity, Priority, TaskStatus};
+    use crate::persist::{PersisterConfig, PersisterHandle};
+    use std::path::Path;
+
+    fn task(id: &str, title: &str) -> Arc<Task> {
+        Arc::new(Task {
+            id: id.into(),
+            title: title.into(),
+            description: None,
+            status: TaskStatus::Queue,
+            priority: Priority::Medium,
+            estimated_cost: None,
+            actual_cost: None,
+            tags: None,
+            output: None,
+            error: None,
+            assigned_to: None,
+            venture_id: "v".into(),
+            attempts: 0,
+            max_attempts: 3,
+            lease_seconds: 1800,
+            lease_expires_at: None,
+            claimed_at: None,
+            created_at: Millis(1),
+            updated_at: Millis(1),
+            completed_at: None,
+            reported_by: None,
+        })
+    }
+
+    fn activity(id: &str) -> Change {
+        Change::Activity(Arc::new(Activity {
+            id: id.into(),
+            kind: "note".into(),
+            title: "t".into(),
+            description: None,
+            venture_id: None,
+            task_id: None,
+            agent_id: None,
+            created_at: Millis(1),
+        }))
+    }
+
+    fn migrated(path: &Path) -> Connection {
+        let mut conn = crate::store::open(path).unwrap();
+        crate::store::migrate(&mut conn, path).unwrap();
+        conn
+    }
+
+    fn titles(conn: &Connection) -> Vec<String> {
+        let mut statement = conn.prepare("SELECT title FROM Task ORDER BY id").unwrap();
+        statement.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn a_later_upsert_supersedes_and_deletes_keep_their_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = migrated(&dir.path().join("w.db"));
+        let changes = vec![
+            Change::Task(task("a", "first")),
+            Change::Task(task("b", "kept")),
+            Change::DeleteTask("b".into()),
+            Change::Task(task("a", "second")),
+            Change::Task(task("c", "gone")),
+            Change::DeleteTask("c".into()),
+        ];
+        let tx = conn.transaction().unwrap();
+        write_changes(&tx, &changes).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(titles(&conn), ["second"]);
+    }
+
+    #[test]
+    fn gather_drains_what_is_waiting_up_to_the_batch_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.db");
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        let config = PersisterConfig { path: path.clone(), flush_interval: Duration::from_secs(1), max_batch: 3 };
+        let writer = Writer::new(migrated(&path), receiver, Arc::new(Progress::new()), config);
+        for seq in 1..=5 {
+            sender.send(Envelope { seq, changes: vec![activity(&format!("a{seq}"))] }).unwrap();
+        }
+        let first = writer.receiver.recv().unwrap();
+        let batch = writer.gather(first);
+        assert_eq!(batch.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        let first = writer.receiver.recv().unwrap();
+        assert_eq!(writer.gather(first).len(), 2, "the rest, then the channel is empty");
+    }
+
+    #[test]
+    fn a_failed_commit_is_retried_until_it_lands() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.db");
+        let admin = migrated(&path);
+        admin.execute_batch("ALTER TABLE Activity RENAME TO ActivityAway").unwrap();
+        let config = PersisterConfig { path: path.clone(), flush_interval: Duration::from_millis(1), max_batch: 100 };
+        let mut persister = PersisterHandle::start(config).unwrap();
+        let progress = persister.progress();
+        let seq = persister.send(vec![activity("x")]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while progress.is_writable() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!progress.is_writable(), "the failure is published");
+        assert!(progress.last_error().unwrap().contains("Activity"));
+        assert_eq!(progress.pending(), 1);
+        admin.execute_batch("ALTER TABLE ActivityAway RENAME TO Activity").unwrap();
+        persister.shutdown();
+        assert!(progress.is_writable());
+        assert_eq!(progress.committed(), seq);
+        assert_eq!(progress.pending(), 0);
+        let n: i64 = admin.query_row("SELECT count(*) FROM Activity WHERE id = 'x'", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1, "the change that failed is written after recovery");
+    }
+}
