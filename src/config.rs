@@ -94,6 +94,9 @@ pub struct ServeArgs {
     /// Uncommitted changes past which writes answer 503 until the disk catches up.
     #[arg(long, env = "MC_MAX_PENDING", default_value_t = 100_000)]
     pub max_pending: usize,
+    /// Long-polling claims that may wait at once; past it a claim that would wait answers 503.
+    #[arg(long, env = "MC_MAX_WAITERS", default_value_t = 10_000)]
+    pub max_waiters: usize,
 }
 
 #[cfg(test)]

@@ -55,6 +55,7 @@ pub fn start(args: &ServeArgs) -> Result<Running, StoreError> {
         durability: args.durability,
         max_pending: args.max_pending,
         commit_timeout: COMMIT_TIMEOUT,
+        max_waiters: args.max_waiters,
     };
     let scheduler = Scheduler::start(options, snapshot, persister, Arc::new(SystemClock));
     let app = AppState {

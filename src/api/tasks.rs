@@ -1,5 +1,7 @@
 //! `/api/tasks`, including the agent endpoints `claim`, `complete` and `heartbeat`.
 
+use std::time::Duration;
+
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -120,10 +122,8 @@ pub async fn claim(State(app): State<AppState>, JsonBody(body): JsonBody) -> Res
         tags: f.tags("tags")?.flatten().map(|t| t.to_vec()).unwrap_or_default(),
         lease_seconds: f.u32_in("leaseSeconds", 1, MAX_LEASE_SECONDS)?,
     };
-    // Validated now so that a bad value is refused; claims answer at once until long
-    // polling lands (see docs/API.md).
-    f.integer("waitMs", 0, MAX_WAIT_MS)?;
-    match app.scheduler.claim(request).await? {
+    let wait = Duration::from_millis(f.integer("waitMs", 0, MAX_WAIT_MS)?.unwrap_or(0));
+    match app.scheduler.claim(request, wait).await? {
         Some(task) => Ok(ok(TaskJson::from(&task))),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }

@@ -3,15 +3,21 @@
 //! It runs on its own thread in its own actix `System`, handles one message at a time,
 //! never awaits and never touches SQLite: each message's changes go to the persister's
 //! channel as one envelope, which never blocks.
+//!
+//! Long polls park here as `Waiter`s in arrival order. After every change the actor offers
+//! the claimable work to the waiters, oldest first; no timer re-scans the queue.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use tokio::sync::oneshot;
 
+use super::commands::{ClaimRequest, TaskView};
 use super::state::SchedulerState;
 use super::{Clock, SchedulerError};
-use crate::domain::{Priority, TaskStatus};
+use crate::domain::{Id, Priority, TaskStatus};
 use crate::persist::PersisterHandle;
 
 /// How often the actor expires leases and refreshes its gauges. Expiry pops from an
@@ -20,12 +26,26 @@ const TICK: Duration = Duration::from_millis(100);
 /// Messages that may queue for the actor before senders wait.
 const MAILBOX_CAPACITY: usize = 4096;
 
+/// A claim's answer: the task (or none) and the sequence number to wait for in `batch` mode.
+pub(super) type ClaimAnswer = Result<(Option<TaskView>, Option<u64>), SchedulerError>;
+
+/// A claim parked until work it may take appears or its deadline passes.
+struct Waiter {
+    request: ClaimRequest,
+    reply: oneshot::Sender<ClaimAnswer>,
+    deadline: Instant,
+}
+
 pub(super) struct TaskQueue {
-    pub(super) state: SchedulerState,
-    pub(super) persister: PersisterHandle,
-    pub(super) clock: Arc<dyn Clock>,
+    state: SchedulerState,
+    persister: PersisterHandle,
+    clock: Arc<dyn Clock>,
     /// Past this many uncommitted changes, writes are refused until the persister catches up.
-    pub(super) max_pending: usize,
+    max_pending: usize,
+    /// Parked long polls, oldest first.
+    waiters: VecDeque<Waiter>,
+    /// Past this many parked long polls, a claim that would park answers 503.
+    max_waiters: usize,
 }
 
 impl Actor for TaskQueue {
@@ -45,9 +65,23 @@ impl Actor for TaskQueue {
 }
 
 impl TaskQueue {
+    pub(super) fn new(
+        state: SchedulerState,
+        persister: PersisterHandle,
+        clock: Arc<dyn Clock>,
+        max_pending: usize,
+        max_waiters: usize,
+    ) -> TaskQueue {
+        TaskQueue { state, persister, clock, max_pending, waiters: VecDeque::new(), max_waiters }
+    }
+
     fn tick(&mut self) {
         self.advance();
-        self.send_changes();
+        let now = Instant::now();
+        // Dropping an expired waiter's sender tells its handle there is nothing for it.
+        self.waiters.retain(|w| !w.reply.is_closed() && w.deadline > now);
+        self.serve_waiters_and_send();
+        metrics::gauge!("mission_control_claim_waiters").set(self.waiters.len() as f64);
         for priority in Priority::ALL {
             metrics::gauge!("mission_control_queue_depth", "priority" => priority.as_str())
                 .set(self.state.queue_depth(*priority) as f64);
@@ -70,6 +104,55 @@ impl TaskQueue {
             return None;
         }
         Some(self.persister.send(self.state.take_changes()))
+    }
+
+    /// Offers claimable work to parked claims, oldest first, then sends the changes. A
+    /// waiter whose client went away is skipped; one that vanished between the claim and
+    /// the reply gets its task released again, which may serve the next waiter.
+    fn serve_waiters_and_send(&mut self) -> Option<u64> {
+        loop {
+            let served = self.serve_waiters();
+            let seq = self.send_changes();
+            let mut released = false;
+            for (reply, view) in served {
+                if let Err(Ok((Some(view), _))) = reply.send(Ok((Some(view), seq))) {
+                    let task = &view.task;
+                    let agent = task.assigned_to.clone().unwrap_or_else(|| Id::from(""));
+                    released |= self.state.release_unreturned(&task.id, &agent, task.attempts);
+                }
+            }
+            if !released {
+                return seq;
+            }
+        }
+    }
+
+    /// Claims for the waiters that can be served now; the caller replies once the changes
+    /// have a sequence number.
+    fn serve_waiters(&mut self) -> Vec<(oneshot::Sender<ClaimAnswer>, TaskView)> {
+        let mut served = Vec::new();
+        if self.waiters.is_empty() || !self.state.has_claimable() {
+            return served;
+        }
+        let mut kept = VecDeque::with_capacity(self.waiters.len());
+        while let Some(waiter) = self.waiters.pop_front() {
+            if waiter.reply.is_closed() {
+                continue;
+            }
+            if !self.state.has_claimable() {
+                kept.push_back(waiter);
+                continue;
+            }
+            match self.state.claim(waiter.request.clone()) {
+                Ok(Some(view)) => served.push((waiter.reply, view)),
+                Ok(None) => kept.push_back(waiter),
+                Err(error) => {
+                    let _ = waiter.reply.send(Err(error));
+                }
+            }
+        }
+        self.waiters = kept;
+        served
     }
 
     fn refuse_if_backlogged(&self) -> Result<(), SchedulerError> {
@@ -108,7 +191,7 @@ impl<R: Send + 'static> Handler<Write<R>> for TaskQueue {
         self.refuse_if_backlogged()?;
         self.advance();
         let result = apply(&mut self.state);
-        let seq = self.send_changes();
+        let seq = self.serve_waiters_and_send();
         result.map(|value| (value, seq))
     }
 }
@@ -125,6 +208,74 @@ impl<R: Send + 'static> Handler<Read<R>> for TaskQueue {
 
     fn handle(&mut self, Read(look): Read<R>, _: &mut Self::Context) -> Self::Result {
         MessageResult(look(&self.state))
+    }
+}
+
+/// A claim: answered at once, or parked for up to `wait` when nothing is eligible.
+pub(super) struct Claim {
+    pub(super) request: ClaimRequest,
+    pub(super) wait: Duration,
+    pub(super) reply: oneshot::Sender<ClaimAnswer>,
+}
+
+impl Message for Claim {
+    type Result = ();
+}
+
+impl Handler<Claim> for TaskQueue {
+    type Result = ();
+
+    fn handle(&mut self, Claim { request, wait, reply }: Claim, _: &mut Self::Context) {
+        if let Err(error) = self.refuse_if_backlogged() {
+            let _ = reply.send(Err(error));
+            return;
+        }
+        self.advance();
+        let answer = match self.state.claim(request.clone()) {
+            Ok(None) if !wait.is_zero() => {
+                if self.waiters.len() >= self.max_waiters {
+                    Err(SchedulerError::Unavailable {
+                        message: format!("{} claims are already waiting for work; retry shortly", self.waiters.len()),
+                    })
+                } else {
+                    self.waiters.push_back(Waiter { request, reply, deadline: Instant::now() + wait });
+                    self.serve_waiters_and_send();
+                    return;
+                }
+            }
+            other => other,
+        };
+        let seq = self.serve_waiters_and_send();
+        if let Err(Ok((Some(view), _))) = reply.send(answer.map(|task| (task, seq))) {
+            // The caller went away before the answer: put the task back.
+            let task = &view.task;
+            if self.state.release_unreturned(&task.id, &request.agent_id, task.attempts) {
+                self.serve_waiters_and_send();
+            }
+        }
+    }
+}
+
+/// Gives back a claimed task whose answer never reached its agent.
+pub(super) struct Release {
+    pub(super) task_id: Id,
+    pub(super) agent_id: Id,
+    pub(super) attempt: u32,
+}
+
+impl Message for Release {
+    type Result = ();
+}
+
+impl Handler<Release> for TaskQueue {
+    type Result = ();
+
+    fn handle(&mut self, Release { task_id, agent_id, attempt }: Release, _: &mut Self::Context) {
+        self.advance();
+        if self.state.release_unreturned(&task_id, &agent_id, attempt) {
+            metrics::counter!("mission_control_claims_released_total").increment(1);
+        }
+        self.serve_waiters_and_send();
     }
 }
 

@@ -16,11 +16,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use tokio::sync::oneshot;
 
 use crate::config::Durability;
 use crate::domain::{Activity, Agent, Id, Millis};
 use crate::persist::{PersisterHandle, Progress};
-use actor::{Read, Stop, TaskQueue, Write};
+use actor::{Claim, ClaimAnswer, Read, Release, Stop, TaskQueue, Write};
 
 /// Where the scheduler gets the time; tests substitute their own.
 pub trait Clock: Send + Sync + 'static {
@@ -45,6 +46,8 @@ pub struct SchedulerOptions {
     pub max_pending: usize,
     /// How long a `batch` reply waits for its commit before answering 503.
     pub commit_timeout: Duration,
+    /// Past this many parked long polls, a claim that would wait answers 503.
+    pub max_waiters: usize,
 }
 
 /// The handle to the running scheduler.
@@ -68,13 +71,13 @@ impl Scheduler {
         let progress = persister.progress();
         let state = SchedulerState::new(options.config, snapshot, clock.now());
         let (addr_sender, addr_receiver) = std::sync::mpsc::channel();
-        let max_pending = options.max_pending;
+        let (max_pending, max_waiters) = (options.max_pending, options.max_waiters);
         let thread = std::thread::Builder::new()
             .name("task-queue".into())
             .spawn(move || {
                 let system = System::new();
                 system.block_on(async move {
-                    let queue = TaskQueue { state, persister, clock, max_pending };
+                    let queue = TaskQueue::new(state, persister, clock, max_pending, max_waiters);
                     let _ = addr_sender.send(queue.start());
                 });
                 if let Err(error) = system.run() {
@@ -183,17 +186,55 @@ impl Scheduler {
         self.write(move |s| s.delete_task(&id)).await
     }
 
-    pub async fn claim(&self, request: ClaimRequest) -> Result<Option<TaskView>, SchedulerError> {
+    /// Claims the best eligible task for the agent. With a `wait`, a claim that finds
+    /// nothing parks in the actor until work appears or the wait runs out (then `None`).
+    pub async fn claim(&self, request: ClaimRequest, wait: Duration) -> Result<Option<TaskView>, SchedulerError> {
         let started = Instant::now();
-        let result = self.write(move |s| s.claim(request)).await;
+        let (reply, receiver) = oneshot::channel();
+        let mut pending =
+            PendingClaim { addr: self.addr.clone(), agent_id: request.agent_id.clone(), receiver, delivered: None };
+        let result = self.claim_inner(request, wait, reply, &mut pending).await;
         let label = match &result {
             Ok(Some(_)) => "claimed",
             Ok(None) => "empty",
             Err(_) => "error",
         };
         metrics::counter!("mission_control_claims_total", "result" => label).increment(1);
-        metrics::histogram!("mission_control_claim_duration_seconds").record(started.elapsed().as_secs_f64());
+        let histogram = if wait.is_zero() {
+            "mission_control_claim_duration_seconds"
+        } else {
+            "mission_control_long_poll_duration_seconds"
+        };
+        metrics::histogram!(histogram).record(started.elapsed().as_secs_f64());
         result
+    }
+
+    async fn claim_inner(
+        &self,
+        request: ClaimRequest,
+        wait: Duration,
+        reply: oneshot::Sender<ClaimAnswer>,
+        pending: &mut PendingClaim,
+    ) -> Result<Option<TaskView>, SchedulerError> {
+        self.addr.send(Claim { request, wait, reply }).await.map_err(|_| stopping())?;
+        let answer = match tokio::time::timeout(wait, &mut pending.receiver).await {
+            Ok(Ok(answer)) => answer,
+            // The actor dropped the waiter at its deadline.
+            Ok(Err(_)) => Ok((None, None)),
+            Err(_) => {
+                // Closing first means the actor can no longer hand us a task we would drop.
+                pending.receiver.close();
+                pending.receiver.try_recv().unwrap_or(Ok((None, None)))
+            }
+        };
+        let (view, seq) = answer?;
+        let Some(view) = view else { return Ok(None) };
+        pending.delivered = Some((view.task.id.clone(), view.task.attempts));
+        if let (Durability::Batch, Some(seq)) = (self.durability, seq) {
+            self.wait_durable(seq).await?;
+        }
+        pending.delivered = None;
+        Ok(Some(view))
     }
 
     pub async fn complete(&self, report: CompleteRequest) -> Result<TaskView, SchedulerError> {
@@ -240,6 +281,29 @@ impl Scheduler {
         // A round trip through the mailbox: every message sent before this one is handled.
         self.read(|_| ()).await?;
         self.wait_durable(self.progress.sent()).await
+    }
+}
+
+/// A claim in flight. If it is dropped (the client went away) or fails after the actor
+/// handed it a task, the task is given back instead of staying with an agent that never
+/// learned of it.
+struct PendingClaim {
+    addr: Addr<TaskQueue>,
+    agent_id: Id,
+    receiver: oneshot::Receiver<ClaimAnswer>,
+    /// A task the actor handed over that has not reached the caller yet.
+    delivered: Option<(Id, u32)>,
+}
+
+impl Drop for PendingClaim {
+    fn drop(&mut self) {
+        self.receiver.close();
+        if let Ok(Ok((Some(view), _))) = self.receiver.try_recv() {
+            self.delivered = Some((view.task.id.clone(), view.task.attempts));
+        }
+        if let Some((task_id, attempt)) = self.delivered.take() {
+            self.addr.do_send(Release { task_id, agent_id: self.agent_id.clone(), attempt });
+        }
     }
 }
 

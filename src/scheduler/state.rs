@@ -396,6 +396,35 @@ impl SchedulerState {
         Ok(Some(self.task_view(&task)))
     }
 
+    /// Whether any venture has a task that some claim could take. When not, no parked
+    /// claim can be served, whatever its filters.
+    pub fn has_claimable(&self) -> bool {
+        !self.candidates.is_empty()
+    }
+
+    /// Puts back a claimed task whose answer never reached its agent (the client went away
+    /// before the reply, or its commit failed): as if the claim had not happened, except
+    /// that the log says so. Does nothing unless the agent still holds that attempt.
+    pub fn release_unreturned(&mut self, task_id: &Id, agent_id: &Id, attempt: u32) -> bool {
+        let Some(old) = self.tasks.get(task_id).cloned() else { return false };
+        if old.status != TaskStatus::Active || old.assigned_to.as_ref() != Some(agent_id) || old.attempts != attempt {
+            return false;
+        }
+        let mut task = Task::clone(&old);
+        task.status = TaskStatus::Queue;
+        task.attempts -= 1;
+        task.assigned_to = None;
+        task.claimed_at = None;
+        task.lease_expires_at = None;
+        task.updated_at = self.now;
+        let task = self.put_task(task);
+        self.release_agent(Some(agent_id), task_id, 0, AgentStatus::Online);
+        let title = format!("Task released: {}", task.title);
+        let description = format!("{agent_id} went away before it received the task; it is queued again");
+        self.log("task_released", title, Some(description), Some(&task.venture_id), Some(task_id), Some(agent_id));
+        true
+    }
+
     /// Records an agent's report on a task it holds: success charges the venture, an error
     /// requeues the task or, at `max_attempts`, fails it.
     pub fn complete(&mut self, report: CompleteRequest) -> Result<(TaskView, CompletionOutcome), SchedulerError> {
