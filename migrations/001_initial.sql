@@ -36,8 +36,10 @@ CREATE TABLE Task (
     createdAt      TEXT NOT NULL,
     updatedAt      TEXT NOT NULL,
     completedAt    TEXT,
-    -- The agent whose completion report was applied last (for retry-safe repeats).
-    reportedBy     TEXT
+    -- The agent whose completion report was applied last, and for which attempt
+    -- (for retry-safe repeats and stale-report detection).
+    reportedBy      TEXT,
+    reportedAttempt INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX Task_ventureId_idx ON Task (ventureId);
 

@@ -115,9 +115,11 @@ pub struct Task {
     pub created_at: Millis,
     pub updated_at: Millis,
     pub completed_at: Option<Millis>,
-    /// The agent whose completion report (success or error) the task last took, so that a
-    /// repeated report for the same attempt is answered without being applied twice.
+    /// The agent whose completion report (success or error) the task last took, and for
+    /// which attempt, so that a repeated report is answered without being applied twice
+    /// and a report from before a later claim is recognised as stale.
     pub reported_by: Option<Id>,
+    pub reported_attempt: u32,
 }
 
 impl Task {

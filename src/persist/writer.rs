@@ -109,15 +109,16 @@ const UPSERT_VENTURE: &str = "INSERT INTO Venture (id, name, icon, status, prior
         description = excluded.description, createdAt = excluded.createdAt, updatedAt = excluded.updatedAt";
 
 const UPSERT_TASK: &str = "INSERT INTO Task (id, title, description, status, priority, estimatedCost, actualCost, tags, output, error,
-        assignedTo, ventureId, attempts, maxAttempts, leaseSeconds, leaseExpiresAt, claimedAt, createdAt, updatedAt, completedAt, reportedBy)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+        assignedTo, ventureId, attempts, maxAttempts, leaseSeconds, leaseExpiresAt, claimedAt, createdAt, updatedAt, completedAt, reportedBy,
+        reportedAttempt)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
     ON CONFLICT(id) DO UPDATE SET title = excluded.title, description = excluded.description, status = excluded.status,
         priority = excluded.priority, estimatedCost = excluded.estimatedCost, actualCost = excluded.actualCost,
         tags = excluded.tags, output = excluded.output, error = excluded.error, assignedTo = excluded.assignedTo,
         ventureId = excluded.ventureId, attempts = excluded.attempts, maxAttempts = excluded.maxAttempts,
         leaseSeconds = excluded.leaseSeconds, leaseExpiresAt = excluded.leaseExpiresAt, claimedAt = excluded.claimedAt,
         createdAt = excluded.createdAt, updatedAt = excluded.updatedAt, completedAt = excluded.completedAt,
-        reportedBy = excluded.reportedBy";
+        reportedBy = excluded.reportedBy, reportedAttempt = excluded.reportedAttempt";
 
 const UPSERT_AGENT: &str = "INSERT INTO Agent (id, name, status, model, currentTask, tokensUsed, maxTokens, sessionsCount, lastActiveAt, createdAt, updatedAt)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -189,6 +190,7 @@ pub fn write_changes<'a>(tx: &Transaction<'_>, changes: impl IntoIterator<Item =
                     t.updated_at.to_string(),
                     t.completed_at.map(text),
                     t.reported_by.as_deref(),
+                    t.reported_attempt,
                 ])?;
             }
             Change::DeleteTask(id) => {
@@ -283,6 +285,7 @@ mod tests {
             updated_at: Millis(1),
             completed_at: None,
             reported_by: None,
+            reported_attempt: 0,
         })
     }
 

@@ -283,6 +283,7 @@ impl SchedulerState {
             updated_at: self.now,
             completed_at: None,
             reported_by: None,
+            reported_attempt: 0,
         };
         let task = self.put_task(task);
         let title = format!("Task created: {}", task.title);
@@ -308,7 +309,10 @@ impl SchedulerState {
             match to {
                 TaskStatus::Queue => {
                     if old.status == TaskStatus::Failed {
+                        // Attempts restart; the last report stays repeatable until the next
+                        // claim, which its attempt number must then not match.
                         task.attempts = 0;
+                        task.reported_attempt = 0;
                     }
                     task.assigned_to = None;
                     task.claimed_at = None;
@@ -435,13 +439,11 @@ impl SchedulerState {
         let mut task = Task::clone(&old);
         task.lease_expires_at = None;
         task.reported_by = Some(report.agent_id.clone());
+        task.reported_attempt = task.attempts;
         task.updated_at = self.now;
-        if report.output.is_some() {
-            task.output = report.output;
-        }
-        if report.actual_cost.is_some() {
-            task.actual_cost = report.actual_cost;
-        }
+        // Each report describes its own attempt: nothing of an earlier one carries over.
+        task.output = report.output;
+        task.actual_cost = report.actual_cost;
         let outcome = match report.error {
             None => {
                 task.status = TaskStatus::Completed;
@@ -680,7 +682,8 @@ impl SchedulerState {
         }
         if task.reported_by.as_ref() == Some(agent_id) {
             // The agent's report was applied; it may repeat it until someone claims the task again.
-            return if allow_repeat && task.status != TaskStatus::Active { Ok(task.clone()) } else { Err(stale()) };
+            let no_claim_since = task.reported_attempt == task.attempts && task.status != TaskStatus::Active;
+            return if allow_repeat && no_claim_since { Ok(task.clone()) } else { Err(stale()) };
         }
         Err(SchedulerError::NotHolder { task_id: task_id.clone(), agent_id: agent_id.clone() })
     }

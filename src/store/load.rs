@@ -12,7 +12,7 @@ use crate::scheduler::Snapshot;
 pub fn load_snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
     Ok(Snapshot {
         ventures: load_table(conn, "Venture", "SELECT id, name, icon, status, priority, capitalSpent, capitalBudget, description, createdAt, updatedAt FROM Venture", venture)?,
-        tasks: load_table(conn, "Task", "SELECT id, title, description, status, priority, estimatedCost, actualCost, tags, output, error, assignedTo, ventureId, attempts, maxAttempts, leaseSeconds, leaseExpiresAt, claimedAt, createdAt, updatedAt, completedAt, reportedBy FROM Task", task)?,
+        tasks: load_table(conn, "Task", "SELECT id, title, description, status, priority, estimatedCost, actualCost, tags, output, error, assignedTo, ventureId, attempts, maxAttempts, leaseSeconds, leaseExpiresAt, claimedAt, createdAt, updatedAt, completedAt, reportedBy, reportedAttempt FROM Task", task)?,
         agents: load_table(conn, "Agent", "SELECT id, name, status, model, currentTask, tokensUsed, maxTokens, sessionsCount, lastActiveAt, createdAt, updatedAt FROM Agent", agent)?,
     })
 }
@@ -124,6 +124,7 @@ fn task(row: &Row<'_>) -> Result<Task, StoreError> {
         updated_at: c.time(18, "updatedAt")?,
         completed_at: c.opt_time(19, "completedAt")?,
         reported_by: c.opt_text(20, "reportedBy")?,
+        reported_attempt: c.get(21, "reportedAttempt")?,
     })
 }
 

@@ -67,6 +67,7 @@ fn sample_changes(now: Millis) -> Vec<Change> {
         updated_at: at(offset),
         completed_at: None,
         reported_by: None,
+        reported_attempt: 0,
     };
     let note = |offset, id: &str, title: &str, description: &str| Activity {
         id: id.into(),

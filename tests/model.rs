@@ -1,0 +1,1397 @@
+//! Model-based property test of `SchedulerState`.
+//!
+//! Proptest generates random sequences of operations (create ventures and tasks, claim,
+//! complete with success or error, report as the wrong agent or with a stale attempt,
+//! heartbeat, let leases run out, PATCH tasks, delete tasks, agents and ventures, change
+//! a venture's budget, spending or status) and applies each one both to the real
+//! scheduler, driven directly with an injected clock, and to `Model` below.
+//!
+//! The model is deliberately simple and deliberately slow: plain maps of ventures, tasks
+//! and agents, no indexes, no cached sums. A claim scans every task, keeps the eligible
+//! ones (queued, venture active, venture and tag filters, budget guard recomputed from
+//! scratch) and takes the first in claim order. It is written from `API.md`, not from the
+//! implementation, so that the indexes, the per-venture candidates and the running
+//! reservation sums of the real scheduler are checked against the obvious reading of the
+//! contract. Where the contract is silent, the model follows the implementation and says so.
+//!
+//! After every step the test compares the answer (claimed task, outcome or error kind) and
+//! the whole visible state (every task, venture and agent), and checks the invariants: one
+//! holder per active task, the budget guard holding right after each claim, capital spent
+//! moving by exactly the charged completions, and changes emitted for every mutation and
+//! none for a refused request. A `Restart` step rebuilds the scheduler from a snapshot of
+//! its own records, so the indexes are also checked after a reload.
+//!
+//! `PROPTEST_CASES=20000` runs a longer hunt. Bugs it found are pinned as small tests at
+//! the end, and its shrunk failures are kept in `model.proptest-regressions`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+use mission_control::domain::{Agent, AgentStatus, Id, Millis, Priority, Task, TaskStatus, Venture, VentureStatus};
+use mission_control::scheduler::{
+    ClaimRequest, CompleteRequest, CompletionOutcome, HeartbeatRequest, NewTask, NewVenture, SchedulerConfig,
+    SchedulerError, SchedulerState, Snapshot, TaskFilter, TaskPatch, VenturePatch,
+};
+use proptest::prelude::*;
+use proptest::sample::{select, Index};
+use proptest::test_runner::FileFailurePersistence;
+
+const START: i64 = 1_800_000_000_000;
+const DEFAULT_LEASE_SECONDS: u32 = 3;
+const AGENTS: [&str; 4] = ["a0", "a1", "a2", "a3"];
+const TAGS: [&str; 3] = ["gpu", "web", "ml"];
+/// The tolerance of the budget guard, as the contract's sums are floating point.
+const EPS: f64 = 1e-9;
+
+// ----------------------------------------------------------------------------------------
+// The reference model
+// ----------------------------------------------------------------------------------------
+
+/// The error an operation is refused with, without its details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ErrKind {
+    NotFound,
+    AlreadyExists,
+    NotHolder,
+    StaleLease,
+    Conflict,
+    Invalid,
+    Unavailable,
+}
+
+fn kind_of(error: &SchedulerError) -> ErrKind {
+    match error {
+        SchedulerError::NotFound { .. } => ErrKind::NotFound,
+        SchedulerError::AlreadyExists { .. } => ErrKind::AlreadyExists,
+        SchedulerError::NotHolder { .. } => ErrKind::NotHolder,
+        SchedulerError::StaleLease { .. } => ErrKind::StaleLease,
+        SchedulerError::Conflict { .. } => ErrKind::Conflict,
+        SchedulerError::Invalid { .. } => ErrKind::Invalid,
+        SchedulerError::Unavailable { .. } => ErrKind::Unavailable,
+    }
+}
+
+/// What a successful operation answered: the claimed task (or `empty`), a completion's
+/// outcome, or `ok`.
+type Answer = String;
+
+#[derive(Debug, Clone)]
+struct MVenture {
+    status: VentureStatus,
+    budget: f64,
+    /// Initial spending, plus charged completions, or the last direct edit plus those since.
+    spent: f64,
+    created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+struct MTask {
+    venture: String,
+    priority: Priority,
+    cost: Option<f64>,
+    tags: Option<Vec<&'static str>>,
+    status: TaskStatus,
+    assigned_to: Option<String>,
+    attempts: u32,
+    max_attempts: u32,
+    /// The lease length the current claim asked for.
+    lease_seconds: u32,
+    lease_expires_at: Option<i64>,
+    created_at: i64,
+    /// How many times the task was ever handed out (unlike `attempts`, never reset).
+    handouts: u32,
+    /// The agent whose report the task last took, and `handouts` at the time.
+    last_report: Option<(String, u32)>,
+    /// The last `actualCost` any report gave (only used to mirror known deviations).
+    reported_cost: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+struct MAgent {
+    status: AgentStatus,
+    /// Active tasks held, in claim order: the last one is `currentTask`.
+    held: Vec<String>,
+    tokens_used: u64,
+}
+
+#[derive(Debug, Default)]
+struct Model {
+    now: i64,
+    ventures: BTreeMap<String, MVenture>,
+    tasks: BTreeMap<String, MTask>,
+    agents: BTreeMap<String, MAgent>,
+    /// Every id ever used, so that deleted ones are picked too (and must be 404).
+    ever_ventures: Vec<String>,
+    ever_tasks: Vec<String>,
+    next_venture: u32,
+    next_task: u32,
+}
+
+/// Claim order as the contract states it: high, medium, low.
+fn rank(priority: Priority) -> u8 {
+    match priority {
+        Priority::High => 0,
+        Priority::Medium => 1,
+        Priority::Low => 2,
+    }
+}
+
+type MResult = Result<(Answer, bool), ErrKind>;
+
+impl Model {
+    /// Sum of the estimated costs of the venture's active tasks, recomputed from scratch.
+    fn reserved(&self, venture: &str) -> f64 {
+        self.tasks
+            .values()
+            .filter(|t| t.venture == venture && t.status == TaskStatus::Active)
+            .map(|t| t.cost.unwrap_or(0.0))
+            .sum()
+    }
+
+    fn eligible(&self, task: &MTask, venture_filter: Option<&str>, tags: &[&'static str]) -> bool {
+        let venture = &self.ventures[&task.venture];
+        let budget_ok = venture.budget <= 0.0
+            || venture.spent + self.reserved(&task.venture) + task.cost.unwrap_or(0.0) <= venture.budget + EPS;
+        task.status == TaskStatus::Queue
+            && venture.status == VentureStatus::Active
+            && venture_filter.is_none_or(|v| v == task.venture)
+            && tags.iter().all(|tag| task.tags.as_ref().is_some_and(|have| have.contains(tag)))
+            && budget_ok
+    }
+
+    /// Takes a task out of an agent's hands; an agent left holding nothing goes `idle`.
+    fn release(&mut self, agent: &str, task: &str, tokens: u64, idle: AgentStatus) {
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.held.retain(|held| held != task);
+            a.tokens_used += tokens;
+            if a.held.is_empty() {
+                a.status = idle;
+            }
+        }
+    }
+
+    /// Leases that ran out by `now`, in expiry order; returns each task and its outcome.
+    fn expire_leases(&mut self) -> Vec<(String, CompletionOutcome)> {
+        let mut due: Vec<(i64, String)> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.status == TaskStatus::Active && t.lease_expires_at.is_some_and(|at| at <= self.now))
+            .map(|(id, t)| (t.lease_expires_at.unwrap(), id.clone()))
+            .collect();
+        due.sort();
+        let mut outcomes = Vec::new();
+        for (_, id) in due {
+            let task = self.tasks.get_mut(&id).unwrap();
+            let holder = task.assigned_to.clone().unwrap();
+            task.lease_expires_at = None;
+            if task.attempts >= task.max_attempts {
+                task.status = TaskStatus::Failed;
+                outcomes.push((id.clone(), CompletionOutcome::Failed));
+            } else {
+                task.status = TaskStatus::Queue;
+                task.assigned_to = None;
+                outcomes.push((id.clone(), CompletionOutcome::Requeued));
+            }
+            // The contract says the agent becomes offline; an agent still holding other
+            // live tasks stays busy (the contract is silent; this is the implementation's reading).
+            self.release(&holder, &id, 0, AgentStatus::Offline);
+        }
+        outcomes
+    }
+
+    fn create_venture(&mut self, id: &str, budget: f64, spent: f64, status: VentureStatus) -> MResult {
+        if self.ventures.contains_key(id) {
+            return Err(ErrKind::AlreadyExists);
+        }
+        self.ventures.insert(id.into(), MVenture { status, budget, spent, created_at: self.now });
+        Ok(("ok".into(), true))
+    }
+
+    fn create_task(&mut self, c: &CreateTaskCall) -> MResult {
+        if !self.ventures.contains_key(&c.venture) {
+            return Err(ErrKind::NotFound);
+        }
+        if self.tasks.contains_key(&c.id) {
+            return Err(ErrKind::AlreadyExists);
+        }
+        let task = MTask {
+            venture: c.venture.clone(),
+            priority: c.priority,
+            cost: c.cost,
+            tags: c.tags.clone(),
+            status: TaskStatus::Queue,
+            assigned_to: None,
+            attempts: 0,
+            max_attempts: c.max_attempts,
+            lease_seconds: DEFAULT_LEASE_SECONDS,
+            lease_expires_at: None,
+            created_at: self.now,
+            handouts: 0,
+            last_report: None,
+            reported_cost: None,
+        };
+        self.tasks.insert(c.id.clone(), task);
+        Ok(("ok".into(), true))
+    }
+
+    fn claim(&mut self, agent: &str, venture: Option<&str>, tags: &[&'static str], lease: Option<u32>) -> MResult {
+        if venture.is_some_and(|v| !self.ventures.contains_key(v)) {
+            return Err(ErrKind::NotFound);
+        }
+        // The whole table, every time: first eligible task in claim order.
+        let mut best: Option<(u8, i64, String)> = None;
+        for (id, task) in &self.tasks {
+            if self.eligible(task, venture, tags) {
+                let key = (rank(task.priority), task.created_at, id.clone());
+                if best.as_ref().is_none_or(|b| key < *b) {
+                    best = Some(key);
+                }
+            }
+        }
+        let Some((_, _, id)) = best else { return Ok(("empty".into(), false)) };
+        let now = self.now;
+        let task = self.tasks.get_mut(&id).unwrap();
+        task.status = TaskStatus::Active;
+        task.assigned_to = Some(agent.into());
+        task.attempts += 1;
+        task.handouts += 1;
+        task.lease_seconds = lease.unwrap_or(DEFAULT_LEASE_SECONDS);
+        task.lease_expires_at = Some(now + i64::from(task.lease_seconds) * 1000);
+        let a = self.agents.entry(agent.into()).or_insert(MAgent {
+            status: AgentStatus::Online,
+            held: Vec::new(),
+            tokens_used: 0,
+        });
+        a.held.push(id.clone());
+        a.status = AgentStatus::Busy;
+        Ok((format!("claimed {id}"), true))
+    }
+
+    /// The checks `complete` and `heartbeat` share: 404, stale attempt (checked first),
+    /// holder. `Ok(true)`: the agent holds the task; `Ok(false)`: a retry-safe repeat.
+    fn holder_check(&self, task_id: &str, agent: &str, attempt: Option<u32>, repeat_ok: bool) -> Result<bool, ErrKind> {
+        let task = self.tasks.get(task_id).ok_or(ErrKind::NotFound)?;
+        if attempt.is_some_and(|a| a != task.attempts) {
+            return Err(ErrKind::StaleLease);
+        }
+        if task.status == TaskStatus::Active && task.assigned_to.as_deref() == Some(agent) {
+            return Ok(true);
+        }
+        match &task.last_report {
+            // The agent repeats its last report: fine "as long as the task has not been
+            // handed out again since (then: 409 stale_lease)".
+            Some((reporter, handouts)) if reporter == agent => {
+                if repeat_ok && *handouts == task.handouts {
+                    Ok(false)
+                } else {
+                    Err(ErrKind::StaleLease)
+                }
+            }
+            _ => Err(ErrKind::NotHolder),
+        }
+    }
+
+    fn complete(&mut self, c: &CompleteCall) -> MResult {
+        if !self.holder_check(&c.task, &c.agent, c.attempt, true)? {
+            return Ok(("repeated".into(), false));
+        }
+        let task = self.tasks.get_mut(&c.task).unwrap();
+        task.lease_expires_at = None;
+        task.last_report = Some((c.agent.clone(), task.handouts));
+        if c.actual_cost.is_some() {
+            task.reported_cost = c.actual_cost;
+        }
+        let answer = if c.error {
+            // No capital is charged for a failed attempt.
+            if task.attempts < task.max_attempts {
+                task.status = TaskStatus::Queue;
+                task.assigned_to = None;
+                "requeued"
+            } else {
+                task.status = TaskStatus::Failed;
+                "failed"
+            }
+        } else {
+            task.status = TaskStatus::Completed;
+            // "the venture's capitalSpent grows by actualCost": the cost this report gives.
+            let venture = task.venture.clone();
+            self.ventures.get_mut(&venture).unwrap().spent += c.actual_cost.unwrap_or(0.0);
+            "completed"
+        };
+        self.release(&c.agent, &c.task, c.tokens.unwrap_or(0), AgentStatus::Online);
+        Ok((answer.into(), true))
+    }
+
+    fn heartbeat(&mut self, c: &HeartbeatCall) -> MResult {
+        // A heartbeat is never a repeat: the agent that already reported gets stale_lease.
+        self.holder_check(&c.task, &c.agent, c.attempt, false)?;
+        let now = self.now;
+        let task = self.tasks.get_mut(&c.task).unwrap();
+        task.lease_expires_at = Some(now + i64::from(c.lease.unwrap_or(task.lease_seconds)) * 1000);
+        Ok(("ok".into(), true))
+    }
+
+    fn patch_task(&mut self, c: &PatchTaskCall) -> MResult {
+        let task = self.tasks.get(&c.task).ok_or(ErrKind::NotFound)?;
+        let from = task.status;
+        if let Some(to) = c.status {
+            use TaskStatus::*;
+            // The operator transitions of the contract; setting the status a task already
+            // has is a no-op (the contract is silent; this is the implementation's reading).
+            let allowed =
+                from == to || matches!((from, to), (Active | Failed, Queue) | (Queue | Active, Failed | Completed));
+            if !allowed {
+                return Err(ErrKind::Conflict);
+            }
+        }
+        let task = self.tasks.get_mut(&c.task).unwrap();
+        if let Some(priority) = c.priority {
+            task.priority = priority;
+        }
+        if let Some(cost) = c.cost {
+            task.cost = cost;
+        }
+        if let Some(max_attempts) = c.max_attempts {
+            task.max_attempts = max_attempts;
+        }
+        let holder = task.assigned_to.clone();
+        match c.status.filter(|to| *to != from) {
+            Some(TaskStatus::Queue) => {
+                if from == TaskStatus::Failed {
+                    task.attempts = 0;
+                }
+                task.status = TaskStatus::Queue;
+                task.assigned_to = None;
+                task.lease_expires_at = None;
+            }
+            Some(to @ (TaskStatus::Completed | TaskStatus::Failed)) => {
+                // Never charges capital; keeps the last holder as history.
+                task.status = to;
+                task.lease_expires_at = None;
+            }
+            Some(TaskStatus::Active) => unreachable!("refused above"),
+            None => {}
+        }
+        if from == TaskStatus::Active && task.status != TaskStatus::Active {
+            self.release(holder.as_deref().unwrap(), &c.task, 0, AgentStatus::Online);
+        }
+        Ok(("ok".into(), true))
+    }
+
+    fn delete_task(&mut self, id: &str) -> MResult {
+        let task = self.tasks.remove(id).ok_or(ErrKind::NotFound)?;
+        if task.status == TaskStatus::Active {
+            self.release(task.assigned_to.as_deref().unwrap(), id, 0, AgentStatus::Online);
+        }
+        Ok(("ok".into(), true))
+    }
+
+    fn update_venture(&mut self, c: &UpdateVentureCall) -> MResult {
+        let venture = self.ventures.get_mut(&c.venture).ok_or(ErrKind::NotFound)?;
+        if let Some(budget) = c.budget {
+            venture.budget = budget;
+        }
+        if let Some(spent) = c.spent {
+            venture.spent = spent;
+        }
+        if let Some(status) = c.status {
+            venture.status = status;
+        }
+        Ok(("ok".into(), true))
+    }
+
+    fn delete_venture(&mut self, id: &str) -> MResult {
+        if !self.ventures.contains_key(id) {
+            return Err(ErrKind::NotFound);
+        }
+        if self.tasks.values().any(|t| t.venture == id && t.status == TaskStatus::Active) {
+            return Err(ErrKind::Conflict);
+        }
+        self.ventures.remove(id);
+        self.tasks.retain(|_, t| t.venture != id);
+        Ok(("ok".into(), true))
+    }
+
+    fn delete_agent(&mut self, id: &str) -> MResult {
+        let agent = self.agents.remove(id).ok_or(ErrKind::NotFound)?;
+        for task_id in agent.held {
+            let task = self.tasks.get_mut(&task_id).unwrap();
+            task.status = TaskStatus::Queue;
+            task.assigned_to = None;
+            task.lease_expires_at = None;
+        }
+        Ok(("ok".into(), true))
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// Operations: what proptest generates, and the concrete calls they resolve to
+// ----------------------------------------------------------------------------------------
+
+/// Which task an operation names, resolved against the model when the step runs.
+#[derive(Debug, Clone)]
+enum TaskSel {
+    /// An active task if there is one, else any task ever created.
+    Active(Index),
+    /// Any task ever created, deleted ones included.
+    Any(Index),
+    Unknown,
+}
+
+/// Which agent reports or heartbeats.
+#[derive(Debug, Clone)]
+enum Who {
+    /// The holder, else the last reporter, else `a0`.
+    Holder,
+    /// A given agent (possibly the holder by chance).
+    Agent(usize),
+    /// Some agent other than the holder.
+    Wrong(usize),
+}
+
+#[derive(Debug, Clone)]
+enum AttemptSel {
+    Omit,
+    Current,
+    /// The current attempt minus one: a superseded lease.
+    Previous,
+    Next,
+}
+
+#[derive(Debug, Clone)]
+enum VentureSel {
+    Known(Index),
+    Unknown,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    CreateVenture {
+        budget: f64,
+        spent: f64,
+        paused: bool,
+        reuse: Option<Index>,
+    },
+    CreateTask {
+        venture: VentureSel,
+        priority: Priority,
+        cost: Option<f64>,
+        tags: Option<Vec<&'static str>>,
+        max_attempts: u32,
+        reuse: Option<Index>,
+    },
+    Claim {
+        agent: usize,
+        venture: Option<VentureSel>,
+        tags: Vec<&'static str>,
+        lease: Option<u32>,
+    },
+    Complete {
+        task: TaskSel,
+        who: Who,
+        attempt: AttemptSel,
+        error: bool,
+        actual_cost: Option<f64>,
+        tokens: Option<u64>,
+    },
+    Heartbeat {
+        task: TaskSel,
+        who: Who,
+        attempt: AttemptSel,
+        lease: Option<u32>,
+    },
+    Advance {
+        ms: i64,
+    },
+    PatchTask {
+        task: TaskSel,
+        status: Option<TaskStatus>,
+        priority: Option<Priority>,
+        cost: Option<Option<f64>>,
+        max_attempts: Option<u32>,
+    },
+    DeleteTask {
+        task: TaskSel,
+    },
+    UpdateVenture {
+        venture: VentureSel,
+        budget: Option<f64>,
+        spent: Option<f64>,
+        status: Option<VentureStatus>,
+    },
+    DeleteVenture {
+        venture: VentureSel,
+    },
+    DeleteAgent {
+        agent: usize,
+    },
+    /// Rebuilds the scheduler from a snapshot of its own records, as a restart does.
+    Restart,
+}
+
+#[derive(Debug, Clone)]
+struct CreateTaskCall {
+    id: String,
+    venture: String,
+    priority: Priority,
+    cost: Option<f64>,
+    tags: Option<Vec<&'static str>>,
+    max_attempts: u32,
+}
+
+#[derive(Debug, Clone)]
+struct CompleteCall {
+    task: String,
+    agent: String,
+    attempt: Option<u32>,
+    error: bool,
+    actual_cost: Option<f64>,
+    tokens: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+struct HeartbeatCall {
+    task: String,
+    agent: String,
+    attempt: Option<u32>,
+    lease: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+struct PatchTaskCall {
+    task: String,
+    status: Option<TaskStatus>,
+    priority: Option<Priority>,
+    cost: Option<Option<f64>>,
+    max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+struct UpdateVentureCall {
+    venture: String,
+    budget: Option<f64>,
+    spent: Option<f64>,
+    status: Option<VentureStatus>,
+}
+
+/// One concrete call, with the ids spelled out: what a failure report shows.
+#[derive(Debug, Clone)]
+enum Call {
+    CreateVenture { id: String, budget: f64, spent: f64, status: VentureStatus },
+    CreateTask(CreateTaskCall),
+    Claim { agent: String, venture: Option<String>, tags: Vec<&'static str>, lease: Option<u32> },
+    Complete(CompleteCall),
+    Heartbeat(HeartbeatCall),
+    Advance,
+    PatchTask(PatchTaskCall),
+    DeleteTask(String),
+    UpdateVenture(UpdateVentureCall),
+    DeleteVenture(String),
+    DeleteAgent(String),
+    Restart,
+}
+
+impl fmt::Display for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Call::CreateTask(c) => write!(f, "{c:?}"),
+            Call::Complete(c) => write!(f, "{c:?}"),
+            Call::Heartbeat(c) => write!(f, "{c:?}"),
+            Call::PatchTask(c) => write!(f, "{c:?}"),
+            Call::UpdateVenture(c) => write!(f, "{c:?}"),
+            other => write!(f, "{other:?}"),
+        }
+    }
+}
+
+fn pick<'a>(items: &'a [String], index: &Index) -> Option<&'a String> {
+    (!items.is_empty()).then(|| &items[index.index(items.len())])
+}
+
+impl Model {
+    fn pick_task(&self, sel: &TaskSel) -> String {
+        let active: Vec<String> =
+            self.tasks.iter().filter(|(_, t)| t.status == TaskStatus::Active).map(|(id, _)| id.clone()).collect();
+        let found = match sel {
+            TaskSel::Active(i) => pick(&active, i).or_else(|| pick(&self.ever_tasks, i)),
+            TaskSel::Any(i) => pick(&self.ever_tasks, i),
+            TaskSel::Unknown => None,
+        };
+        found.cloned().unwrap_or_else(|| "t-missing".into())
+    }
+
+    fn pick_venture(&self, sel: &VentureSel) -> String {
+        match sel {
+            VentureSel::Known(i) => pick(&self.ever_ventures, i).cloned(),
+            VentureSel::Unknown => None,
+        }
+        .unwrap_or_else(|| "v-missing".into())
+    }
+
+    fn pick_agent(&self, task: &str, who: &Who) -> String {
+        let task = self.tasks.get(task);
+        let holder = task
+            .and_then(|t| t.assigned_to.clone().or_else(|| t.last_report.as_ref().map(|(a, _)| a.clone())))
+            .unwrap_or_else(|| AGENTS[0].into());
+        match who {
+            Who::Holder => holder,
+            Who::Agent(i) => AGENTS[*i].into(),
+            Who::Wrong(i) => {
+                let others: Vec<&str> = AGENTS.iter().copied().filter(|a| *a != holder).collect();
+                others[*i % others.len()].into()
+            }
+        }
+    }
+
+    fn pick_attempt(&self, task: &str, sel: &AttemptSel) -> Option<u32> {
+        let current = self.tasks.get(task).map_or(1, |t| t.attempts);
+        match sel {
+            AttemptSel::Omit => None,
+            AttemptSel::Current => Some(current),
+            AttemptSel::Previous => Some(current.saturating_sub(1)),
+            AttemptSel::Next => Some(current + 1),
+        }
+    }
+
+    /// Turns a generated operation into a concrete call against the current state.
+    fn resolve(&mut self, op: &Op) -> Call {
+        match op {
+            Op::CreateVenture { budget, spent, paused, reuse } => {
+                let id = match reuse.as_ref().and_then(|i| pick(&self.ever_ventures, i)) {
+                    Some(id) => id.clone(),
+                    None => {
+                        self.next_venture += 1;
+                        format!("v{}", self.next_venture - 1)
+                    }
+                };
+                let status = if *paused { VentureStatus::Paused } else { VentureStatus::Active };
+                Call::CreateVenture { id, budget: *budget, spent: *spent, status }
+            }
+            Op::CreateTask { venture, priority, cost, tags, max_attempts, reuse } => {
+                let id = match reuse.as_ref().and_then(|i| pick(&self.ever_tasks, i)) {
+                    Some(id) => id.clone(),
+                    None => {
+                        self.next_task += 1;
+                        format!("t{}", self.next_task - 1)
+                    }
+                };
+                Call::CreateTask(CreateTaskCall {
+                    id,
+                    venture: self.pick_venture(venture),
+                    priority: *priority,
+                    cost: *cost,
+                    tags: tags.clone(),
+                    max_attempts: *max_attempts,
+                })
+            }
+            Op::Claim { agent, venture, tags, lease } => Call::Claim {
+                agent: AGENTS[*agent].into(),
+                venture: venture.as_ref().map(|v| self.pick_venture(v)),
+                tags: tags.clone(),
+                lease: *lease,
+            },
+            Op::Complete { task, who, attempt, error, actual_cost, tokens } => {
+                let task = self.pick_task(task);
+                Call::Complete(CompleteCall {
+                    agent: self.pick_agent(&task, who),
+                    attempt: self.pick_attempt(&task, attempt),
+                    task,
+                    error: *error,
+                    actual_cost: *actual_cost,
+                    tokens: *tokens,
+                })
+            }
+            Op::Heartbeat { task, who, attempt, lease } => {
+                let task = self.pick_task(task);
+                Call::Heartbeat(HeartbeatCall {
+                    agent: self.pick_agent(&task, who),
+                    attempt: self.pick_attempt(&task, attempt),
+                    task,
+                    lease: *lease,
+                })
+            }
+            Op::Advance { .. } => Call::Advance,
+            Op::PatchTask { task, status, priority, cost, max_attempts } => Call::PatchTask(PatchTaskCall {
+                task: self.pick_task(task),
+                status: *status,
+                priority: *priority,
+                cost: *cost,
+                max_attempts: *max_attempts,
+            }),
+            Op::DeleteTask { task } => Call::DeleteTask(self.pick_task(task)),
+            Op::UpdateVenture { venture, budget, spent, status } => Call::UpdateVenture(UpdateVentureCall {
+                venture: self.pick_venture(venture),
+                budget: *budget,
+                spent: *spent,
+                status: *status,
+            }),
+            Op::DeleteVenture { venture } => Call::DeleteVenture(self.pick_venture(venture)),
+            Op::DeleteAgent { agent } => Call::DeleteAgent(AGENTS[*agent].into()),
+            Op::Restart => Call::Restart,
+        }
+    }
+
+    fn apply(&mut self, call: &Call) -> MResult {
+        match call {
+            Call::CreateVenture { id, budget, spent, status } => {
+                let result = self.create_venture(id, *budget, *spent, *status);
+                if result.is_ok() && !self.ever_ventures.contains(id) {
+                    self.ever_ventures.push(id.clone());
+                }
+                result
+            }
+            Call::CreateTask(c) => {
+                let result = self.create_task(c);
+                if result.is_ok() && !self.ever_tasks.contains(&c.id) {
+                    self.ever_tasks.push(c.id.clone());
+                }
+                result
+            }
+            Call::Claim { agent, venture, tags, lease } => self.claim(agent, venture.as_deref(), tags, *lease),
+            Call::Complete(c) => self.complete(c),
+            Call::Heartbeat(c) => self.heartbeat(c),
+            Call::Advance | Call::Restart => Ok(("ok".into(), false)),
+            Call::PatchTask(c) => self.patch_task(c),
+            Call::DeleteTask(id) => self.delete_task(id),
+            Call::UpdateVenture(c) => self.update_venture(c),
+            Call::DeleteVenture(id) => self.delete_venture(id),
+            Call::DeleteAgent(id) => self.delete_agent(id),
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// The implementation side
+// ----------------------------------------------------------------------------------------
+
+fn id(s: &str) -> Id {
+    Id::from(s)
+}
+
+fn tags_of(tags: &[&'static str]) -> Arc<[Arc<str>]> {
+    tags.iter().map(|t| Arc::<str>::from(*t)).collect()
+}
+
+fn outcome_name(outcome: CompletionOutcome) -> String {
+    outcome.as_str().to_string()
+}
+
+/// Applies a call to the real scheduler; a claim also returns the task it handed out.
+fn apply_real(state: &mut SchedulerState, call: &Call) -> Result<Answer, ErrKind> {
+    let kind = |e: SchedulerError| kind_of(&e);
+    match call {
+        Call::CreateVenture { id: vid, budget, spent, status } => state
+            .create_venture(NewVenture {
+                id: Some(id(vid)),
+                name: format!("Venture {vid}").into(),
+                status: Some(*status),
+                capital_budget: Some(*budget),
+                capital_spent: Some(*spent),
+                ..NewVenture::default()
+            })
+            .map(|_| "ok".into())
+            .map_err(kind),
+        Call::CreateTask(c) => state
+            .create_task(NewTask {
+                id: Some(id(&c.id)),
+                title: format!("Task {}", c.id).into(),
+                venture_id: id(&c.venture),
+                priority: Some(c.priority),
+                estimated_cost: c.cost,
+                tags: c.tags.as_deref().map(tags_of),
+                max_attempts: Some(c.max_attempts),
+                ..NewTask::default()
+            })
+            .map(|_| "ok".into())
+            .map_err(kind),
+        Call::Claim { agent, venture, tags, lease } => state
+            .claim(ClaimRequest {
+                agent_id: id(agent),
+                agent_name: None,
+                venture_id: venture.as_deref().map(id),
+                tags: tags.iter().map(|t| Arc::<str>::from(*t)).collect(),
+                lease_seconds: *lease,
+            })
+            .map(|claimed| match claimed {
+                Some(view) => format!("claimed {}", view.task.id),
+                None => "empty".into(),
+            })
+            .map_err(kind),
+        Call::Complete(c) => state
+            .complete(CompleteRequest {
+                task_id: id(&c.task),
+                agent_id: id(&c.agent),
+                attempt: c.attempt,
+                output: Some("done".into()),
+                actual_cost: c.actual_cost,
+                error: c.error.then(|| "it broke".into()),
+                tokens_used: c.tokens,
+            })
+            .map(|(_, outcome)| outcome_name(outcome))
+            .map_err(kind),
+        Call::Heartbeat(c) => state
+            .heartbeat(HeartbeatRequest {
+                task_id: id(&c.task),
+                agent_id: id(&c.agent),
+                attempt: c.attempt,
+                lease_seconds: c.lease,
+            })
+            .map(|_| "ok".into())
+            .map_err(kind),
+        Call::Advance => Ok("ok".into()),
+        Call::Restart => {
+            // What the store would load: every venture, task and agent as they are now.
+            let snapshot = Snapshot {
+                ventures: state.list_ventures().iter().map(|v| Venture::clone(&v.venture)).collect(),
+                tasks: state.list_tasks(&TaskFilter::default()).iter().map(|t| Task::clone(&t.task)).collect(),
+                agents: state.list_agents().iter().map(|a| Agent::clone(a)).collect(),
+            };
+            let config = SchedulerConfig { default_lease_seconds: DEFAULT_LEASE_SECONDS };
+            *state = SchedulerState::new(config, snapshot, state.now());
+            Ok("ok".into())
+        }
+        Call::PatchTask(c) => state
+            .update_task(
+                &id(&c.task),
+                TaskPatch {
+                    priority: c.priority,
+                    estimated_cost: c.cost,
+                    max_attempts: c.max_attempts,
+                    status: c.status,
+                    ..TaskPatch::default()
+                },
+            )
+            .map(|_| "ok".into())
+            .map_err(kind),
+        Call::DeleteTask(t) => state.delete_task(&id(t)).map(|_| "ok".into()).map_err(kind),
+        Call::UpdateVenture(c) => state
+            .update_venture(
+                &id(&c.venture),
+                VenturePatch {
+                    capital_budget: c.budget,
+                    capital_spent: c.spent,
+                    status: c.status,
+                    ..VenturePatch::default()
+                },
+            )
+            .map(|_| "ok".into())
+            .map_err(kind),
+        Call::DeleteVenture(v) => state.delete_venture(&id(v)).map(|_| "ok".into()).map_err(kind),
+        Call::DeleteAgent(a) => state.delete_agent(&id(a)).map(|_| "ok".into()).map_err(kind),
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// The harness: one step at a time, compared and checked
+// ----------------------------------------------------------------------------------------
+
+struct Harness {
+    state: SchedulerState,
+    model: Model,
+    /// The concrete calls so far, for the failure report.
+    trace: Vec<String>,
+}
+
+macro_rules! ensure {
+    ($h:expr, $cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err($h.fail(format!($($fmt)+)));
+        }
+    };
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= EPS
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let config = SchedulerConfig { default_lease_seconds: DEFAULT_LEASE_SECONDS };
+        let state = SchedulerState::new(config, Snapshot::default(), Millis(START));
+        Harness { state, model: Model { now: START, ..Model::default() }, trace: Vec::new() }
+    }
+
+    fn fail(&self, message: String) -> String {
+        let mut report = String::from("\nsteps (time relative to the start):\n");
+        for line in &self.trace {
+            report.push_str("  ");
+            report.push_str(line);
+            report.push('\n');
+        }
+        report.push_str("failure: ");
+        report.push_str(&message);
+        report
+    }
+
+    fn step(&mut self, op: &Op) -> Result<(), String> {
+        // Time moves before every operation: at least 1 ms, so creation times are distinct.
+        let dt = match op {
+            Op::Advance { ms } => *ms,
+            _ => 1,
+        };
+        self.model.now += dt;
+        let outcomes = self.state.advance(Millis(self.model.now));
+        let expired = self.model.expire_leases();
+        let expected_outcomes: Vec<CompletionOutcome> = expired.iter().map(|(_, outcome)| *outcome).collect();
+        let changes = self.state.take_changes();
+        if !expired.is_empty() || matches!(op, Op::Advance { .. }) {
+            let expired: Vec<String> = expired.iter().map(|(id, o)| format!("{id} {}", o.as_str())).collect();
+            let what = if matches!(op, Op::Advance { .. }) { "clock advanced" } else { "clock ticked" };
+            self.trace.push(format!("+{}ms {what}; leases expired: {expired:?}", self.model.now - START));
+        }
+        ensure!(self, outcomes == expected_outcomes, "lease expiry: got {outcomes:?}, expected {expected_outcomes:?}");
+        ensure!(
+            self,
+            changes.is_empty() == expected_outcomes.is_empty(),
+            "lease expiry emitted {} change(s) for {} expiries",
+            changes.len(),
+            expected_outcomes.len()
+        );
+        self.check_state()?;
+
+        let call = self.model.resolve(op);
+        if matches!(call, Call::Advance) {
+            return Ok(());
+        }
+        let real = apply_real(&mut self.state, &call);
+        let changes = self.state.take_changes();
+        let expected = self.model.apply(&call);
+        let real_shown = match &real {
+            Ok(answer) => answer.clone(),
+            Err(kind) => format!("{kind:?}"),
+        };
+        self.trace.push(format!("+{}ms {call} -> {real_shown}", self.model.now - START));
+        let expected_answer = expected.as_ref().map(|(answer, _)| answer.clone()).map_err(|e| *e);
+        ensure!(self, real == expected_answer, "answer: got {real:?}, the model expected {expected_answer:?}");
+        let mutated = matches!(expected, Ok((_, true)));
+        ensure!(
+            self,
+            changes.is_empty() != mutated,
+            "{} change(s) emitted, but the step {} state",
+            changes.len(),
+            if mutated { "changed" } else { "did not change" }
+        );
+        if let (Call::Claim { .. }, Ok(answer)) = (&call, &real) {
+            if let Some(task_id) = answer.strip_prefix("claimed ") {
+                self.check_claim(task_id)?;
+            }
+        }
+        self.check_state()
+    }
+
+    /// Right after a claim: the task is leased as asked, and its venture's budget holds.
+    fn check_claim(&self, task_id: &str) -> Result<(), String> {
+        let view = self.state.get_task(&id(task_id)).map_err(|e| self.fail(format!("claimed task: {e}")))?;
+        let task = &view.task;
+        ensure!(self, task.claimed_at == Some(Millis(self.model.now)), "claimedAt {:?}", task.claimed_at);
+        ensure!(self, view.venture.as_ref().is_some_and(|v| v.id == task.venture_id), "claim's venture");
+        let venture = self.state.get_venture(&task.venture_id).map_err(|e| self.fail(format!("{e}")))?;
+        let (v, reserved) = (&venture.venture, venture.capital_reserved);
+        ensure!(
+            self,
+            v.capital_budget <= 0.0 || v.capital_spent + reserved <= v.capital_budget + EPS,
+            "budget guard: venture {} has spent {} + reserved {reserved} over budget {} after claiming {task_id}",
+            v.id,
+            v.capital_spent,
+            v.capital_budget
+        );
+        Ok(())
+    }
+
+    /// The whole visible state equals the model's, and the invariants hold.
+    fn check_state(&self) -> Result<(), String> {
+        let (state, model) = (&self.state, &self.model);
+
+        // Tasks, one by one, deleted ones included.
+        let ever: BTreeSet<&String> = model.ever_tasks.iter().collect();
+        for task_id in ever {
+            let real = state.get_task(&id(task_id));
+            let Some(m) = model.tasks.get(task_id) else {
+                ensure!(self, real.is_err(), "task {task_id} should be gone");
+                continue;
+            };
+            let view = real.map_err(|e| self.fail(format!("task {task_id}: {e}")))?;
+            let t = &view.task;
+            let got = (t.status, t.assigned_to.as_deref(), t.attempts, t.max_attempts, t.lease_expires_at);
+            let want = (m.status, m.assigned_to.as_deref(), m.attempts, m.max_attempts, m.lease_expires_at.map(Millis));
+            ensure!(
+                self,
+                got == want,
+                "task {task_id} (status, assignedTo, attempts, maxAttempts, leaseExpiresAt): got {got:?}, expected {want:?}"
+            );
+            ensure!(self, t.priority == m.priority && t.estimated_cost == m.cost, "task {task_id} priority/cost");
+        }
+        let all = state.list_tasks(&TaskFilter::default());
+        ensure!(self, all.len() == model.tasks.len(), "{} tasks listed, {} expected", all.len(), model.tasks.len());
+        for status in TaskStatus::ALL {
+            let want = model.tasks.values().filter(|t| t.status == *status).count();
+            ensure!(self, state.task_count(*status) == want, "task_count({status:?})");
+        }
+        for priority in Priority::ALL {
+            let want =
+                model.tasks.values().filter(|t| t.status == TaskStatus::Queue && t.priority == *priority).count();
+            ensure!(self, state.queue_depth(*priority) == want, "queue_depth({priority:?})");
+        }
+
+        // Ventures: spent is the ledger of charged completions and direct edits.
+        let listed: Vec<String> = state.list_ventures().iter().map(|v| v.venture.id.to_string()).collect();
+        let mut want: Vec<(&i64, &String)> = model.ventures.iter().map(|(id, v)| (&v.created_at, id)).collect();
+        want.sort();
+        let want: Vec<String> = want.into_iter().map(|(_, id)| id.clone()).collect();
+        ensure!(self, listed == want, "ventures listed {listed:?}, expected {want:?}");
+        for (venture_id, m) in &model.ventures {
+            let view = state.get_venture(&id(venture_id)).map_err(|e| self.fail(format!("{e}")))?;
+            let v = &view.venture;
+            ensure!(
+                self,
+                close(v.capital_spent, m.spent),
+                "venture {venture_id} capitalSpent {} but the completions charged add up to {}",
+                v.capital_spent,
+                m.spent
+            );
+            ensure!(self, v.capital_budget == m.budget && v.status == m.status, "venture {venture_id} budget/status");
+            let reserved = model.reserved(venture_id);
+            ensure!(
+                self,
+                close(view.capital_reserved, reserved),
+                "venture {venture_id} reserved {} expected {reserved}",
+                view.capital_reserved
+            );
+        }
+
+        // Agents.
+        let listed: BTreeSet<String> = state.list_agents().iter().map(|a| a.id.to_string()).collect();
+        let want: BTreeSet<String> = model.agents.keys().cloned().collect();
+        ensure!(self, listed == want, "agents {listed:?}, expected {want:?}");
+        for (agent_id, m) in &model.agents {
+            let a = state.get_agent(&id(agent_id)).map_err(|e| self.fail(format!("{e}")))?;
+            let got = (a.status, a.current_task.as_deref(), a.tokens_used);
+            let want = (m.status, m.held.last().map(String::as_str), m.tokens_used);
+            ensure!(
+                self,
+                got == want,
+                "agent {agent_id} (status, currentTask, tokensUsed): got {got:?}, expected {want:?}"
+            );
+        }
+
+        // One holder per active task: the holder exists, is busy, and no agent points at a
+        // task it does not hold.
+        for view in &all {
+            let t = &view.task;
+            if t.status == TaskStatus::Active {
+                let holder = t.assigned_to.as_ref().ok_or_else(|| self.fail(format!("active {} unassigned", t.id)))?;
+                let agent = state.get_agent(holder).map_err(|e| self.fail(format!("holder of {}: {e}", t.id)))?;
+                ensure!(self, agent.status == AgentStatus::Busy, "holder {holder} of {} is {:?}", t.id, agent.status);
+                ensure!(self, t.lease_expires_at.is_some(), "active {} has no lease", t.id);
+            }
+        }
+        for agent in state.list_agents() {
+            if let Some(current) = &agent.current_task {
+                let task = state.get_task(current).map_err(|e| self.fail(format!("{}'s task: {e}", agent.id)))?;
+                ensure!(
+                    self,
+                    task.task.status == TaskStatus::Active && task.task.assigned_to.as_ref() == Some(&agent.id),
+                    "agent {} points at {current}, which it does not hold",
+                    agent.id
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn run(ops: &[Op]) -> Result<(), String> {
+    let mut harness = Harness::new();
+    for op in ops {
+        harness.step(op)?;
+    }
+    Ok(())
+}
+
+// ----------------------------------------------------------------------------------------
+// Strategies
+// ----------------------------------------------------------------------------------------
+
+fn priority() -> impl Strategy<Value = Priority> {
+    select(vec![Priority::High, Priority::Medium, Priority::Low])
+}
+
+/// Small, mostly whole costs; 0.1, 0.2 and 1.1 make sums that are not exact in binary.
+fn cost() -> impl Strategy<Value = f64> {
+    select(vec![0.0, 0.1, 0.2, 0.5, 1.0, 1.1, 2.0, 3.0, 5.0])
+}
+
+fn budget() -> impl Strategy<Value = f64> {
+    // 0.1 + 0.2 > 0.3 and 1.1 + 1.1 + 1.1 > 3.3 in floating point: the guard's tolerance matters.
+    select(vec![0.0, 0.0, 0.3, 3.0, 3.3, 5.0, 10.0])
+}
+
+fn tag_set() -> impl Strategy<Value = Vec<&'static str>> {
+    prop::sample::subsequence(TAGS.to_vec(), 0..=TAGS.len())
+}
+
+/// Mostly no tag filter, sometimes one tag, rarely two.
+fn claim_tags() -> impl Strategy<Value = Vec<&'static str>> {
+    prop_oneof![
+        6 => Just(Vec::new()),
+        2 => prop::sample::subsequence(TAGS.to_vec(), 1),
+        1 => prop::sample::subsequence(TAGS.to_vec(), 2),
+    ]
+}
+
+fn task_sel() -> impl Strategy<Value = TaskSel> {
+    prop_oneof![
+        6 => any::<Index>().prop_map(TaskSel::Active),
+        3 => any::<Index>().prop_map(TaskSel::Any),
+        1 => Just(TaskSel::Unknown),
+    ]
+}
+
+fn venture_sel() -> impl Strategy<Value = VentureSel> {
+    prop_oneof![19 => any::<Index>().prop_map(VentureSel::Known), 1 => Just(VentureSel::Unknown)]
+}
+
+fn who() -> impl Strategy<Value = Who> {
+    prop_oneof![
+        6 => Just(Who::Holder),
+        1 => (0..AGENTS.len()).prop_map(Who::Agent),
+        2 => (0..AGENTS.len()).prop_map(Who::Wrong),
+    ]
+}
+
+fn attempt_sel() -> impl Strategy<Value = AttemptSel> {
+    prop_oneof![
+        4 => Just(AttemptSel::Omit),
+        4 => Just(AttemptSel::Current),
+        2 => Just(AttemptSel::Previous),
+        1 => Just(AttemptSel::Next),
+    ]
+}
+
+/// Mostly back to active, so that paused ventures resume.
+fn venture_status() -> impl Strategy<Value = VentureStatus> {
+    prop_oneof![
+        3 => Just(VentureStatus::Active),
+        1 => Just(VentureStatus::Paused),
+        1 => Just(VentureStatus::Completed),
+    ]
+}
+
+fn lease() -> impl Strategy<Value = Option<u32>> {
+    prop::option::of(1u32..=5)
+}
+
+fn create_venture() -> impl Strategy<Value = Op> {
+    (
+        budget(),
+        select(vec![0.0, 0.0, 1.0, 2.5]),
+        prop::bool::weighted(0.15),
+        prop::option::weighted(0.1, any::<Index>()),
+    )
+        .prop_map(|(budget, spent, paused, reuse)| Op::CreateVenture { budget, spent, paused, reuse })
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        2 => create_venture(),
+        20 => (
+            venture_sel(),
+            priority(),
+            prop::option::weighted(0.8, cost()),
+            prop::option::weighted(0.7, tag_set()),
+            1u32..=3,
+            prop::option::weighted(0.05, any::<Index>()),
+        )
+            .prop_map(|(venture, priority, cost, tags, max_attempts, reuse)| Op::CreateTask {
+                venture,
+                priority,
+                cost,
+                tags,
+                max_attempts,
+                reuse
+            }),
+        16 => (0..AGENTS.len(), prop::option::weighted(0.3, venture_sel()), claim_tags(), lease())
+            .prop_map(|(agent, venture, tags, lease)| Op::Claim { agent, venture, tags, lease }),
+        16 => (
+            task_sel(),
+            who(),
+            attempt_sel(),
+            prop::bool::weighted(0.35),
+            prop::option::weighted(0.7, select(vec![0.0, 0.1, 0.2, 1.0, 1.1, 2.0, 4.0])),
+            prop::option::of(0u64..1000),
+        )
+            .prop_map(|(task, who, attempt, error, actual_cost, tokens)| Op::Complete {
+                task,
+                who,
+                attempt,
+                error,
+                actual_cost,
+                tokens
+            }),
+        4 => (task_sel(), who(), attempt_sel(), lease())
+            .prop_map(|(task, who, attempt, lease)| Op::Heartbeat { task, who, attempt, lease }),
+        6 => (0i64..=7000).prop_map(|ms| Op::Advance { ms }),
+        4 => (
+            task_sel(),
+            prop::option::weighted(0.8, select(TaskStatus::ALL.to_vec())),
+            prop::option::weighted(0.2, priority()),
+            prop::option::weighted(0.2, prop::option::of(cost())),
+            prop::option::weighted(0.1, 1u32..=3),
+        )
+            .prop_map(|(task, status, priority, cost, max_attempts)| Op::PatchTask {
+                task,
+                status,
+                priority,
+                cost,
+                max_attempts
+            }),
+        2 => task_sel().prop_map(|task| Op::DeleteTask { task }),
+        4 => (
+            venture_sel(),
+            prop::option::weighted(0.6, budget()),
+            prop::option::weighted(0.2, select(vec![0.0, 1.0, 4.0])),
+            prop::option::weighted(0.3, venture_status()),
+        )
+            .prop_map(|(venture, budget, spent, status)| Op::UpdateVenture { venture, budget, spent, status }),
+        1 => venture_sel().prop_map(|venture| Op::DeleteVenture { venture }),
+        1 => (0..AGENTS.len()).prop_map(|agent| Op::DeleteAgent { agent }),
+        1 => Just(Op::Restart),
+    ]
+}
+
+/// A few ventures to start with, then the operations.
+fn scenario() -> impl Strategy<Value = Vec<Op>> {
+    (prop::collection::vec(create_venture(), 2..=3), prop::collection::vec(op(), 1..60)).prop_map(
+        |(mut ventures, ops)| {
+            for venture in &mut ventures {
+                if let Op::CreateVenture { reuse, .. } = venture {
+                    *reuse = None;
+                }
+            }
+            ventures.extend(ops);
+            ventures
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        // 256 by default; `PROPTEST_CASES=10000` for a longer hunt.
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(256),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn scheduler_matches_the_reference_model(ops in scenario()) {
+        if let Err(report) = run(&ops) {
+            return Err(TestCaseError::fail(report));
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// Deterministic cases: claim order, and minimal reproductions of the deviations found
+// ----------------------------------------------------------------------------------------
+
+fn fresh_state() -> SchedulerState {
+    SchedulerState::new(
+        SchedulerConfig { default_lease_seconds: DEFAULT_LEASE_SECONDS },
+        Snapshot::default(),
+        Millis(START),
+    )
+}
+
+fn add_venture(state: &mut SchedulerState, venture: &str, budget: f64) {
+    let call = Call::CreateVenture { id: venture.into(), budget, spent: 0.0, status: VentureStatus::Active };
+    apply_real(state, &call).expect("venture created");
+}
+
+fn add_task(state: &mut SchedulerState, task: &str, venture: &str, priority: Priority, max_attempts: u32) {
+    let call = Call::CreateTask(CreateTaskCall {
+        id: task.into(),
+        venture: venture.into(),
+        priority,
+        cost: None,
+        tags: None,
+        max_attempts,
+    });
+    apply_real(state, &call).expect("task created");
+}
+
+fn claim_as(state: &mut SchedulerState, agent: &str, lease: Option<u32>) -> Answer {
+    let call = Call::Claim { agent: agent.into(), venture: None, tags: Vec::new(), lease };
+    apply_real(state, &call).expect("claim answered")
+}
+
+fn report(
+    state: &mut SchedulerState,
+    task: &str,
+    agent: &str,
+    error: bool,
+    actual_cost: Option<f64>,
+) -> Result<Answer, ErrKind> {
+    let call = Call::Complete(CompleteCall {
+        task: task.into(),
+        agent: agent.into(),
+        attempt: None,
+        error,
+        actual_cost,
+        tokens: None,
+    });
+    apply_real(state, &call)
+}
+
+#[test]
+fn claim_order_is_priority_then_age_then_id() {
+    let mut state = fresh_state();
+    add_venture(&mut state, "v", 0.0);
+    state.advance(Millis(START + 1));
+    add_task(&mut state, "low", "v", Priority::Low, 3);
+    add_task(&mut state, "t9", "v", Priority::Medium, 3);
+    add_task(&mut state, "t10", "v", Priority::Medium, 3);
+    state.advance(Millis(START + 2));
+    add_task(&mut state, "high", "v", Priority::High, 3);
+    add_task(&mut state, "t0", "v", Priority::Medium, 3);
+    let order: Vec<Answer> = (0..6).map(|_| claim_as(&mut state, "a0", None)).collect();
+    // Same createdAt: "t10" < "t9" as strings; "t0" is younger than both.
+    assert_eq!(order, ["claimed high", "claimed t10", "claimed t9", "claimed t0", "claimed low", "empty"]);
+}
+
+/// Found by the model: `actualCost` given with an error report was kept on the task, and a
+/// later successful completion that gave no `actualCost` charged that stale figure. The contract: "Without `error`: ...
+/// `actualCost` stored; the venture's `capitalSpent` grows by `actualCost`", and "With
+/// `error`: no capital is charged"; the Durability invariant says `capitalSpent` moves by
+/// exactly the `actualCost` of the completions acknowledged.
+#[test]
+fn a_success_without_actual_cost_charges_nothing_even_after_a_costed_failure() {
+    let mut state = fresh_state();
+    add_venture(&mut state, "v0", 0.0);
+    add_task(&mut state, "t0", "v0", Priority::Medium, 3);
+    assert_eq!(claim_as(&mut state, "a0", None), "claimed t0");
+    assert_eq!(report(&mut state, "t0", "a0", true, Some(4.0)), Ok("requeued".into()));
+    assert_eq!(state.get_venture(&id("v0")).unwrap().venture.capital_spent, 0.0);
+    assert_eq!(claim_as(&mut state, "a0", None), "claimed t0");
+    assert_eq!(report(&mut state, "t0", "a0", false, None), Ok("completed".into()));
+    let spent = state.get_venture(&id("v0")).unwrap().venture.capital_spent;
+    assert_eq!(spent, 0.0, "the only successful completion reported no actualCost, yet {spent} was charged");
+}
+
+/// Found by the model: the contract lets an agent repeat its last report "as long as the
+/// task has not been handed out again since (then: 409 `stale_lease`)". The scheduler once
+/// remembered only who reported, not for which attempt, so after a later attempt's lease
+/// ran out the old report was answered 200 as a repeat.
+#[test]
+fn a_report_repeated_after_the_task_was_handed_out_again_is_stale() {
+    let mut state = fresh_state();
+    add_venture(&mut state, "v0", 0.0);
+    add_task(&mut state, "t0", "v0", Priority::Medium, 3);
+    assert_eq!(claim_as(&mut state, "a0", None), "claimed t0"); // attempt 1
+    assert_eq!(report(&mut state, "t0", "a0", true, None), Ok("requeued".into()));
+    assert_eq!(claim_as(&mut state, "a1", Some(1)), "claimed t0"); // attempt 2, handed out again
+    let expired = state.advance(Millis(START + 1000));
+    assert_eq!(expired, [CompletionOutcome::Requeued]);
+    // a0 retries its report of attempt 1, which was superseded by attempt 2.
+    assert_eq!(report(&mut state, "t0", "a0", true, None), Err(ErrKind::StaleLease));
+}
