@@ -6,6 +6,7 @@
 //! of each venture's best eligible task (see `SchedulerState::refresh_candidate`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use crate::domain::{Id, Millis, Priority, Task};
 
@@ -23,15 +24,20 @@ impl QueueKey {
     }
 }
 
-/// Queued tasks by venture, in claim order, each with the cost the budget guard checks.
+/// Queued tasks by venture, in claim order, each with the cost the budget guard checks;
+/// and the same tasks by tag, each with its venture and cost.
 #[derive(Debug, Default)]
 pub struct QueuedIndex {
     by_venture: HashMap<Id, BTreeMap<QueueKey, f64>>,
+    by_tag: HashMap<Arc<str>, BTreeMap<QueueKey, (Id, f64)>>,
     depth_by_priority: [usize; 3],
 }
 
 impl QueuedIndex {
-    pub fn insert(&mut self, venture_id: &Id, key: QueueKey, estimated_cost: f64) {
+    pub fn insert(&mut self, venture_id: &Id, key: QueueKey, estimated_cost: f64, tags: &[Arc<str>]) {
+        for tag in tags {
+            self.by_tag.entry(tag.clone()).or_default().insert(key.clone(), (venture_id.clone(), estimated_cost));
+        }
         let priority = key.priority;
         let previous = self.by_venture.entry(venture_id.clone()).or_default().insert(key, estimated_cost);
         if previous.is_none() {
@@ -40,7 +46,15 @@ impl QueuedIndex {
     }
 
     /// Removes a task; returns whether it was there.
-    pub fn remove(&mut self, venture_id: &Id, key: &QueueKey) -> bool {
+    pub fn remove(&mut self, venture_id: &Id, key: &QueueKey, tags: &[Arc<str>]) -> bool {
+        for tag in tags {
+            if let Some(tagged) = self.by_tag.get_mut(tag) {
+                tagged.remove(key);
+                if tagged.is_empty() {
+                    self.by_tag.remove(tag);
+                }
+            }
+        }
         let Some(queue) = self.by_venture.get_mut(venture_id) else { return false };
         let removed = queue.remove(key).is_some();
         if removed {
@@ -50,6 +64,26 @@ impl QueuedIndex {
             self.by_venture.remove(venture_id);
         }
         removed
+    }
+
+    /// The queued tasks carrying the rarest of `tags`, in claim order, with venture and
+    /// cost; empty when some tag is on no queued task.
+    pub fn iter_rarest_tag<'a>(
+        &'a self,
+        tags: &[Arc<str>],
+    ) -> impl Iterator<Item = (&'a QueueKey, &'a (Id, f64))> + 'a {
+        let rarest = tags
+            .iter()
+            .map(|tag| self.by_tag.get(tag))
+            .try_fold(None::<&BTreeMap<QueueKey, (Id, f64)>>, |best, tagged| {
+                let tagged = tagged?;
+                Some(Some(match best {
+                    Some(best) if best.len() <= tagged.len() => best,
+                    _ => tagged,
+                }))
+            })
+            .flatten();
+        rarest.into_iter().flat_map(|tagged| tagged.iter())
     }
 
     /// The venture's queued tasks in claim order, with their estimated costs.
@@ -94,10 +128,10 @@ mod tests {
     fn orders_by_priority_then_age_then_id() {
         let venture: Id = "v".into();
         let mut index = QueuedIndex::default();
-        index.insert(&venture, key(Priority::Low, 1, "a"), 0.0);
-        index.insert(&venture, key(Priority::Medium, 5, "b"), 0.0);
-        index.insert(&venture, key(Priority::High, 9, "c"), 0.0);
-        index.insert(&venture, key(Priority::Medium, 5, "a"), 0.0);
+        index.insert(&venture, key(Priority::Low, 1, "a"), 0.0, &[]);
+        index.insert(&venture, key(Priority::Medium, 5, "b"), 0.0, &[]);
+        index.insert(&venture, key(Priority::High, 9, "c"), 0.0, &[]);
+        index.insert(&venture, key(Priority::Medium, 5, "a"), 0.0, &[]);
         let order: Vec<&str> = index.iter_venture(&venture).map(|(k, _)| &*k.id).collect();
         assert_eq!(order, ["c", "a", "b", "a"]);
         assert_eq!(index.depth(Priority::Medium), 2);
@@ -108,10 +142,10 @@ mod tests {
     fn remove_is_exact_and_empties_the_venture() {
         let venture: Id = "v".into();
         let mut index = QueuedIndex::default();
-        index.insert(&venture, key(Priority::High, 1, "a"), 0.0);
-        assert!(!index.remove(&venture, &key(Priority::Low, 1, "a")));
-        assert!(index.remove(&venture, &key(Priority::High, 1, "a")));
-        assert!(!index.remove(&venture, &key(Priority::High, 1, "a")));
+        index.insert(&venture, key(Priority::High, 1, "a"), 0.0, &[]);
+        assert!(!index.remove(&venture, &key(Priority::Low, 1, "a"), &[]));
+        assert!(index.remove(&venture, &key(Priority::High, 1, "a"), &[]));
+        assert!(!index.remove(&venture, &key(Priority::High, 1, "a"), &[]));
         assert!(index.is_empty());
         assert_eq!(index.iter_venture(&venture).count(), 0);
     }
@@ -120,11 +154,31 @@ mod tests {
     fn first_fitting_skips_tasks_over_the_room() {
         let venture: Id = "v".into();
         let mut index = QueuedIndex::default();
-        index.insert(&venture, key(Priority::High, 1, "big"), 50.0);
-        index.insert(&venture, key(Priority::Low, 1, "small"), 1.1);
+        index.insert(&venture, key(Priority::High, 1, "big"), 50.0, &[]);
+        index.insert(&venture, key(Priority::Low, 1, "small"), 1.1, &[]);
         assert_eq!(&*index.first_fitting(&venture, 100.0).unwrap().id, "big");
         assert_eq!(&*index.first_fitting(&venture, 1.1).unwrap().id, "small");
         assert!(index.first_fitting(&venture, 1.0).is_none());
         assert!(fits(1.1, 9.9 + 1.1 - 9.9));
+    }
+
+    #[test]
+    fn tag_queries_walk_the_rarest_tag_in_claim_order() {
+        let (a, b): (Id, Id) = ("a".into(), "b".into());
+        let tags = |names: &[&str]| names.iter().map(|t| Arc::from(*t)).collect::<Vec<Arc<str>>>();
+        let mut index = QueuedIndex::default();
+        index.insert(&a, key(Priority::Low, 1, "t1"), 0.0, &tags(&["common", "rare"]));
+        index.insert(&b, key(Priority::High, 2, "t2"), 0.0, &tags(&["common"]));
+        index.insert(&b, key(Priority::High, 3, "t3"), 0.0, &tags(&["common", "rare"]));
+        let ids = |index: &QueuedIndex, wanted: &[&str]| -> Vec<String> {
+            index.iter_rarest_tag(&tags(wanted)).map(|(k, _)| k.id.to_string()).collect()
+        };
+        assert_eq!(ids(&index, &["common"]), ["t2", "t3", "t1"]);
+        assert_eq!(ids(&index, &["common", "rare"]), ["t3", "t1"], "walks the rarer tag");
+        assert!(ids(&index, &["rare", "absent"]).is_empty());
+        index.remove(&b, &key(Priority::High, 3, "t3"), &tags(&["common", "rare"]));
+        assert_eq!(ids(&index, &["rare"]), ["t1"]);
+        index.remove(&a, &key(Priority::Low, 1, "t1"), &tags(&["common", "rare"]));
+        assert!(ids(&index, &["rare"]).is_empty());
     }
 }

@@ -747,28 +747,19 @@ impl SchedulerState {
                 None => self.candidates.keys().next().cloned(),
             };
         }
-        // A tag filter walks each eligible venture's queue in claim order until a match:
-        // cheap when tagged work is common, linear in the skipped tasks when it is rare.
-        let ventures: Vec<&Id> = match &request.venture_id {
-            Some(id) => vec![id],
-            None => self.candidate_of.keys().collect(),
-        };
-        ventures
-            .into_iter()
-            .filter_map(|venture_id| {
-                let entry = self.ventures.get(venture_id)?;
-                if entry.venture.status != VentureStatus::Active {
-                    return None;
-                }
-                let room = entry.room();
-                self.queued
-                    .iter_venture(venture_id)
-                    .find(|(key, cost)| {
-                        fits(*cost, room) && request.tags.iter().all(|tag| self.tasks[&key.id].has_tag(tag))
-                    })
-                    .map(|(key, _)| key.clone())
+        // A tag filter walks the queued tasks of the rarest tag asked for, in claim order,
+        // until one is eligible: it skips only tasks that carry that tag but are not.
+        self.queued
+            .iter_rarest_tag(&request.tags)
+            .find(|(key, (venture_id, cost))| {
+                request.venture_id.as_ref().is_none_or(|wanted| wanted == venture_id)
+                    && self
+                        .ventures
+                        .get(venture_id)
+                        .is_some_and(|entry| entry.venture.status == VentureStatus::Active && fits(*cost, entry.room()))
+                    && request.tags.iter().all(|tag| self.tasks[&key.id].has_tag(tag))
             })
-            .min()
+            .map(|(key, _)| key.clone())
     }
 
     /// Stores the new version of a task, moving it between indexes as its status says.
@@ -796,7 +787,10 @@ impl SchedulerState {
     fn index(&mut self, task: &Task) {
         self.tasks_by_status[task.status as usize] += 1;
         match task.status {
-            TaskStatus::Queue => self.queued.insert(&task.venture_id, QueueKey::of(task), task.reserved_cost()),
+            TaskStatus::Queue => {
+                let tags = task.tags.as_deref().unwrap_or_default();
+                self.queued.insert(&task.venture_id, QueueKey::of(task), task.reserved_cost(), tags)
+            }
             TaskStatus::Active => {
                 if let Some(expires_at) = task.lease_expires_at {
                     self.leases.insert((expires_at, task.id.clone()));
@@ -814,7 +808,7 @@ impl SchedulerState {
         self.tasks_by_status[task.status as usize] -= 1;
         match task.status {
             TaskStatus::Queue => {
-                self.queued.remove(&task.venture_id, &QueueKey::of(task));
+                self.queued.remove(&task.venture_id, &QueueKey::of(task), task.tags.as_deref().unwrap_or_default());
             }
             TaskStatus::Active => {
                 if let Some(expires_at) = task.lease_expires_at {
