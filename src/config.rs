@@ -97,6 +97,9 @@ pub struct ServeArgs {
     /// Long-polling claims that may wait at once; past it a claim that would wait answers 503.
     #[arg(long, env = "MC_MAX_WAITERS", default_value_t = 10_000)]
     pub max_waiters: usize,
+    /// Open `/api/events` streams allowed at once; past it a new one answers 503.
+    #[arg(long, env = "MC_MAX_EVENT_STREAMS", default_value_t = 256)]
+    pub max_event_streams: usize,
 }
 
 #[cfg(test)]

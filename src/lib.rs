@@ -8,6 +8,7 @@
 //! - [`store`]: opening the file, migrations, sample data, loading at start, backups and
 //!   the read-only queries of the activity log.
 //! - [`api`]: the axum router, request decoding, JSON shapes and the one `ApiError`.
+//! - [`events`]: the live feed of changes behind `GET /api/events`.
 //! - [`server`]: wiring it together; [`config`]: the command line; [`metrics`]: Prometheus.
 //!
 //! `docs/ARCHITECTURE.md` tells how a claim flows through these parts.
@@ -15,6 +16,7 @@
 pub mod api;
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod metrics;
 pub mod persist;
 pub mod scheduler;

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState};
 use crate::config::ServeArgs;
 use crate::domain::Millis;
+use crate::events::EventHub;
 use crate::persist::{PersisterConfig, PersisterHandle};
 use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerOptions, SystemClock};
 use crate::store::{self, ActivityReader, StoreError};
@@ -57,7 +58,8 @@ pub fn start(args: &ServeArgs) -> Result<Running, StoreError> {
         commit_timeout: COMMIT_TIMEOUT,
         max_waiters: args.max_waiters,
     };
-    let scheduler = Scheduler::start(options, snapshot, persister, Arc::new(SystemClock));
+    let events = Arc::new(EventHub::default());
+    let scheduler = Scheduler::start(options, snapshot, persister, events.clone(), Arc::new(SystemClock));
     let app = AppState {
         scheduler: scheduler.clone(),
         activities: ActivityReader::new(path),
@@ -65,6 +67,8 @@ pub fn start(args: &ServeArgs) -> Result<Running, StoreError> {
         api_token: args.api_token.as_deref().filter(|t| !t.is_empty()).map(Arc::from),
         activity_id_lock: Arc::default(),
         max_pending: args.max_pending,
+        events,
+        event_streams: Arc::new(tokio::sync::Semaphore::new(args.max_event_streams)),
     };
     Ok(Running { scheduler, app })
 }

@@ -6,6 +6,7 @@
 mod activities;
 mod agents;
 pub mod error;
+mod events;
 pub mod input;
 mod ops;
 mod tasks;
@@ -27,6 +28,7 @@ use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
 use crate::domain::Id;
+use crate::events::EventHub;
 use crate::scheduler::Scheduler;
 use crate::store::ActivityReader;
 use error::ApiError;
@@ -45,6 +47,10 @@ pub struct AppState {
     pub activity_id_lock: Arc<tokio::sync::Mutex<()>>,
     /// The backlog past which `/readyz` fails (the scheduler refuses writes past it too).
     pub max_pending: usize,
+    /// The live feed of changes.
+    pub events: Arc<EventHub>,
+    /// One permit per open event stream: the bound on them.
+    pub event_streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// The whole application: API, operations endpoints and the dashboard.
@@ -64,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/agents/{id}", get(agents::get).patch(agents::update_at).delete(agents::delete_at))
         .route("/api/activities", get(activities::list).post(activities::create))
         .route("/api/activities/{id}", get(activities::get))
+        .route("/api/events", get(events::stream))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(api)
@@ -97,12 +104,17 @@ async fn method_not_allowed(request: Request) -> ApiError {
 
 async fn require_token(State(app): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(expected) = &app.api_token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
+        let header = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let given = match header.and_then(|v| v.strip_prefix("Bearer ")) {
+            Some(token) => token.to_owned(),
+            // A browser's EventSource cannot set headers, so the event feed also takes
+            // `?access_token=`.
+            None if request.uri().path() == "/api/events" => Query::parse(request.uri().query())
+                .ok()
+                .and_then(|q| q.get("access_token").map(str::to_owned))
+                .unwrap_or_default(),
+            None => String::new(),
+        };
         if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
             return ApiError::unauthorized().into_response();
         }

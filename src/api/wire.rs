@@ -21,8 +21,10 @@ pub struct VentureJson<'a> {
     priority: &'static str,
     capital_spent: f64,
     capital_budget: f64,
-    /// Not in the seed: the estimated cost of the venture's active tasks, which the budget guard holds back.
-    capital_reserved: f64,
+    /// Not in the seed: the estimated cost of the venture's active tasks, which the budget
+    /// guard holds back. Left out of live events, which carry the venture record alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capital_reserved: Option<f64>,
     description: Option<&'a str>,
     created_at: String,
     updated_at: String,
@@ -30,7 +32,12 @@ pub struct VentureJson<'a> {
 
 impl<'a> From<&'a VentureView> for VentureJson<'a> {
     fn from(view: &'a VentureView) -> Self {
-        let v: &Venture = &view.venture;
+        VentureJson { capital_reserved: Some(view.capital_reserved), ..VentureJson::from(&*view.venture) }
+    }
+}
+
+impl<'a> From<&'a Venture> for VentureJson<'a> {
+    fn from(v: &'a Venture) -> Self {
         VentureJson {
             id: &v.id,
             name: &v.name,
@@ -39,7 +46,7 @@ impl<'a> From<&'a VentureView> for VentureJson<'a> {
             priority: v.priority.as_str(),
             capital_spent: v.capital_spent,
             capital_budget: v.capital_budget,
-            capital_reserved: view.capital_reserved,
+            capital_reserved: None,
             description: v.description.as_deref(),
             created_at: time(v.created_at),
             updated_at: time(v.updated_at),

@@ -18,6 +18,7 @@ use super::commands::{ClaimRequest, TaskView};
 use super::state::SchedulerState;
 use super::{Clock, SchedulerError};
 use crate::domain::{Id, Priority, TaskStatus};
+use crate::events::EventHub;
 use crate::persist::PersisterHandle;
 
 /// How often the actor expires leases and refreshes its gauges. Expiry pops from an
@@ -39,6 +40,7 @@ struct Waiter {
 pub(super) struct TaskQueue {
     state: SchedulerState,
     persister: PersisterHandle,
+    events: Arc<EventHub>,
     clock: Arc<dyn Clock>,
     /// Past this many uncommitted changes, writes are refused until the persister catches up.
     max_pending: usize,
@@ -68,11 +70,12 @@ impl TaskQueue {
     pub(super) fn new(
         state: SchedulerState,
         persister: PersisterHandle,
+        events: Arc<EventHub>,
         clock: Arc<dyn Clock>,
         max_pending: usize,
         max_waiters: usize,
     ) -> TaskQueue {
-        TaskQueue { state, persister, clock, max_pending, waiters: VecDeque::new(), max_waiters }
+        TaskQueue { state, persister, events, clock, max_pending, waiters: VecDeque::new(), max_waiters }
     }
 
     fn tick(&mut self) {
@@ -98,12 +101,15 @@ impl TaskQueue {
         }
     }
 
-    /// Hands this message's changes to the persister; returns their sequence number.
+    /// Hands this message's changes to the event feed and the persister; returns their
+    /// sequence number.
     fn send_changes(&mut self) -> Option<u64> {
         if !self.state.has_changes() {
             return None;
         }
-        Some(self.persister.send(self.state.take_changes()))
+        let changes = self.state.take_changes();
+        self.events.publish(&changes);
+        Some(self.persister.send(changes))
     }
 
     /// Offers claimable work to parked claims, oldest first, then sends the changes. A

@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 use crate::config::Durability;
 use crate::domain::{Activity, Agent, Id, Millis};
+use crate::events::EventHub;
 use crate::persist::{PersisterHandle, Progress};
 use actor::{Claim, ClaimAnswer, Read, Release, Stop, TaskQueue, Write};
 
@@ -61,11 +62,13 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Starts the actor on its own thread with the loaded state; it feeds `persister`.
+    /// Starts the actor on its own thread with the loaded state; it feeds `persister` and
+    /// publishes every change to `events`.
     pub fn start(
         options: SchedulerOptions,
         snapshot: Snapshot,
         persister: PersisterHandle,
+        events: Arc<EventHub>,
         clock: Arc<dyn Clock>,
     ) -> Scheduler {
         let progress = persister.progress();
@@ -77,7 +80,7 @@ impl Scheduler {
             .spawn(move || {
                 let system = System::new();
                 system.block_on(async move {
-                    let queue = TaskQueue::new(state, persister, clock, max_pending, max_waiters);
+                    let queue = TaskQueue::new(state, persister, events, clock, max_pending, max_waiters);
                     let _ = addr_sender.send(queue.start());
                 });
                 if let Err(error) = system.run() {

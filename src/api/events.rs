@@ -1,0 +1,122 @@
+//! `GET /api/events`: the live feed as Server-Sent Events.
+//!
+//! Event names: `task`, `venture`, `agent`, `activity` (data: the object as the REST API
+//! shows it; a task's `venture` is `null` here, join on `ventureId`), `task_deleted`,
+//! `venture_deleted`, `agent_deleted` (data: `{"id"}`), and `reload` (data: `{"reason"}`):
+//! the client missed events and must fetch the lists again. Resume with `Last-Event-ID`
+//! (or `?lastEventId=`, for clients that cannot set headers).
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream};
+use serde_json::json;
+use tokio::sync::{broadcast, OwnedSemaphorePermit};
+
+use super::error::ApiError;
+use super::input::Query;
+use super::wire::{ActivityJson, AgentJson, TaskJson, VentureJson};
+use super::AppState;
+use crate::events::{Event, Start};
+use crate::persist::Change;
+use crate::scheduler::TaskView;
+
+pub async fn stream(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = Query::parse(query.as_deref())?;
+    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).or(query.get("lastEventId"));
+    let last = match last.map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            return Err(ApiError::invalid("lastEventId", "`Last-Event-ID` must be an event id this server sent"))
+        }
+    };
+    let permit = app.event_streams.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "too many event streams are open; retry shortly")
+    })?;
+    let (start, receiver) = app.events.subscribe(last);
+    let (replay, reload_first) = match start {
+        Start::Resume(events) => (events.into(), false),
+        Start::Reload => (VecDeque::new(), true),
+    };
+    let feed = Feed { replay, reload_first, receiver, done: false, _permit: permit };
+    Ok(Sse::new(feed.into_stream()).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// One subscriber's position: what to replay, then the live receiver.
+struct Feed {
+    replay: VecDeque<Arc<Event>>,
+    reload_first: bool,
+    receiver: broadcast::Receiver<Arc<Event>>,
+    done: bool,
+    /// Held while the stream is open: the bound on open streams.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Feed {
+    fn into_stream(self) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+        stream::unfold(self, |mut feed| async move {
+            if feed.done {
+                return None;
+            }
+            if feed.reload_first {
+                feed.done = true;
+                return Some((Ok(reload("your last event is no longer kept")), feed));
+            }
+            if let Some(event) = feed.replay.pop_front() {
+                return Some((Ok(to_sse(&event)), feed));
+            }
+            match feed.receiver.recv().await {
+                Ok(event) => Some((Ok(to_sse(&event)), feed)),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    feed.done = true;
+                    Some((Ok(reload(&format!("this client fell {missed} events behind"))), feed))
+                }
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        })
+    }
+}
+
+fn reload(reason: &str) -> SseEvent {
+    SseEvent::default().event("reload").data(json!({ "reason": reason }).to_string())
+}
+
+fn to_sse(event: &Event) -> SseEvent {
+    let data = event.encoded(encode);
+    SseEvent::default().id(event.id.to_string()).event(kind(&event.change)).data(data)
+}
+
+fn kind(change: &Change) -> &'static str {
+    match change {
+        Change::Task(_) => "task",
+        Change::DeleteTask(_) => "task_deleted",
+        Change::Venture(_) => "venture",
+        Change::DeleteVenture(_) => "venture_deleted",
+        Change::Agent(_) => "agent",
+        Change::DeleteAgent(_) => "agent_deleted",
+        Change::Activity(_) => "activity",
+    }
+}
+
+fn encode(change: &Change) -> String {
+    let encoded = match change {
+        Change::Task(task) => serde_json::to_string(&TaskJson::from(&TaskView { task: task.clone(), venture: None })),
+        Change::Venture(venture) => serde_json::to_string(&VentureJson::from(&**venture)),
+        Change::Agent(agent) => serde_json::to_string(&AgentJson::from(&**agent)),
+        Change::Activity(activity) => serde_json::to_string(&ActivityJson::from(&**activity)),
+        Change::DeleteTask(id) | Change::DeleteVenture(id) | Change::DeleteAgent(id) => {
+            serde_json::to_string(&json!({ "id": &**id }))
+        }
+    };
+    encoded.expect("our records always encode")
+}

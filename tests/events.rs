@@ -1,0 +1,123 @@
+//! `GET /api/events`: every change in order, resumable, and never a brake on the scheduler.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{EventStream, TestServer};
+use reqwest::StatusCode;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_arrive_in_order_with_increasing_ids() {
+    let server = TestServer::start();
+    let mut stream = EventStream::open(&server, None).await;
+    server
+        .post(
+            "/api/tasks",
+            json!({"id": "e1", "title": "watch me", "ventureId": "clxyz-ecommerce", "priority": "high"}),
+        )
+        .await;
+    server.post("/api/tasks/claim", json!({"agentId": "agent-main"})).await;
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        seen.push(stream.next(WAIT).await.expect("an event"));
+    }
+    let kinds: Vec<&str> = seen.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(kinds, ["task", "activity", "task", "agent", "activity"]);
+    assert_eq!((seen[0].data["id"].as_str(), seen[0].data["status"].as_str()), (Some("e1"), Some("queue")));
+    assert_eq!(seen[1].data["type"], "task_created");
+    assert_eq!(
+        (seen[2].data["status"].as_str(), seen[2].data["assignedTo"].as_str()),
+        (Some("active"), Some("agent-main"))
+    );
+    assert_eq!(seen[3].data["status"], "busy");
+    assert_eq!(seen[4].data["type"], "task_claimed");
+    let ids: Vec<u64> = seen.iter().map(|e| e.id.as_deref().unwrap().parse().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
+
+    server.delete("/api/tasks/clxyz125").await;
+    let deleted = stream.next(WAIT).await.unwrap();
+    assert_eq!((deleted.event.as_str(), deleted.data["id"].as_str()), ("task_deleted", Some("clxyz125")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reconnect_with_last_event_id_resumes_without_loss_or_repeat() {
+    let server = TestServer::start();
+    let mut stream = EventStream::open(&server, None).await;
+    server.post("/api/activities", json!({"title": "one"})).await;
+    let first = stream.next(WAIT).await.unwrap();
+    drop(stream);
+    for title in ["two", "three"] {
+        server.post("/api/activities", json!({"title": title})).await;
+    }
+    let mut resumed = EventStream::open(&server, first.id.as_deref()).await;
+    let titles: Vec<String> = [resumed.next(WAIT).await.unwrap(), resumed.next(WAIT).await.unwrap()]
+        .iter()
+        .map(|e| e.data["title"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(titles, ["two", "three"]);
+    assert!(resumed.next(Duration::from_millis(300)).await.is_none(), "nothing repeated");
+
+    let mut stale = EventStream::open(&server, Some("1")).await;
+    assert_eq!(stale.next(WAIT).await.unwrap().event, "reload", "an id from another run means reload");
+    let (status, body) = server.get("/api/events?lastEventId=soon").await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("lastEventId")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_client_does_not_slow_claims_and_is_told_to_reload() {
+    let server = TestServer::start_with(&["--no-seed"]);
+    for w in 0..8 {
+        server.post("/api/ventures", json!({"id": format!("v{w}"), "name": "v"})).await;
+    }
+    let mut stalled = EventStream::open(&server, None).await;
+    // 3,000 create + claim + complete cycles make about 21,000 events, far past what a
+    // subscriber may fall behind; the stalled stream is not read meanwhile.
+    let cycles: Vec<_> = (0..8)
+        .map(|w| {
+            let (client, base) = (server.client.clone(), server.base.clone());
+            tokio::spawn(async move {
+                for i in 0..375 {
+                    let id = format!("s{w}-{i}");
+                    let post =
+                        |path: &str, body: serde_json::Value| client.post(format!("{base}{path}")).json(&body).send();
+                    let venture = format!("v{w}");
+                    let created =
+                        post("/api/tasks", json!({"id": id, "title": "x", "ventureId": venture})).await.unwrap();
+                    assert_eq!(created.status(), 201);
+                    let claimed = post("/api/tasks/claim", json!({"agentId": format!("a{w}"), "ventureId": venture}))
+                        .await
+                        .unwrap();
+                    assert_eq!(claimed.status(), 200);
+                    let done =
+                        post("/api/tasks/complete", json!({"taskId": id, "agentId": format!("a{w}")})).await.unwrap();
+                    assert_eq!(done.status(), 200);
+                }
+            })
+        })
+        .collect();
+    for c in cycles {
+        c.await.unwrap();
+    }
+    assert_eq!(server.ok("/api/tasks?status=completed").await.as_array().unwrap().len(), 3000);
+    let mut saw_reload = false;
+    while let Some(event) = stalled.next(WAIT).await {
+        if event.event == "reload" {
+            saw_reload = true;
+            break;
+        }
+    }
+    assert!(saw_reload, "a client that fell behind is told to reload");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn event_streams_are_bounded() {
+    let server = TestServer::start_with(&["--max-event-streams", "2"]);
+    let _a = EventStream::open(&server, None).await;
+    let _b = EventStream::open(&server, None).await;
+    let (status, body) = server.get("/api/events").await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")));
+}
