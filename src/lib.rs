@@ -9,12 +9,14 @@
 //!   the read-only queries of the activity log.
 //! - [`api`]: the axum router, request decoding, JSON shapes and the one `ApiError`.
 //! - [`events`]: the live feed of changes behind `GET /api/events`.
+//! - [`dashboard`]: the board at `/`, its assets compiled in.
 //! - [`server`]: wiring it together; [`config`]: the command line; [`metrics`]: Prometheus.
 //!
 //! `docs/ARCHITECTURE.md` tells how a claim flows through these parts.
 
 pub mod api;
 pub mod config;
+pub mod dashboard;
 pub mod domain;
 pub mod events;
 pub mod metrics;

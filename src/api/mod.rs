@@ -74,7 +74,8 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(api)
-        .route("/", get(ops::dashboard))
+        .route("/", get(crate::dashboard::index))
+        .route("/assets/{name}", get(crate::dashboard::asset))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -1,8 +1,8 @@
-//! Operations endpoints: liveness, readiness, Prometheus metrics, and the dashboard page.
+//! Operations endpoints: liveness, readiness and Prometheus metrics.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
@@ -30,8 +30,4 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
 
 pub async fn metrics(State(app): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
-}
-
-pub async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("../dashboard/index.html"))
 }

@@ -1,48 +1,3 @@
-<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Mission Control</title>
-<style>
-  :root { color-scheme: light dark; --bg: #f6f7f9; --card: #fff; --ink: #1b1f24; --muted: #5b6472; --line: #d8dde3; --accent: #2457c5; --warn: #b3261e; }
-  @media (prefers-color-scheme: dark) { :root { --bg: #14171b; --card: #1e2228; --ink: #e8eaed; --muted: #a3abb6; --line: #343a42; --accent: #8ab4f8; --warn: #f28b82; } }
-  * { box-sizing: border-box; }
-  body { margin: 0; font: 14px/1.4 system-ui, sans-serif; background: var(--bg); color: var(--ink); }
-  header { display: flex; align-items: center; gap: 1rem; padding: .75rem 1rem; border-bottom: 1px solid var(--line); }
-  h1 { font-size: 1.1rem; margin: 0; }
-  h2 { font-size: .95rem; margin: 0 0 .5rem; }
-  main { display: grid; grid-template-columns: 1fr 20rem; gap: 1rem; padding: 1rem; }
-  .board { display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: .75rem; }
-  .column { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: .5rem; min-height: 10rem; }
-  .card { border: 1px solid var(--line); border-radius: 6px; padding: .4rem .5rem; margin-bottom: .4rem; }
-  .card .meta, .muted { color: var(--muted); font-size: .8rem; }
-  .bar { height: 8px; background: var(--line); border-radius: 4px; overflow: hidden; }
-  .bar > span { display: block; height: 100%; background: var(--accent); }
-  .over > span { background: var(--warn); }
-  aside section { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: .5rem; margin-bottom: .75rem; }
-  ul { list-style: none; margin: 0; padding: 0; }
-  li { padding: .2rem 0; border-bottom: 1px solid var(--line); }
-  #status { margin-left: auto; }
-  @media (max-width: 900px) { main { grid-template-columns: 1fr; } .board { grid-template-columns: repeat(2, minmax(0, 1fr)); } }
-</style>
-</head>
-<body>
-<header><h1>🛰️ Mission Control</h1><span id="status" class="muted" role="status">loading…</span></header>
-<main>
-  <div class="board" aria-label="Task board">
-    <section class="column" aria-labelledby="h-queue"><h2 id="h-queue">Queue</h2><div id="col-queue"></div></section>
-    <section class="column" aria-labelledby="h-active"><h2 id="h-active">Active</h2><div id="col-active"></div></section>
-    <section class="column" aria-labelledby="h-completed"><h2 id="h-completed">Completed</h2><div id="col-completed"></div></section>
-    <section class="column" aria-labelledby="h-failed"><h2 id="h-failed">Failed</h2><div id="col-failed"></div></section>
-  </div>
-  <aside>
-    <section aria-labelledby="h-ventures"><h2 id="h-ventures">Ventures</h2><ul id="ventures"></ul></section>
-    <section aria-labelledby="h-agents"><h2 id="h-agents">Agents</h2><ul id="agents"></ul></section>
-    <section aria-labelledby="h-activity"><h2 id="h-activity">Activity</h2><ul id="activity"></ul></section>
-  </aside>
-</main>
-<script type="module">
 // A read-only board over the JSON API. It refreshes every few seconds.
 const COLUMN_LIMIT = 200;
 const RANK = { high: 0, medium: 1, low: 2 };
@@ -111,6 +66,3 @@ async function refresh() {
 
 refresh();
 setInterval(refresh, 5000);
-</script>
-</body>
-</html>
