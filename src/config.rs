@@ -94,6 +94,9 @@ pub struct ServeArgs {
     /// Uncommitted changes past which writes answer 503 until the disk catches up.
     #[arg(long, env = "MC_MAX_PENDING", default_value_t = 100_000)]
     pub max_pending: usize,
+    /// How long a reply in `batch` durability waits for its commit before answering 503.
+    #[arg(long, env = "MC_COMMIT_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub commit_timeout_ms: u64,
     /// Long-polling claims that may wait at once; past it a claim that would wait answers 503.
     #[arg(long, env = "MC_MAX_WAITERS", default_value_t = 10_000)]
     pub max_waiters: usize,

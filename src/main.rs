@@ -64,6 +64,7 @@ async fn shutdown_signal() {
 
 fn migrate(db: &DbArgs) -> anyhow::Result<()> {
     let path = db.path();
+    let _lock = store::ProcessLock::acquire(&path)?;
     let mut conn = store::open(&path)?;
     store::migrate(&mut conn, &path)?;
     println!("migrated {}", path.display());
@@ -73,6 +74,7 @@ fn migrate(db: &DbArgs) -> anyhow::Result<()> {
 /// `seed` writes the sample data; `reset` drops everything first.
 fn seed(db: &DbArgs, reset: bool) -> anyhow::Result<()> {
     let path = db.path();
+    let _lock = store::ProcessLock::acquire(&path)?;
     let mut conn = store::open(&path)?;
     if reset {
         store::drop_everything(&mut conn)?;

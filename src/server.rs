@@ -17,22 +17,24 @@ use crate::store::{self, ActivityReader, StoreError};
 
 /// The most changes one SQLite transaction takes.
 const MAX_BATCH: usize = 10_000;
-/// How long a `batch` reply waits for its commit before answering 503.
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A scheduler running on a prepared database, and the state the router needs.
 pub struct Running {
     pub scheduler: Scheduler,
     pub app: AppState,
+    /// Held until the process ends: no other process may serve or reset this database.
+    pub lock: store::ProcessLock,
 }
 
 /// Opens the database (creating, migrating and seeding it as the options say), loads it
 /// and starts the persister and the scheduler.
 pub fn start(args: &ServeArgs) -> Result<Running, StoreError> {
     let path = args.db.path();
+    let lock = store::ProcessLock::acquire(&path)?;
     let mut conn = store::open(&path)?;
     let created = store::is_uninitialised(&conn)?;
     store::migrate(&mut conn, &path)?;
+    store::check_writable(&conn, &path)?;
     if created && !args.no_seed {
         store::seed_sample_data(&mut conn, Millis::now())?;
         tracing::info!(path = %path.display(), "created the database with the sample data");
@@ -55,7 +57,7 @@ pub fn start(args: &ServeArgs) -> Result<Running, StoreError> {
         config: SchedulerConfig { default_lease_seconds: args.lease_seconds },
         durability: args.durability,
         max_pending: args.max_pending,
-        commit_timeout: COMMIT_TIMEOUT,
+        commit_timeout: Duration::from_millis(args.commit_timeout_ms),
         max_waiters: args.max_waiters,
     };
     let events = Arc::new(EventHub::default());
@@ -70,7 +72,7 @@ pub fn start(args: &ServeArgs) -> Result<Running, StoreError> {
         events,
         event_streams: Arc::new(tokio::sync::Semaphore::new(args.max_event_streams)),
     };
-    Ok(Running { scheduler, app })
+    Ok(Running { scheduler, app, lock })
 }
 
 /// Serves until `shutdown` resolves, then stops taking requests, lets the ones in flight
@@ -80,8 +82,9 @@ pub async fn run(
     running: Running,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let router = api::router(running.app);
-    let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
-    running.scheduler.shutdown().await;
+    let Running { scheduler, app, lock } = running;
+    let served = axum::serve(listener, api::router(app)).with_graceful_shutdown(shutdown).await;
+    scheduler.shutdown().await;
+    drop(lock);
     served
 }

@@ -111,3 +111,29 @@ fn help_lists_every_option_with_its_environment_variable() {
         assert!(out.contains(option), "help lacks {option}:\n{out}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_in_use_is_refused_by_a_second_server_and_by_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("busy.db");
+    let db_arg = db.to_str().unwrap();
+    let server = TestServer::start_on(&db, &[]);
+    let (ok, out) = run_cli(&["serve", "--db", db_arg, "--addr", "127.0.0.1:0"]);
+    assert!(!ok && out.contains("another mission-control process"), "{out}");
+    let (ok, out) = run_cli(&["reset", "--db", db_arg]);
+    assert!(!ok && out.contains("another mission-control process"), "{out}");
+    assert_eq!(server.ok("/api/tasks").await.as_array().unwrap().len(), 3, "the running server's data is untouched");
+}
+
+#[test]
+fn a_database_locked_by_another_program_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("locked.db");
+    let (ok, out) = run_cli(&["migrate", "--db", db.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE;").unwrap();
+    let (ok, out) = run_cli(&["serve", "--db", db.to_str().unwrap(), "--addr", "127.0.0.1:0"]);
+    assert!(!ok && out.contains("lock"), "{out}");
+    holder.execute_batch("COMMIT;").unwrap();
+}

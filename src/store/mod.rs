@@ -90,6 +90,44 @@ fn configure(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Holds `<db>.lock` for as long as it lives, so that two processes never serve or reset
+/// the same database at once (two schedulers would each believe they own its state).
+#[derive(Debug)]
+pub struct ProcessLock {
+    _file: std::fs::File,
+}
+
+impl ProcessLock {
+    pub fn acquire(db: &Path) -> Result<ProcessLock, StoreError> {
+        let path = PathBuf::from(format!("{}.lock", db.display()));
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| {
+            StoreError::BadPath { path: path.clone(), message: format!("cannot open the lock file: {e}") }
+        })?;
+        match file.try_lock() {
+            Ok(()) => Ok(ProcessLock { _file: file }),
+            Err(_) => Err(StoreError::BadPath {
+                path: db.into(),
+                message: format!(
+                    "another mission-control process is using this database (it holds {})",
+                    path.display()
+                ),
+            }),
+        }
+    }
+}
+
+/// Fails fast when another process holds SQLite's write lock, instead of starting a server
+/// whose every write would be refused.
+pub fn check_writable(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    conn.busy_timeout(Duration::from_secs(2)).map_err(StoreError::sqlite("setting busy_timeout"))?;
+    let probe = conn.execute_batch("BEGIN IMMEDIATE; COMMIT;");
+    conn.busy_timeout(Duration::from_secs(5)).map_err(StoreError::sqlite("setting busy_timeout"))?;
+    probe.map_err(|e| StoreError::BadPath {
+        path: path.into(),
+        message: format!("cannot take the write lock ({e}); is another program writing to it?"),
+    })
+}
+
 /// Whether the schema is still empty: `serve` seeds only a database it creates itself.
 pub fn is_uninitialised(conn: &Connection) -> Result<bool, StoreError> {
     let version: i64 = conn
