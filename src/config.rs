@@ -97,6 +97,12 @@ pub struct ServeArgs {
     /// How long a reply in `batch` durability waits for its commit before answering 503.
     #[arg(long, env = "MC_COMMIT_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub commit_timeout_ms: u64,
+    /// A client must send a request's headers within this time, or the connection closes.
+    #[arg(long, env = "MC_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_ms: u64,
+    /// A client must send a request's body within this time, or gets 408.
+    #[arg(long, env = "MC_BODY_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_ms: u64,
     /// Long-polling claims that may wait at once; past it a claim that would wait answers 503.
     #[arg(long, env = "MC_MAX_WAITERS", default_value_t = 10_000)]
     pub max_waiters: usize,

@@ -33,7 +33,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
         let running = server::start(&args)?;
-        let listener = tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("binding {}", args.addr))?;
+        let listener = server::bind(args.addr).with_context(|| format!("binding {}", args.addr))?;
         let addr = listener.local_addr()?;
         if !addr.ip().is_loopback() && args.api_token.is_none() {
             tracing::warn!(%addr, "listening on a non-loopback address without --api-token: anyone who can reach it can change state");

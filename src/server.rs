@@ -5,7 +5,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::api::{self, AppState};
 use crate::config::ServeArgs;
@@ -24,6 +29,8 @@ pub struct Running {
     pub app: AppState,
     /// Held until the process ends: no other process may serve or reset this database.
     pub lock: store::ProcessLock,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
 }
 
 /// Opens the database (creating, migrating and seeding it as the options say), loads it
@@ -72,8 +79,29 @@ pub fn start(args: &ServeArgs) -> Result<Running, StoreError> {
         events,
         event_streams: Arc::new(tokio::sync::Semaphore::new(args.max_event_streams)),
     };
-    Ok(Running { scheduler, app, lock })
+    Ok(Running {
+        scheduler,
+        app,
+        lock,
+        header_timeout: Duration::from_millis(args.header_timeout_ms),
+        body_timeout: Duration::from_millis(args.body_timeout_ms),
+    })
 }
+
+/// Connections the kernel may queue before we accept them. Fleets connect in bursts; the
+/// usual 1,024 makes a burst of thousands wait on SYN retries.
+const ACCEPT_BACKLOG: u32 = 8192;
+
+/// Binds the listening socket with a deep accept queue.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
+/// How long requests in flight get to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(35);
 
 /// Serves until `shutdown` resolves, then stops taking requests, lets the ones in flight
 /// finish, and waits until every accepted change is committed.
@@ -82,9 +110,41 @@ pub async fn run(
     running: Running,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let Running { scheduler, app, lock } = running;
-    let served = axum::serve(listener, api::router(app)).with_graceful_shutdown(shutdown).await;
+    let Running { scheduler, app, lock, header_timeout, body_timeout } = running;
+    // Slow clients cannot pin connections: headers and then the body must arrive in time.
+    let router = api::router(app).layer(RequestBodyTimeoutLayer::new(body_timeout));
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, say: keep serving the connections we have.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let connection = http.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!("some requests were still running after {DRAIN_TIMEOUT:?}; closing them");
+    }
     scheduler.shutdown().await;
     drop(lock);
-    served
+    Ok(())
 }

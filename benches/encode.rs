@@ -1,0 +1,96 @@
+//! JSON encoding of tasks as the API answers them, outside the actor:
+//! - `encode_task`: `serde_json::to_vec(&TaskJson::from(&view))` of one realistic task (an
+//!   active one, so every timestamp is set; three tags, a ~200-byte description, its venture);
+//! - `encode_task_list/1000`: `GET /api/tasks` with 1,000 such tasks: the `TaskJson`s
+//!   collected into a `Vec` as the handler does, then `serde_json::to_vec` of the list.
+//!
+//! Both include building `TaskJson` (timestamps formatted as text, tags rendered as a JSON
+//! string), not the HTTP response around the bytes.
+
+mod common;
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use mission_control::api::wire::TaskJson;
+use mission_control::domain::{Millis, Priority, Task, TaskStatus, Venture};
+use mission_control::scheduler::TaskView;
+
+const DESCRIPTION: &str = "Collect the pricing pages of the twenty largest competitors, extract plan names, \
+    monthly prices and seat limits into a table, and flag any plan that changed since the last run. \
+    Cite each source URL.";
+
+/// Tasks in `encode_task_list`.
+const LIST_LEN: usize = 1000;
+
+fn venture() -> Arc<Venture> {
+    Arc::new(Venture {
+        name: "Market research".into(),
+        icon: "📊".into(),
+        capital_budget: 500.0,
+        capital_spent: 123.45,
+        description: Some("Competitive intelligence for the pricing team".into()),
+        ..common::venture(0)
+    })
+}
+
+fn task(i: usize, venture: &Arc<Venture>) -> TaskView {
+    let created = Millis(common::BASE.0 + i as i64 * 1000);
+    let claimed = Millis(created.0 + 90_000);
+    let task = Task {
+        id: format!("01JD3Q8Z{i:018}").into(),
+        title: format!("Scrape competitor pricing pages, batch {i}").into(),
+        description: Some(DESCRIPTION.into()),
+        status: TaskStatus::Active,
+        priority: Priority::High,
+        estimated_cost: Some(2.5),
+        actual_cost: None,
+        tags: Some(["research", "python", "web-scraping"].iter().map(|t| Arc::from(*t)).collect()),
+        output: None,
+        error: None,
+        assigned_to: Some("agent-claude-7".into()),
+        venture_id: venture.id.clone(),
+        attempts: 1,
+        max_attempts: 3,
+        lease_seconds: 1800,
+        lease_expires_at: Some(claimed.plus_seconds(1800)),
+        claimed_at: Some(claimed),
+        created_at: created,
+        updated_at: claimed,
+        completed_at: None,
+        reported_by: None,
+        reported_attempt: 0,
+    };
+    TaskView { task: Arc::new(task), venture: Some(venture.clone()) }
+}
+
+fn encode_task(c: &mut Criterion) {
+    let view = task(0, &venture());
+    let size = serde_json::to_vec(&TaskJson::from(&view)).expect("encode").len();
+    eprintln!("encode_task: one task encodes to {size} bytes");
+    c.bench_function("encode_task", |b| {
+        b.iter(|| serde_json::to_vec(&TaskJson::from(black_box(&view))).expect("encode"))
+    });
+}
+
+fn encode_task_list(c: &mut Criterion) {
+    let venture = venture();
+    let mut group = c.benchmark_group("encode_task_list");
+    let views: Vec<TaskView> = (0..LIST_LEN).map(|i| task(i, &venture)).collect();
+    group.throughput(Throughput::Elements(LIST_LEN as u64));
+    group.bench_function(BenchmarkId::from_parameter(LIST_LEN), |b| {
+        b.iter(|| {
+            let page: Vec<TaskJson> = black_box(&views).iter().map(TaskJson::from).collect();
+            serde_json::to_vec(&page).expect("encode")
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = common::config();
+    targets = encode_task, encode_task_list
+}
+criterion_main!(benches);
