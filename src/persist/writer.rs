@@ -102,11 +102,13 @@ impl Writer {
     }
 }
 
+// An update leaves out what never changes after the insert (id, ventureId, createdAt), so
+// SQLite does not rewrite the index on Task.ventureId on every upsert.
 const UPSERT_VENTURE: &str = "INSERT INTO Venture (id, name, icon, status, priority, capitalSpent, capitalBudget, description, createdAt, updatedAt)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
     ON CONFLICT(id) DO UPDATE SET name = excluded.name, icon = excluded.icon, status = excluded.status,
         priority = excluded.priority, capitalSpent = excluded.capitalSpent, capitalBudget = excluded.capitalBudget,
-        description = excluded.description, createdAt = excluded.createdAt, updatedAt = excluded.updatedAt";
+        description = excluded.description, updatedAt = excluded.updatedAt";
 
 const UPSERT_TASK: &str = "INSERT INTO Task (id, title, description, status, priority, estimatedCost, actualCost, tags, output, error,
         assignedTo, ventureId, attempts, maxAttempts, leaseSeconds, leaseExpiresAt, claimedAt, createdAt, updatedAt, completedAt, reportedBy,
@@ -115,17 +117,16 @@ const UPSERT_TASK: &str = "INSERT INTO Task (id, title, description, status, pri
     ON CONFLICT(id) DO UPDATE SET title = excluded.title, description = excluded.description, status = excluded.status,
         priority = excluded.priority, estimatedCost = excluded.estimatedCost, actualCost = excluded.actualCost,
         tags = excluded.tags, output = excluded.output, error = excluded.error, assignedTo = excluded.assignedTo,
-        ventureId = excluded.ventureId, attempts = excluded.attempts, maxAttempts = excluded.maxAttempts,
+        attempts = excluded.attempts, maxAttempts = excluded.maxAttempts,
         leaseSeconds = excluded.leaseSeconds, leaseExpiresAt = excluded.leaseExpiresAt, claimedAt = excluded.claimedAt,
-        createdAt = excluded.createdAt, updatedAt = excluded.updatedAt, completedAt = excluded.completedAt,
+        updatedAt = excluded.updatedAt, completedAt = excluded.completedAt,
         reportedBy = excluded.reportedBy, reportedAttempt = excluded.reportedAttempt";
 
 const UPSERT_AGENT: &str = "INSERT INTO Agent (id, name, status, model, currentTask, tokensUsed, maxTokens, sessionsCount, lastActiveAt, createdAt, updatedAt)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
     ON CONFLICT(id) DO UPDATE SET name = excluded.name, status = excluded.status, model = excluded.model,
         currentTask = excluded.currentTask, tokensUsed = excluded.tokensUsed, maxTokens = excluded.maxTokens,
-        sessionsCount = excluded.sessionsCount, lastActiveAt = excluded.lastActiveAt, createdAt = excluded.createdAt,
-        updatedAt = excluded.updatedAt";
+        sessionsCount = excluded.sessionsCount, lastActiveAt = excluded.lastActiveAt, updatedAt = excluded.updatedAt";
 
 // The API refuses a taken client-chosen id before it gets here; `DO NOTHING` only keeps a
 // duplicate from poisoning a whole batch.
