@@ -41,6 +41,15 @@ struct Args {
     /// Report every Nth cycle as a failure (0: never); failed tasks are requeued and claimed again.
     #[arg(long, default_value_t = 0)]
     fail_every: u64,
+    /// After each completion, create a fresh task, so the queue never drains (for soaks).
+    #[arg(long)]
+    refill: bool,
+    /// Delete each task once completed, so the server's live set stays constant (for soaks).
+    #[arg(long)]
+    delete_done: bool,
+    /// Print a JSON line of interval figures every this many seconds (0: only the summary).
+    #[arg(long, default_value_t = 0.0)]
+    report_every: f64,
     /// Bearer token, if the server has one.
     #[arg(long, env = "MC_API_TOKEN")]
     token: Option<String>,
@@ -53,9 +62,12 @@ struct Tally {
     complete_us: Option<Histogram<u64>>,
     measured_cycles: u64,
     completed: u64,
-    /// (task id, attempt) of every claim: a repeat is a double hand-out.
-    claims: Vec<(String, u64)>,
+    /// (task id, attempt) of every claim: a repeat is a double hand-out. Deleted tasks leave.
+    claims: HashSet<(String, u64)>,
+    double_claims: u64,
     errors: BTreeMap<String, u64>,
+    interval_claim_us: Option<Histogram<u64>>,
+    interval_cycles: u64,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -78,6 +90,14 @@ impl Client {
         let status = response.status();
         let bytes = response.bytes().await?;
         Ok((status, serde_json::from_slice(&bytes).ok()))
+    }
+
+    async fn delete(&self, path: &str) -> reqwest::Result<StatusCode> {
+        let mut request = self.http.delete(format!("{}{}", self.base, path));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        Ok(request.send().await?.status())
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -116,17 +136,42 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let tally = Rc::new(RefCell::new(Tally {
         claim_us: Some(histogram()),
         complete_us: Some(histogram()),
+        interval_claim_us: Some(histogram()),
         ..Tally::default()
     }));
     let started = Instant::now();
     let measure_from = started + Duration::from_secs_f64(args.warmup);
     let end = measure_from + Duration::from_secs_f64(args.duration);
+    if args.report_every > 0.0 {
+        let (tally, every) = (tally.clone(), Duration::from_secs_f64(args.report_every));
+        tokio::task::spawn_local(async move {
+            while Instant::now() + every <= end {
+                tokio::time::sleep(every).await;
+                let mut tally = tally.borrow_mut();
+                let claim = tally.interval_claim_us.replace(histogram()).expect("histogram");
+                let cycles = std::mem::take(&mut tally.interval_cycles);
+                let ms = |q: f64| claim.value_at_quantile(q) as f64 / 1000.0;
+                let line = json!({
+                    "elapsed_s": round(started.elapsed().as_secs_f64()),
+                    "cycles_per_s": round(cycles as f64 / every.as_secs_f64()),
+                    "claim_ms": {"p50": ms(0.5), "p99": ms(0.99)},
+                    "errors": tally.errors.values().sum::<u64>(),
+                });
+                println!("{line}");
+            }
+        });
+    }
+    let options = AgentOptions {
+        heartbeat: args.heartbeat,
+        fail_every: args.fail_every,
+        refill: args.refill,
+        delete_done: args.delete_done,
+    };
     let agents: Vec<_> = (0..args.agents)
         .map(|a| {
             let (client, tally, venture) = (client.clone(), tally.clone(), venture.clone());
-            let (heartbeat, fail_every) = (args.heartbeat, args.fail_every);
             tokio::task::spawn_local(async move {
-                agent_loop(a, &client, &tally, &venture, measure_from, end, heartbeat, fail_every).await
+                agent_loop(a, &client, &tally, &venture, measure_from, end, options).await
             })
         })
         .collect();
@@ -138,8 +183,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let spent = client.get(&format!("/api/ventures/{venture}")).await?["capitalSpent"].as_f64().unwrap_or(-1.0);
     let tally = tally.borrow();
-    let mut seen = HashSet::new();
-    let double_claims = tally.claims.iter().filter(|c| !seen.insert((*c).clone())).count();
+    let double_claims = tally.double_claims;
     let capital_consistent = (spent - tally.completed as f64).abs() < 1e-6;
     let claim = tally.claim_us.as_ref().expect("histogram");
     let complete = tally.complete_us.as_ref().expect("histogram");
@@ -167,7 +211,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What each agent does besides claim and complete.
+#[derive(Clone, Copy)]
+struct AgentOptions {
+    heartbeat: bool,
+    fail_every: u64,
+    refill: bool,
+    delete_done: bool,
+}
+
 async fn agent_loop(
     index: usize,
     client: &Client,
@@ -175,9 +227,9 @@ async fn agent_loop(
     venture: &str,
     measure_from: Instant,
     end: Instant,
-    heartbeat: bool,
-    fail_every: u64,
+    options: AgentOptions,
 ) {
+    let AgentOptions { heartbeat, fail_every, refill, delete_done } = options;
     let agent = format!("{venture}-agent-{index}");
     let claim_body = json!({"agentId": agent, "ventureId": venture});
     let mut cycle = 0u64;
@@ -215,21 +267,48 @@ async fn agent_loop(
         let t2 = Instant::now();
         let result = client.post("/api/tasks/complete", &report).await;
         let t3 = Instant::now();
-        let mut tally = tally.borrow_mut();
-        tally.claims.push((id, attempt));
-        match result {
-            Ok((StatusCode::OK, _)) => {
-                if !fail {
-                    tally.completed += 1;
+        let completed = {
+            let mut tally = tally.borrow_mut();
+            if !tally.claims.insert((id.clone(), attempt)) {
+                tally.double_claims += 1;
+            }
+            match result {
+                Ok((StatusCode::OK, _)) => {
+                    if !fail {
+                        tally.completed += 1;
+                    }
+                    if t0 >= measure_from && t3 <= end {
+                        tally.measured_cycles += 1;
+                        tally.interval_cycles += 1;
+                        let _ = tally.claim_us.as_mut().expect("histogram").record(micros(t1 - t0));
+                        let _ = tally.interval_claim_us.as_mut().expect("histogram").record(micros(t1 - t0));
+                        let _ = tally.complete_us.as_mut().expect("histogram").record(micros(t3 - t2));
+                    }
+                    !fail
                 }
-                if t0 >= measure_from && t3 <= end {
-                    tally.measured_cycles += 1;
-                    let _ = tally.claim_us.as_mut().expect("histogram").record(micros(t1 - t0));
-                    let _ = tally.complete_us.as_mut().expect("histogram").record(micros(t3 - t2));
+                Ok((status, _)) => {
+                    *tally.errors.entry(format!("complete_{}", status.as_u16())).or_default() += 1;
+                    false
+                }
+                Err(_) => {
+                    *tally.errors.entry("complete_io".into()).or_default() += 1;
+                    false
                 }
             }
-            Ok((status, _)) => *tally.errors.entry(format!("complete_{}", status.as_u16())).or_default() += 1,
-            Err(_) => *tally.errors.entry("complete_io".into()).or_default() += 1,
+        };
+        if completed && delete_done {
+            if matches!(client.delete(&format!("/api/tasks/{id}")).await, Ok(StatusCode::OK)) {
+                // A deleted task is never handed out again: stop remembering its claims.
+                tally.borrow_mut().claims.retain(|(claimed, _)| *claimed != id);
+            } else {
+                record_error(tally, "delete", 0);
+            }
+        }
+        if completed && refill {
+            let body = json!({"id": format!("{agent}-refill-{cycle}"), "title": "refill", "ventureId": venture, "estimatedCost": 1.0});
+            if !matches!(client.post("/api/tasks", &body).await, Ok((StatusCode::CREATED, _))) {
+                record_error(tally, "refill", 0);
+            }
         }
     }
 }

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Soak test (not run in CI): 64 agents loop claim -> complete -> delete -> create against a
+# release server for N minutes (default 30), on loopback only. Every minute it prints the
+# server's resident memory, its open file descriptors, and that minute's throughput and
+# claim p99. Deleting each finished task and creating a fresh one keeps the live set
+# constant, so any growth is a leak rather than retained work.
+set -euo pipefail
+minutes=${1:-30}
+port=${SOAK_PORT:-3919}
+cd "$(dirname "$0")/.."
+[ -n "${SOAK_NO_BUILD:-}" ] || cargo build --release --workspace --bins >&2
+work=$(mktemp -d)
+./target/release/mission-control --db "$work/soak.db" --addr "127.0.0.1:$port" --no-seed >"$work/server.log" 2>&1 &
+server=$!
+trap 'kill $server $load 2>/dev/null || true; rm -rf "$work"' EXIT
+load=
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
+./target/release/loadtest --url "http://127.0.0.1:$port" --agents 64 --tasks 5000 --refill --delete-done \
+  --warmup 0 --duration $((minutes * 60)) --report-every 60 >"$work/load.jsonl" &
+load=$!
+printf 'minute\trss_mib\topen_files\tcycles_per_s\tclaim_p99_ms\terrors\n'
+for minute in $(seq 1 "$minutes"); do
+  sleep 60
+  rss=$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$server/status")
+  files=$(ls "/proc/$server/fd" | wc -l)
+  figures=$(tail -n 1 "$work/load.jsonl" | python3 -c 'import json, sys
+try:
+    d = json.loads(sys.stdin.read())
+    print(f"{d.get(\"cycles_per_s\", \"-\")}\t{d.get(\"claim_ms\", {}).get(\"p99\", \"-\")}\t{d.get(\"errors\", \"-\")}")
+except ValueError:
+    print("-\t-\t-")')
+  printf '%s\t%s\t%s\t%s\n' "$minute" "$rss" "$files" "$figures"
+done
+wait $load
+echo "summary: $(tail -n 1 "$work/load.jsonl")"
