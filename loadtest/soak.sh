@@ -23,12 +23,13 @@ for minute in $(seq 1 "$minutes"); do
   sleep 60
   rss=$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$server/status")
   files=$(ls "/proc/$server/fd" | wc -l)
-  figures=$(tail -n 1 "$work/load.jsonl" | python3 -c 'import json, sys
+  figures=$(tail -n 1 "$work/load.jsonl" | python3 -c '
+import json, sys
 try:
     d = json.loads(sys.stdin.read())
-    print(f"{d.get(\"cycles_per_s\", \"-\")}\t{d.get(\"claim_ms\", {}).get(\"p99\", \"-\")}\t{d.get(\"errors\", \"-\")}")
-except ValueError:
-    print("-\t-\t-")')
+    print("%s\t%s\t%s" % (d["cycles_per_s"], d["claim_ms"]["p99"], d["errors"]))
+except (ValueError, KeyError):
+    print("-\t-\t-")' || true)
   printf '%s\t%s\t%s\t%s\n' "$minute" "$rss" "$files" "$figures"
 done
 wait $load
