@@ -9,6 +9,10 @@ use axum::response::{IntoResponse, Response};
 const ASSETS: &[(&str, &str, &str)] = &[
     ("index.html", "text/html; charset=utf-8", include_str!("assets/index.html")),
     ("app.js", "text/javascript; charset=utf-8", include_str!("assets/app.js")),
+    ("api.js", "text/javascript; charset=utf-8", include_str!("assets/api.js")),
+    ("store.js", "text/javascript; charset=utf-8", include_str!("assets/store.js")),
+    ("view.js", "text/javascript; charset=utf-8", include_str!("assets/view.js")),
+    ("chart.js", "text/javascript; charset=utf-8", include_str!("assets/chart.js")),
     ("style.css", "text/css; charset=utf-8", include_str!("assets/style.css")),
 ];
 
@@ -25,7 +29,11 @@ fn serve(name: &str) -> Response {
         Some((_, content_type, body)) => {
             ([(header::CONTENT_TYPE, *content_type), (header::CACHE_CONTROL, "no-cache")], *body).into_response()
         }
-        None => crate::api::error::ApiError::new(StatusCode::NOT_FOUND, "route_not_found", format!("no asset named `{name}`"))
-            .into_response(),
+        None => crate::api::error::ApiError::new(
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+            format!("no asset named `{name}`"),
+        )
+        .into_response(),
     }
 }

@@ -1,68 +1,233 @@
-// A read-only board over the JSON API. It refreshes every few seconds.
-const COLUMN_LIMIT = 200;
-const RANK = { high: 0, medium: 1, low: 2 };
-const money = (x) => `$${Number(x ?? 0).toFixed(2).replace(/\.00$/, '')}`;
-const el = (tag, props = {}, ...children) => {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children);
-  return node;
+// Mission Control's dashboard. The lists are loaded once; from then on the page changes only
+// through the live feed `GET /api/events` (and the API's own answers to what the page asks).
+// A `reload` event, or a feed that cannot resume, re-fetches the lists once.
+
+import { request, getJson, eventsUrl } from './api.js';
+import * as store from './store.js';
+import { Throughput } from './chart.js';
+import { View, withCode } from './view.js';
+
+const EVENTS = ['task', 'venture', 'agent', 'activity', 'task_deleted', 'venture_deleted', 'agent_deleted'];
+const $ = (id) => document.getElementById(id);
+
+const throughput = new Throughput();
+const view = new View({ throughput, onRequeue: requeue });
+
+let source = null; // the current EventSource
+let buffer = null; // events held while the lists load; null once they are applied as they come
+let lastEventId = '';
+let retries = 0;
+let retryTimer = 0;
+
+// The live feed ----------------------------------------------------------------------------
+
+/**
+ * Opens the feed. `fresh`: a new subscription, after which the lists are fetched (events that
+ * arrive meanwhile are held and applied on top). Otherwise it resumes after `lastEventId`.
+ */
+function connect(fresh) {
+  source?.close();
+  clearTimeout(retryTimer);
+  if (fresh) {
+    buffer = [];
+    lastEventId = '';
+  }
+  const es = new EventSource(eventsUrl(fresh ? '' : lastEventId));
+  source = es;
+  view.connection('connecting', fresh && !store.state.tasks.size ? 'Connecting…' : 'Reconnecting…');
+  let opened = false;
+  es.addEventListener('open', () => {
+    if (es !== source) return;
+    retries = 0;
+    const reopened = opened;
+    opened = true;
+    if (reopened && !lastEventId) {
+      // The browser reconnected by itself with no event id to resume from (none had come
+      // yet): what happened meanwhile is unknown, so load the lists again.
+      buffer = [];
+      loadLists(es);
+    } else if (buffer && !reopened) {
+      // The subscription exists now, so lists fetched from here on miss nothing.
+      loadLists(es);
+    } else if (!buffer) {
+      view.connection('live', 'Live');
+    }
+    // Otherwise the browser resumed after `lastEventId` while the lists load: that load holds.
+  });
+  for (const type of EVENTS) es.addEventListener(type, (event) => receive(es, type, event));
+  es.addEventListener('reload', () => {
+    if (es === source) connect(true);
+  });
+  es.addEventListener('error', () => {
+    if (es !== source) return;
+    // The browser retries by itself (sending Last-Event-ID) unless the server answered an
+    // error status; then the feed is closed and it is up to us.
+    if (es.readyState === EventSource.CLOSED) scheduleReconnect();
+    else view.connection('reconnecting', 'Reconnecting…');
+  });
+}
+
+function receive(es, type, event) {
+  if (es !== source) return;
+  if (event.lastEventId) lastEventId = event.lastEventId;
+  let data;
+  try {
+    data = JSON.parse(event.data);
+  } catch {
+    return;
+  }
+  if (buffer) buffer.push([type, data]);
+  else applyEvent(type, data, null);
+}
+
+function applyEvent(type, data, alreadyCounted) {
+  const parts = store.apply(type, data);
+  if (type === 'activity' && !alreadyCounted?.has(data.id) && throughput.record(data)) parts.push('chart');
+  if (parts.length) view.invalidate(...parts);
+}
+
+let loads = 0;
+
+async function loadLists(es) {
+  const load = ++loads;
+  view.connection('connecting', 'Loading…');
+  try {
+    const [ventures, tasks, agents, activities] = await Promise.all([
+      getJson('/api/ventures'),
+      getJson('/api/tasks'),
+      getJson('/api/agents'),
+      getJson('/api/activities?limit=1000'),
+    ]);
+    if (es !== source || load !== loads) return;
+    store.load({ ventures, tasks, agents, activities });
+    throughput.backfill(activities);
+    const fetched = new Set(activities.map((a) => a.id));
+    const held = buffer;
+    buffer = null;
+    for (const [type, data] of held) applyEvent(type, data, fetched);
+    view.invalidate('board', 'ventures', 'agents', 'activity', 'chart');
+    if (es.readyState === EventSource.OPEN) view.connection('live', 'Live');
+  } catch (error) {
+    if (es !== source || load !== loads) return;
+    view.toast(`Cannot load the lists: ${error.message}`, 'error');
+    scheduleReconnect();
+  }
+}
+
+function scheduleReconnect() {
+  source?.close();
+  clearTimeout(retryTimer);
+  const delay = Math.min(30000, 1000 * 2 ** retries);
+  retries += 1;
+  view.connection('offline', `Offline · retrying in ${Math.round(delay / 1000)} s`);
+  retryTimer = setTimeout(async () => {
+    // A cheap probe: it asks for the token if the server now wants one (EventSource cannot
+    // tell a 401 from any other failure).
+    const probe = await request('GET', '/api/activities?limit=1');
+    if (!probe.ok) {
+      scheduleReconnect();
+      return;
+    }
+    connect(!lastEventId || buffer !== null);
+  }, delay);
+}
+
+// Actions ---------------------------------------------------------------------------------
+
+/** Active → queue, or failed → queue. The card moves when the server says so, not before. */
+async function requeue(id) {
+  if (view.pending.has(id)) return;
+  view.pending.add(id);
+  view.invalidate('board');
+  const answer = await request('PATCH', `/api/tasks/${encodeURIComponent(id)}`, { status: 'queue' });
+  view.pending.delete(id);
+  if (answer.ok) {
+    store.offerTask(answer.data);
+    view.invalidate('board', 'ventures', 'agents');
+  } else {
+    view.toast(answer.data?.error ?? `The server answered ${answer.status}`, 'error');
+    view.invalidate('board');
+  }
+}
+
+// The "+" form ----------------------------------------------------------------------------
+
+const dialog = $('create-dialog');
+const form = $('create-form');
+const INPUTS = {
+  title: 'f-title',
+  description: 'f-description',
+  ventureId: 'f-venture',
+  priority: 'f-priority',
+  estimatedCost: 'f-cost',
+  tags: 'f-tags',
 };
 
-async function api(path) {
-  const headers = {};
-  const token = localStorage.getItem('mc-token');
-  if (token) headers.Authorization = `Bearer ${token}`;
-  const response = await fetch(path, { headers });
-  if (response.status === 401) {
-    const given = prompt('This server needs its API token:');
-    if (given) { localStorage.setItem('mc-token', given); return api(path); }
-  }
-  if (!response.ok) throw new Error(`${path}: ${response.status}`);
-  return response.json();
+function clearErrors() {
+  for (const node of form.querySelectorAll('[data-error-for]')) node.replaceChildren();
+  for (const id of Object.values(INPUTS)) $(id).removeAttribute('aria-invalid');
+  $('form-error').hidden = true;
+  $('form-error').replaceChildren();
 }
 
-function taskCard(task) {
-  const lease = task.leaseExpiresAt ? ` · lease ${Math.max(0, Math.round((Date.parse(task.leaseExpiresAt) - Date.now()) / 1000))}s` : '';
-  return el('article', { className: 'card' },
-    el('div', {}, task.title),
-    el('div', { className: 'meta' },
-      `${task.venture?.icon ?? ''} ${task.venture?.name ?? task.ventureId} · ${task.priority}`
-      + (task.assignedTo ? ` · ${task.assignedTo}` : '')
-      + ` · est ${money(task.estimatedCost)}` + (task.actualCost != null ? ` · spent ${money(task.actualCost)}` : '')
-      + ` · attempt ${task.attempts}/${task.maxAttempts}${lease}`));
-}
-
-function fill(id, nodes, hidden) {
-  const box = document.getElementById(id);
-  box.replaceChildren(...nodes);
-  if (hidden > 0) box.append(el('p', { className: 'muted' }, `${hidden} more not shown`));
-}
-
-async function refresh() {
-  try {
-    const [ventures, tasks, agents, activity] = await Promise.all([
-      api('/api/ventures'), api('/api/tasks'), api('/api/agents'), api('/api/activities?limit=20')]);
-    const by = (status) => tasks.filter((t) => t.status === status);
-    const queue = by('queue').sort((a, b) => RANK[a.priority] - RANK[b.priority] || a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
-    const recent = (list) => list.sort((a, b) => (b.completedAt ?? b.updatedAt).localeCompare(a.completedAt ?? a.updatedAt));
-    for (const [id, list] of [['col-queue', queue], ['col-active', by('active')], ['col-completed', recent(by('completed'))], ['col-failed', recent(by('failed'))]]) {
-      fill(id, list.slice(0, COLUMN_LIMIT).map(taskCard), list.length - COLUMN_LIMIT);
-    }
-    fill('ventures', ventures.map((v) => {
-      const share = v.capitalBudget > 0 ? Math.min(100, (100 * v.capitalSpent) / v.capitalBudget) : 0;
-      const over = v.capitalBudget > 0 && v.capitalSpent >= v.capitalBudget;
-      return el('li', {}, `${v.icon} ${v.name} (${v.status})`,
-        el('div', { className: 'muted' }, `${money(v.capitalSpent)} / ${money(v.capitalBudget)} spent · ${money(v.capitalReserved)} reserved`),
-        el('div', { className: over ? 'bar over' : 'bar', role: 'img', ariaLabel: `${Math.round(share)}% of budget spent` }, el('span', { style: `width:${share}%` })));
-    }), 0);
-    fill('agents', agents.map((a) => el('li', {}, `${a.name} · ${a.status}`,
-      el('div', { className: 'muted' }, `${a.currentTask ?? 'idle'} · tokens ${a.tokensUsed}${a.maxTokens ? ` / ${a.maxTokens}` : ''}`))), 0);
-    fill('activity', activity.map((a) => el('li', {}, a.title, el('div', { className: 'muted' }, `${a.type} · ${new Date(a.createdAt).toLocaleTimeString()}`))), 0);
-    document.getElementById('status').textContent = `updated ${new Date().toLocaleTimeString()}`;
-  } catch (error) {
-    document.getElementById('status').textContent = `cannot reach the API: ${error.message}`;
+/** Shows an error beside the field it names, or above the form if it names none we show. */
+function showError(field, message) {
+  const slot = field && form.querySelector(`[data-error-for="${CSS.escape(field)}"]`);
+  if (slot) {
+    slot.replaceChildren(...withCode(message));
+    const input = $(INPUTS[field]);
+    input.setAttribute('aria-invalid', 'true');
+    input.focus();
+  } else {
+    $('form-error').replaceChildren(...withCode(message));
+    $('form-error').hidden = false;
   }
 }
 
-refresh();
-setInterval(refresh, 5000);
+$('new-task').addEventListener('click', () => {
+  clearErrors();
+  if (view.filter) $('f-venture').value = view.filter;
+  dialog.showModal();
+  $('f-title').focus();
+});
+$('create-cancel').addEventListener('click', () => dialog.close());
+
+form.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  clearErrors();
+  const cost = $('f-cost');
+  if (cost.validity.badInput) {
+    showError('estimatedCost', 'Enter a number, such as 2.50.');
+    return;
+  }
+  const body = { title: $('f-title').value, ventureId: $('f-venture').value, priority: $('f-priority').value };
+  const description = $('f-description').value;
+  if (description.trim()) body.description = description;
+  if (cost.value !== '') body.estimatedCost = Number(cost.value);
+  const tags = $('f-tags').value.split(',').map((t) => t.trim()).filter(Boolean);
+  if (tags.length) body.tags = tags;
+  const submit = $('create-submit');
+  submit.disabled = true;
+  form.setAttribute('aria-busy', 'true');
+  const answer = await request('POST', '/api/tasks', body);
+  submit.disabled = false;
+  form.removeAttribute('aria-busy');
+  if (answer.ok) {
+    // The card itself comes through the live feed.
+    dialog.close();
+    form.reset();
+    view.toast(`Created “${answer.data.title}”`);
+  } else {
+    showError(answer.data?.field, answer.data?.error ?? `The server answered ${answer.status}`);
+  }
+});
+
+// Start -----------------------------------------------------------------------------------
+
+async function start() {
+  // Asks for the token first if the server wants one: the feed needs it in its URL.
+  await request('GET', '/api/activities?limit=1');
+  connect(true);
+}
+
+start();

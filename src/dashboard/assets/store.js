@@ -1,0 +1,158 @@
+// The page's copy of the server's state: loaded once from the lists, then kept current by
+// the events of `GET /api/events`. Nothing here touches the DOM.
+
+export const PRIORITY_RANK = { high: 0, medium: 1, low: 2 };
+export const STATUSES = ['queue', 'active', 'completed', 'failed'];
+/** Activities kept for the feed (newest first). */
+const ACTIVITY_KEEP = 200;
+
+export const state = {
+  ventures: new Map(),
+  tasks: new Map(),
+  agents: new Map(),
+  /** Newest first. */
+  activities: [],
+  activityIds: new Set(),
+};
+
+const compare = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Claim order, as the server hands tasks out: priority, then oldest, then id. */
+export const claimOrder = (a, b) =>
+  (PRIORITY_RANK[a.priority] ?? 1) - (PRIORITY_RANK[b.priority] ?? 1) ||
+  compare(a.createdAt, b.createdAt) ||
+  compare(a.id, b.id);
+
+const newestClaimFirst = (a, b) => compare(b.claimedAt ?? '', a.claimedAt ?? '') || compare(b.id, a.id);
+const finishedAt = (t) => t.completedAt ?? t.updatedAt ?? '';
+const newestFinishFirst = (a, b) => compare(finishedAt(b), finishedAt(a)) || compare(b.id, a.id);
+export const ORDER = { queue: claimOrder, active: newestClaimFirst, completed: newestFinishFirst, failed: newestFinishFirst };
+
+/** The `k` first items in `cmp` order without sorting them all: O(n log k) for the usual case. */
+export function topK(items, k, cmp) {
+  if (items.length <= k) return items.sort(cmp);
+  const out = [];
+  for (const item of items) {
+    if (out.length === k && cmp(item, out[k - 1]) >= 0) continue;
+    let lo = 0;
+    let hi = out.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cmp(item, out[mid]) < 0) hi = mid;
+      else lo = mid + 1;
+    }
+    out.splice(lo, 0, item);
+    if (out.length > k) out.pop();
+  }
+  return out;
+}
+
+/** `tags` arrives as a string holding a JSON array (or null). */
+function tagList(tags) {
+  if (Array.isArray(tags)) return tags;
+  if (typeof tags !== 'string' || !tags) return [];
+  try {
+    const parsed = JSON.parse(tags);
+    return Array.isArray(parsed) ? parsed.map(String) : [];
+  } catch {
+    return [tags];
+  }
+}
+
+function putTask(task) {
+  task.tagList = tagList(task.tags);
+  state.tasks.set(task.id, task);
+}
+
+/** Replaces everything with freshly fetched lists. */
+export function load({ ventures, tasks, agents, activities }) {
+  state.ventures = new Map(ventures.map((v) => [v.id, v]));
+  state.tasks = new Map();
+  for (const task of tasks) putTask(task);
+  state.agents = new Map(agents.map((a) => [a.id, a]));
+  // Keep what the feed already showed, merged with the fetched page, newest first.
+  const merged = new Map(state.activities.map((a) => [a.id, a]));
+  for (const activity of activities) merged.set(activity.id, activity);
+  state.activities = [...merged.values()]
+    .sort((a, b) => compare(b.createdAt, a.createdAt) || compare(b.id, a.id))
+    .slice(0, ACTIVITY_KEEP);
+  state.activityIds = new Set(state.activities.map((a) => a.id));
+}
+
+/**
+ * Applies one event. Answers what it touched, so the view redraws only that:
+ * a set of `board`, `ventures`, `agents`, `activity`.
+ */
+export function apply(type, data) {
+  switch (type) {
+    case 'task':
+      putTask(data);
+      return ['board', 'ventures', 'agents'];
+    case 'task_deleted':
+      state.tasks.delete(data.id);
+      return ['board', 'ventures', 'agents'];
+    case 'venture':
+      state.ventures.set(data.id, data);
+      return ['board', 'ventures'];
+    case 'venture_deleted':
+      state.ventures.delete(data.id);
+      // The server removes a venture's tasks with it.
+      for (const [id, task] of state.tasks) if (task.ventureId === data.id) state.tasks.delete(id);
+      return ['board', 'ventures', 'agents'];
+    case 'agent':
+      state.agents.set(data.id, data);
+      return ['agents', 'board'];
+    case 'agent_deleted':
+      state.agents.delete(data.id);
+      return ['agents', 'board'];
+    case 'activity':
+      return addActivity(data) ? ['activity'] : [];
+    default:
+      return [];
+  }
+}
+
+function addActivity(activity) {
+  if (state.activityIds.has(activity.id)) return false;
+  state.activities.unshift(activity);
+  state.activityIds.add(activity.id);
+  while (state.activities.length > ACTIVITY_KEEP) state.activityIds.delete(state.activities.pop().id);
+  return true;
+}
+
+/**
+ * Takes a task the API answered with (after a PATCH), unless the feed already brought
+ * something as new or newer. Answers whether it changed anything.
+ */
+export function offerTask(task) {
+  const current = state.tasks.get(task.id);
+  if (current && compare(current.updatedAt, task.updatedAt) >= 0) return false;
+  putTask({ ...task, venture: null });
+  return true;
+}
+
+/**
+ * Everything the board and the venture bars need, in one pass over the tasks:
+ * per status the count and the first `limits[status]` cards (of `ventureId` only, if
+ * given); per venture the reserved cost (estimated cost of its active tasks); the whole
+ * queue's depth.
+ */
+export function snapshot(ventureId, limits) {
+  const lists = { queue: [], active: [], completed: [], failed: [] };
+  const reserved = new Map();
+  let queueDepth = 0;
+  for (const task of state.tasks.values()) {
+    if (task.status === 'queue') queueDepth += 1;
+    if (task.status === 'active' && task.estimatedCost) {
+      reserved.set(task.ventureId, (reserved.get(task.ventureId) ?? 0) + task.estimatedCost);
+    }
+    if (ventureId && task.ventureId !== ventureId) continue;
+    lists[task.status]?.push(task);
+  }
+  const columns = {};
+  for (const status of STATUSES) {
+    const list = lists[status];
+    columns[status] = { count: list.length, shown: topK(list, limits[status], ORDER[status]) };
+  }
+  return { columns, reserved, queueDepth };
+}

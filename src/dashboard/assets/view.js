@@ -1,0 +1,431 @@
+// Drawing the state. Changes only mark parts dirty; one animation frame redraws each dirty
+// part once, however many events arrived, and cards are reused while they do not change.
+
+import { state, snapshot, STATUSES } from './store.js';
+
+const PAGE = 100; // cards per column before "show more"
+const AGENTS_SHOWN = 100;
+const ACTIVITY_SHOWN = 60;
+const AGENT_ORDER = { busy: 0, online: 1, error: 2, offline: 3 };
+// Plain glyphs (no emoji font needed), coloured by kind in the style sheet.
+const ACTIVITY_ICON = {
+  task_created: ['+', 'new'],
+  task_claimed: ['▶', 'claim'],
+  task_completed: ['✓', 'done'],
+  task_failed: ['✕', 'fail'],
+  task_lease_expired: ['!', 'warn'],
+  task_released: ['↺', 'warn'],
+  task_updated: ['✎', 'new'],
+  task_deleted: ['−', 'new'],
+  venture_created: ['+', 'claim'],
+  venture_deleted: ['−', 'new'],
+  agent_registered: ['+', 'done'],
+  agent_deleted: ['−', 'new'],
+};
+
+/** `h('p', {class: 'x', text: 'y'}, child...)`: never HTML from data. */
+export function h(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === 'class') node.className = value;
+    else if (key === 'text') node.textContent = value;
+    else node.setAttribute(key, value === true ? '' : String(value));
+  }
+  node.append(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+  return node;
+}
+
+// Formatters are made once: making one per call is slow when thousands of cards are drawn.
+const WHOLE = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+const CENTS = new Intl.NumberFormat('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+const WHEN = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+
+export function money(value) {
+  const n = Number(value ?? 0);
+  return `$${(Number.isInteger(n) ? WHOLE : CENTS).format(n)}`;
+}
+
+const number = (n) => WHOLE.format(Number(n ?? 0));
+
+function clock(ms) {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const hh = Math.floor(s / 3600);
+  const mm = String(Math.floor((s % 3600) / 60)).padStart(hh ? 2 : 1, '0');
+  const ss = String(s % 60).padStart(2, '0');
+  return hh ? `${hh}:${mm}:${ss}` : `${mm}:${ss}`;
+}
+
+function ago(iso, now = Date.now()) {
+  const s = Math.round((now - Date.parse(iso)) / 1000);
+  if (!(s >= 0) || s < 5) return 'just now';
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86400)} d ago`;
+}
+
+function leaseText(iso, now = Date.now()) {
+  const left = Date.parse(iso) - now;
+  return left > 0 ? `${clock(left)} left` : 'expired';
+}
+
+const since = (iso) =>
+  h('time', { datetime: iso, 'data-since': iso, title: WHEN.format(new Date(iso)) }, ago(iso));
+
+/** Text with `code` spans, as the API's error messages quote field names. */
+function withCode(text) {
+  return String(text)
+    .split('`')
+    .map((part, i) => (i % 2 ? h('code', { text: part }) : part));
+}
+
+const $ = (id) => document.getElementById(id);
+
+export class View {
+  constructor({ throughput, onRequeue, onFilter }) {
+    this.throughput = throughput;
+    this.onRequeue = onRequeue;
+    this.onFilter = onFilter;
+    this.dirty = new Set();
+    this.frame = 0;
+    this.timer = 0;
+    this.lastFlush = 0; // when the last redraw started, and how long it took (ms)
+    this.lastCost = 0;
+    this.filter = '';
+    this.limits = { queue: PAGE, active: PAGE, completed: PAGE, failed: PAGE };
+    this.pending = new Set(); // task ids with a requeue in flight
+    this.cards = new Map(); // task id → {sig, node}
+    this.activityNodes = new Map(); // activity id → node
+    this.reserved = new Map();
+    this.queueDepth = 0;
+    this.chartMinute = 0;
+    this.wire();
+  }
+
+  wire() {
+    $('board').addEventListener('click', (event) => {
+      const button = event.target.closest('button[data-action]');
+      if (!button) return;
+      if (button.dataset.action === 'requeue') this.onRequeue(button.dataset.id);
+      if (button.dataset.action === 'more') {
+        this.limits[button.dataset.status] += PAGE;
+        this.invalidate('board');
+      }
+    });
+    $('venture-filter').addEventListener('change', (event) => this.setFilter(event.target.value));
+    $('ventures').addEventListener('click', (event) => {
+      const button = event.target.closest('button[data-venture]');
+      if (button) this.setFilter(this.filter === button.dataset.venture ? '' : button.dataset.venture);
+    });
+    setInterval(() => this.tick(), 1000);
+  }
+
+  setFilter(ventureId) {
+    this.filter = ventureId;
+    $('venture-filter').value = ventureId;
+    for (const status of STATUSES) this.limits[status] = PAGE;
+    this.onFilter?.(ventureId);
+    this.invalidate('board', 'ventures');
+  }
+
+  /**
+   * Marks parts for redrawing at the next frame. During a burst the frames are spaced so
+   * that drawing takes at most about a ninth of the time: the page stays responsive however
+   * many events arrive.
+   */
+  invalidate(...parts) {
+    for (const part of parts) this.dirty.add(part);
+    if (this.frame || this.timer) return;
+    const wait = this.lastFlush + Math.min(1000, this.lastCost * 8) - performance.now();
+    if (wait > 4) {
+      this.timer = setTimeout(() => {
+        this.timer = 0;
+        this.frame = requestAnimationFrame(() => this.flush());
+      }, wait);
+    } else {
+      this.frame = requestAnimationFrame(() => this.flush());
+    }
+  }
+
+  flush() {
+    const started = performance.now();
+    this.frame = 0;
+    this.lastFlush = started;
+    const dirty = this.dirty;
+    this.dirty = new Set();
+    // The board first: it computes the reserved costs and the queue depth the others show.
+    if (dirty.has('board') || dirty.has('ventures')) this.renderBoard();
+    if (dirty.has('ventures')) this.renderVentures();
+    if (dirty.has('agents')) this.renderAgents();
+    if (dirty.has('activity')) this.renderActivity();
+    if (dirty.has('chart') || dirty.has('board')) this.renderChart();
+    this.lastCost = performance.now() - started;
+  }
+
+  // The board ---------------------------------------------------------------------------
+
+  renderBoard() {
+    if (this.filter && !state.ventures.has(this.filter)) this.filter = '';
+    const focused = document.activeElement?.closest?.('.card')?.dataset.id;
+    const { columns, reserved, queueDepth } = snapshot(this.filter, this.limits);
+    this.reserved = reserved;
+    this.queueDepth = queueDepth;
+    const shown = new Set();
+    for (const status of STATUSES) {
+      const column = columns[status];
+      const nodes = column.shown.map((task) => {
+        shown.add(task.id);
+        return this.card(task);
+      });
+      reconcile($(`col-${status}`), nodes);
+      $(`count-${status}`).textContent = number(column.count);
+      this.renderFoot(status, column.count, column.shown.length);
+    }
+    for (const id of this.cards.keys()) if (!shown.has(id)) this.cards.delete(id);
+    if (focused && (!document.activeElement || document.activeElement === document.body)) {
+      const card = this.cards.get(focused)?.node;
+      (card?.querySelector('button') ?? card)?.focus();
+    }
+  }
+
+  renderFoot(status, count, shown) {
+    const foot = $(`foot-${status}`);
+    const hidden = count - shown;
+    if (count === 0) {
+      foot.replaceChildren(h('p', { class: 'empty', text: this.filter ? 'No tasks for this venture' : 'No tasks' }));
+    } else if (hidden > 0) {
+      foot.replaceChildren(
+        h('p', { class: 'hidden-note', text: `${number(hidden)} more not shown` }),
+        h('button', {
+          type: 'button',
+          class: 'ghost small',
+          'data-action': 'more',
+          'data-status': status,
+          text: `Show ${number(Math.min(PAGE, hidden))} more`,
+        }),
+      );
+    } else {
+      foot.replaceChildren();
+    }
+  }
+
+  card(task) {
+    const venture = state.ventures.get(task.ventureId);
+    const agent = task.assignedTo ? state.agents.get(task.assignedTo) : null;
+    const pending = this.pending.has(task.id);
+    const sig = [
+      task.updatedAt, task.status, task.title, task.priority, task.estimatedCost, task.actualCost,
+      task.attempts, task.maxAttempts, task.assignedTo, task.leaseExpiresAt, task.tags, task.error,
+      venture?.name, venture?.icon, agent?.name, pending,
+    ].join('\u0001');
+    const cached = this.cards.get(task.id);
+    if (cached && cached.sig === sig) return cached.node;
+    const node = this.buildCard(task, venture, agent, pending);
+    this.cards.set(task.id, { sig, node });
+    return node;
+  }
+
+  buildCard(task, venture, agent, pending) {
+    const fact = (label, value) => h('div', {}, h('dt', { text: label }), h('dd', { text: value }));
+    const ventureLabel = venture ? `${venture.icon} ${venture.name}` : task.venture ? `${task.venture.icon} ${task.venture.name}` : task.ventureId;
+    let action = null;
+    if (task.status === 'active' || task.status === 'failed') {
+      const label = task.status === 'active' ? 'Back to queue' : 'Requeue';
+      action = h('button', {
+        type: 'button',
+        class: 'small',
+        'data-action': 'requeue',
+        'data-id': task.id,
+        'aria-label': `${label}: ${task.title}`,
+        disabled: pending,
+        text: pending ? 'Sending…' : label,
+      });
+    }
+    return h('li', { class: `card prio-${task.priority}`, 'data-id': task.id, 'data-status': task.status, tabindex: '-1' },
+      h('div', { class: 'card-top' },
+        h('span', { class: `prio prio-${task.priority}`, text: task.priority }),
+        h('span', { class: 'card-venture', title: ventureLabel, text: ventureLabel })),
+      h('h3', { class: 'card-title', text: task.title }),
+      h('p', { class: 'assignee' }, h('span', { class: 'label', text: 'Assignee ' }),
+        task.assignedTo
+          ? h('strong', { title: task.assignedTo, text: agent?.name ?? task.assignedTo })
+          : h('span', { class: 'muted', text: 'unassigned' })),
+      h('dl', { class: 'facts' },
+        fact('Est.', task.estimatedCost == null ? '—' : money(task.estimatedCost)),
+        fact('Actual', task.actualCost == null ? '—' : money(task.actualCost)),
+        fact('Attempts', `${task.attempts}/${task.maxAttempts}`)),
+      task.status === 'active' && task.leaseExpiresAt
+        ? h('p', { class: 'lease' }, h('span', { class: 'label', text: 'Lease ' }),
+          h('span', { 'data-lease-until': task.leaseExpiresAt, text: leaseText(task.leaseExpiresAt) }))
+        : null,
+      task.status === 'completed' || task.status === 'failed'
+        ? h('p', { class: 'when' }, task.status === 'completed' ? 'Completed ' : 'Failed ', since(task.completedAt ?? task.updatedAt))
+        : null,
+      task.tagList.length ? h('ul', { class: 'tags', 'aria-label': 'Tags' }, task.tagList.map((t) => h('li', { text: t }))) : null,
+      task.error && task.status !== 'completed' ? h('p', { class: 'card-error', title: task.error, text: task.error }) : null,
+      action);
+  }
+
+  // Ventures ----------------------------------------------------------------------------
+
+  renderVentures() {
+    const list = [...state.ventures.values()];
+    const items = list.map((v) => {
+      const reserved = this.reserved.get(v.id) ?? 0;
+      const budget = Number(v.capitalBudget ?? 0);
+      const spent = Number(v.capitalSpent ?? 0);
+      const badges = [];
+      if (v.status === 'paused') badges.push(['paused', 'Paused']);
+      if (v.status === 'completed') badges.push(['completed', 'Completed']);
+      if (budget > 0 && spent > budget) badges.push(['over', 'Over budget']);
+      else if (budget > 0 && spent >= budget) badges.push(['over', 'At budget']);
+      else if (budget > 0 && spent + reserved >= budget) badges.push(['full', 'Budget fully reserved']);
+      const spentShare = budget > 0 ? Math.min(100, (100 * spent) / budget) : 0;
+      const reservedShare = budget > 0 ? Math.min(100 - spentShare, (100 * reserved) / budget) : 0;
+      const selected = this.filter === v.id;
+      const headline = budget > 0 ? `${money(spent)} / ${money(budget)} spent` : `${money(spent)} spent · no budget`;
+      const barLabel = budget > 0
+        ? `${Math.round((100 * spent) / budget)}% of the budget spent, ${Math.round((100 * reserved) / budget)}% reserved`
+        : 'no budget set';
+      return h('li', { class: `venture status-${v.status}${badges.some(([k]) => k === 'over') ? ' is-over' : ''}`, 'data-id': v.id },
+        h('div', { class: 'venture-head' },
+          h('button', {
+            type: 'button',
+            class: 'venture-name',
+            'data-venture': v.id,
+            'aria-pressed': String(selected),
+            title: selected ? 'Show all ventures' : `Show only ${v.name} on the board`,
+          }, h('span', { 'aria-hidden': 'true', text: `${v.icon} ` }), v.name),
+          badges.map(([kind, text]) => h('span', { class: `badge badge-${kind}`, text }))),
+        h('div', { class: 'bar', role: 'img', 'aria-label': barLabel },
+          h('span', { class: 'bar-spent', style: `width:${spentShare}%` }),
+          h('span', { class: 'bar-reserved', style: `width:${reservedShare}%` })),
+        h('p', { class: 'venture-money' },
+          h('strong', { text: headline }),
+          h('span', { class: 'reserved', text: ` · ${money(reserved)} reserved` }),
+          budget > 0 ? h('span', { class: 'muted', text: ` · ${money(Math.max(0, budget - spent - reserved))} free` }) : null));
+    });
+    $('ventures').replaceChildren(...(items.length ? items : [h('li', { class: 'empty', text: 'No ventures yet' })]));
+    this.renderVentureOptions(list);
+  }
+
+  renderVentureOptions(list) {
+    const label = (v) => `${v.icon} ${v.name}${v.status === 'active' ? '' : ` (${v.status})`}`;
+    // Rebuilt only when they change, so an open select is not disturbed by every event.
+    const sig = list.map((v) => `${v.id}\u0001${label(v)}`).join('\u0002');
+    if (sig === this.optionsSig && $('venture-filter').value === this.filter) return;
+    this.optionsSig = sig;
+    const filter = $('venture-filter');
+    filter.replaceChildren(h('option', { value: '', text: 'All ventures' }), ...list.map((v) => h('option', { value: v.id, text: label(v) })));
+    filter.value = this.filter;
+    const form = $('f-venture');
+    const chosen = form.value;
+    form.replaceChildren(...list.map((v) => h('option', { value: v.id, text: label(v) })));
+    if (list.some((v) => v.id === chosen)) form.value = chosen;
+    else form.value = (list.find((v) => v.status === 'active') ?? list[0])?.id ?? '';
+  }
+
+  // Agents ------------------------------------------------------------------------------
+
+  renderAgents() {
+    const agents = [...state.agents.values()].sort(
+      (a, b) => (AGENT_ORDER[a.status] ?? 9) - (AGENT_ORDER[b.status] ?? 9) || a.name.localeCompare(b.name));
+    const counts = { online: 0, busy: 0, error: 0, offline: 0 };
+    for (const agent of agents) counts[agent.status] = (counts[agent.status] ?? 0) + 1;
+    $('agent-summary').replaceChildren(...Object.entries(counts).map(([status, n]) =>
+      h('span', { class: `pill status-${status}` }, h('span', { class: 'dot', 'aria-hidden': 'true' }), `${n} ${status}`)));
+    const items = agents.slice(0, AGENTS_SHOWN).map((agent) => {
+      const task = agent.currentTask ? state.tasks.get(agent.currentTask) : null;
+      const max = Number(agent.maxTokens ?? 0);
+      const used = Number(agent.tokensUsed ?? 0);
+      return h('li', { class: `agent status-${agent.status}`, 'data-id': agent.id },
+        h('div', { class: 'agent-head' },
+          h('span', { class: 'dot', 'aria-hidden': 'true' }),
+          h('strong', { text: agent.name, title: agent.id }),
+          h('span', { class: 'agent-status', text: agent.status })),
+        h('p', { class: 'agent-task' }, agent.currentTask
+          ? ['Working on ', h('span', { class: 'task-ref', text: task?.title ?? agent.currentTask })]
+          : h('span', { class: 'muted', text: 'No current task' })),
+        max > 0
+          ? h('div', { class: 'tokens' },
+            h('meter', { min: 0, max, value: Math.min(used, max), 'aria-label': `Tokens used by ${agent.name}` }),
+            h('span', { text: `${number(used)} / ${number(max)} tokens` }))
+          : h('p', { class: 'tokens', text: `${number(used)} tokens · no limit` }),
+        h('p', { class: 'muted small' }, `${agent.model} · last seen `, since(agent.lastActiveAt)));
+    });
+    if (agents.length > AGENTS_SHOWN) items.push(h('li', { class: 'hidden-note', text: `${number(agents.length - AGENTS_SHOWN)} more agents not shown` }));
+    if (!agents.length) items.push(h('li', { class: 'empty', text: 'No agents yet' }));
+    $('agents').replaceChildren(...items);
+  }
+
+  // Activity ----------------------------------------------------------------------------
+
+  renderActivity() {
+    const shown = state.activities.slice(0, ACTIVITY_SHOWN);
+    const keep = new Set();
+    const nodes = shown.map((a) => {
+      keep.add(a.id);
+      let node = this.activityNodes.get(a.id);
+      if (!node) {
+        node = h('li', { class: `activity-item type-${a.type}` },
+          h('span', { class: `activity-icon icon-${(ACTIVITY_ICON[a.type] ?? ['', 'note'])[1]}`, 'aria-hidden': 'true', text: (ACTIVITY_ICON[a.type] ?? ['•'])[0] }),
+          h('div', { class: 'activity-body' },
+            h('p', { class: 'activity-title', text: a.title }),
+            a.description ? h('p', { class: 'activity-desc', text: a.description.slice(0, 200) }) : null,
+            h('p', { class: 'muted small' }, `${a.type} · `, since(a.createdAt))));
+        this.activityNodes.set(a.id, node);
+      }
+      return node;
+    });
+    for (const id of this.activityNodes.keys()) if (!keep.has(id)) this.activityNodes.delete(id);
+    const list = $('activity');
+    reconcile(list, nodes.length ? nodes : [h('li', { class: 'empty', text: 'No activity yet' })]);
+  }
+
+  // Chart and clocks --------------------------------------------------------------------
+
+  renderChart() {
+    this.throughput.sampleDepth(this.queueDepth);
+    this.throughput.render($('chart'), $('chart-summary'));
+    this.chartMinute = Math.floor(Date.now() / 60000);
+  }
+
+  tick() {
+    const now = Date.now();
+    const set = (node, text) => {
+      if (node.textContent !== text) node.textContent = text;
+    };
+    for (const node of document.querySelectorAll('[data-lease-until]')) set(node, leaseText(node.dataset.leaseUntil, now));
+    for (const node of document.querySelectorAll('[data-since]')) set(node, ago(node.dataset.since, now));
+    if (Math.floor(now / 60000) !== this.chartMinute) this.invalidate('chart');
+  }
+
+  // Messages ----------------------------------------------------------------------------
+
+  toast(message, kind = 'info') {
+    const box = $('toast');
+    box.replaceChildren(...withCode(message));
+    box.dataset.kind = kind;
+    box.hidden = false;
+    clearTimeout(this.toastTimer);
+    this.toastTimer = setTimeout(() => { box.hidden = true; }, kind === 'error' ? 8000 : 4000);
+  }
+
+  connection(stateName, text) {
+    const node = $('connection');
+    node.dataset.state = stateName;
+    node.textContent = text;
+  }
+}
+
+/** Puts `nodes` in `parent` in order, moving as few as possible (so focus survives). */
+function reconcile(parent, nodes) {
+  for (let i = 0; i < nodes.length; i += 1) {
+    const at = parent.children[i];
+    if (at !== nodes[i]) parent.insertBefore(nodes[i], at ?? null);
+  }
+  while (parent.children.length > nodes.length) parent.lastElementChild.remove();
+}
+
+export { withCode };
