@@ -43,10 +43,17 @@ pub enum Start {
 }
 
 pub struct EventHub {
-    sender: broadcast::Sender<Arc<Event>>,
-    /// Recent events, oldest first, and the id the next event gets. One lock covers both and
-    /// the broadcast, so a subscriber's replay and its live feed neither overlap nor gap.
-    recent: Mutex<(VecDeque<Arc<Event>>, u64)>,
+    /// One lock covers the replay buffer, the id counter and the broadcast, so a
+    /// subscriber's replay and its live feed neither overlap nor gap.
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    /// Recent events, oldest first.
+    recent: VecDeque<Arc<Event>>,
+    next_id: u64,
+    /// `None` once closed: every live stream then ends.
+    sender: Option<broadcast::Sender<Arc<Event>>>,
 }
 
 impl Default for EventHub {
@@ -60,36 +67,43 @@ impl EventHub {
     /// from an earlier run are always older than anything kept and get a reload.
     pub fn new(started: Millis) -> EventHub {
         let (sender, _) = broadcast::channel(SUBSCRIBER_CAPACITY);
-        let first_id = u64::try_from(started.0).unwrap_or(0) * 1000 + 1;
-        EventHub { sender, recent: Mutex::new((VecDeque::with_capacity(REPLAY_CAPACITY), first_id)) }
+        let next_id = u64::try_from(started.0).unwrap_or(0) * 1000 + 1;
+        let inner = Inner { recent: VecDeque::with_capacity(REPLAY_CAPACITY), next_id, sender: Some(sender) };
+        EventHub { inner: Mutex::new(inner) }
     }
 
     pub fn publish(&self, changes: &[Change]) {
-        let mut recent = self.recent.lock().expect("event hub lock");
+        let mut inner = self.inner.lock().expect("event hub lock");
         for change in changes {
-            let id = recent.1;
-            recent.1 += 1;
+            let id = inner.next_id;
+            inner.next_id += 1;
             let event = Arc::new(Event { id, change: change.clone(), encoded: OnceLock::new() });
-            if recent.0.len() == REPLAY_CAPACITY {
-                recent.0.pop_front();
+            if inner.recent.len() == REPLAY_CAPACITY {
+                inner.recent.pop_front();
             }
-            recent.0.push_back(event.clone());
-            // No subscriber is not an error.
-            let _ = self.sender.send(event);
+            inner.recent.push_back(event.clone());
+            if let Some(sender) = &inner.sender {
+                // No subscriber is not an error.
+                let _ = sender.send(event);
+            }
         }
     }
 
-    /// A live receiver, and what to send before its first event.
+    /// A live receiver, and what to send before its first event. After `close`, the
+    /// receiver is already closed.
     pub fn subscribe(&self, last_event_id: Option<u64>) -> (Start, broadcast::Receiver<Arc<Event>>) {
-        let recent = self.recent.lock().expect("event hub lock");
-        let receiver = self.sender.subscribe();
-        let next_id = recent.1;
+        let inner = self.inner.lock().expect("event hub lock");
+        let receiver = match &inner.sender {
+            Some(sender) => sender.subscribe(),
+            None => broadcast::channel(1).1,
+        };
+        let next_id = inner.next_id;
         let start = match last_event_id {
             None => Start::Resume(Vec::new()),
             Some(last) if last + 1 == next_id => Start::Resume(Vec::new()),
-            Some(last) => match recent.0.front() {
+            Some(last) => match inner.recent.front() {
                 Some(oldest) if last + 1 >= oldest.id && last < next_id => {
-                    Start::Resume(recent.0.iter().filter(|e| e.id > last).cloned().collect())
+                    Start::Resume(inner.recent.iter().filter(|e| e.id > last).cloned().collect())
                 }
                 _ => Start::Reload,
             },
@@ -97,8 +111,10 @@ impl EventHub {
         (start, receiver)
     }
 
-    pub fn subscribers(&self) -> usize {
-        self.sender.receiver_count()
+    /// Ends every live stream, so that a shutdown does not wait for clients that never
+    /// hang up. Their browsers reconnect to the next server and resume or reload.
+    pub fn close(&self) {
+        self.inner.lock().expect("event hub lock").sender = None;
     }
 }
 
@@ -137,6 +153,17 @@ mod tests {
         assert!(matches!(hub.subscribe(Some(5)).0, Start::Reload), "from an earlier run");
         assert!(matches!(hub.subscribe(Some(u64::MAX - 1)).0, Start::Reload), "from the future");
         assert!(matches!(hub.subscribe(Some(1001 + 10)).0, Start::Resume(r) if r.len() == REPLAY_CAPACITY - 6));
+    }
+
+    #[test]
+    fn close_ends_live_streams_and_new_ones() {
+        let hub = EventHub::new(Millis(1));
+        let (_, mut live) = hub.subscribe(None);
+        hub.close();
+        assert!(matches!(live.try_recv(), Err(broadcast::error::TryRecvError::Closed)));
+        let (_, mut late) = hub.subscribe(None);
+        assert!(matches!(late.try_recv(), Err(broadcast::error::TryRecvError::Closed)));
+        hub.publish(&[delete("after")]);
     }
 
     #[test]

@@ -111,6 +111,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let Running { scheduler, app, lock, header_timeout, body_timeout } = running;
+    let events = app.events.clone();
     // Slow clients cannot pin connections: headers and then the body must arrive in time.
     let router = api::router(app).layer(RequestBodyTimeoutLayer::new(body_timeout));
     let mut http = auto::Builder::new(TokioExecutor::new());
@@ -141,6 +142,7 @@ pub async fn run(
         });
     }
     drop(listener);
+    events.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
         tracing::warn!("some requests were still running after {DRAIN_TIMEOUT:?}; closing them");
     }

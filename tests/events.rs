@@ -121,3 +121,15 @@ async fn event_streams_are_bounded() {
     let (status, body) = server.get("/api/events").await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_ends_open_streams_instead_of_waiting_for_them() {
+    let server = TestServer::start();
+    let mut stream = EventStream::open(&server, None).await;
+    server.post("/api/activities", json!({"title": "before"})).await;
+    assert!(stream.next(WAIT).await.is_some());
+    let exit = tokio::task::spawn_blocking(move || server.terminate());
+    let status = tokio::time::timeout(Duration::from_secs(15), exit).await.expect("the server stops").unwrap();
+    assert!(status.success());
+    assert!(stream.next(Duration::from_secs(2)).await.is_none(), "the stream ended");
+}
