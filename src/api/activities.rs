@@ -4,8 +4,9 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::input::{Fields, JsonBody, Query};
+use super::schema;
 use super::wire::ActivityJson;
 use super::{created, ok, AppState, PathId};
 use crate::scheduler::NewActivity;
@@ -14,7 +15,20 @@ use crate::store::ActivityFilter;
 const DEFAULT_LIMIT: u64 = 50;
 const MAX_LIMIT: u64 = 1_000;
 
+/// The activity log, newest first.
+///
 /// `?limit=` (1..1000, default 50), `?type=`, `?ventureId=`, `?taskId=`, `?agentId=`, `?before=<id>`.
+#[utoipa::path(
+    get,
+    path = "/api/activities",
+    operation_id = "listActivities",
+    tag = "activities",
+    params(schema::ActivityListQuery),
+    responses(
+        (status = 200, description = "The matching activities, newest first.", body = Vec<ActivityJson>),
+        (status = 400, description = "A filter is malformed or out of range.", body = ErrorBody),
+    )
+)]
 pub async fn list(State(app): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let query = Query::parse(query.as_deref())?;
     let filter = ActivityFilter {
@@ -33,6 +47,19 @@ pub async fn list(State(app): State<AppState>, RawQuery(query): RawQuery) -> Res
     Ok(ok(activities.iter().map(ActivityJson::from).collect::<Vec<_>>()))
 }
 
+/// One activity.
+#[utoipa::path(
+    get,
+    path = "/api/activities/{id}",
+    operation_id = "getActivity",
+    tag = "activities",
+    params(schema::PathId),
+    responses(
+        (status = 200, description = "The activity.", body = ActivityJson),
+        (status = 400, description = "The id is malformed.", body = ErrorBody),
+        (status = 404, description = "No activity has this id.", body = ErrorBody),
+    )
+)]
 pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
     let _ = app.scheduler.wait_all_durable().await;
     let reader = app.activities.clone();
@@ -43,6 +70,20 @@ pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Resp
     }
 }
 
+/// Appends an activity to the log.
+#[utoipa::path(
+    post,
+    path = "/api/activities",
+    operation_id = "createActivity",
+    tag = "activities",
+    request_body = schema::NewActivity,
+    responses(
+        (status = 201, description = "The logged activity.", body = ActivityJson),
+        (status = 400, description = "A field is missing, of the wrong type or too long.", body = ErrorBody),
+        (status = 404, description = "`ventureId`, `taskId` or `agentId` names nothing.", body = ErrorBody),
+        (status = 409, description = "The client-chosen `id` is taken (`already_exists`).", body = ErrorBody),
+    )
+)]
 pub async fn create(State(app): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
     let f = Fields(&body);
     let new = NewActivity {

@@ -16,11 +16,24 @@ pub struct ApiError {
     pub field: Option<&'static str>,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// Every error: a sentence a person can act on, a stable code, and the field at fault when
+/// one is.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody<'a> {
+    /// What went wrong and what to do about it.
+    #[schema(example = "`title` is required")]
     error: &'a str,
+    /// `malformed_json`, `bad_body`, `bad_query`, `missing_field`, `validation_error`,
+    /// `unauthorized`, `not_found`, `route_not_found`, `method_not_allowed`,
+    /// `request_timeout`, `already_exists`, `not_holder`, `stale_lease`,
+    /// `invalid_transition`, `venture_in_use`, `payload_too_large`, `unavailable` or
+    /// `store_unavailable`.
+    #[schema(example = "missing_field")]
     code: &'a str,
+    /// The input field at fault, when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, example = "title")]
     field: Option<&'a str>,
 }
 

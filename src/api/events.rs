@@ -18,14 +18,34 @@ use futures_util::stream::{self, Stream};
 use serde_json::json;
 use tokio::sync::{broadcast, OwnedSemaphorePermit};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::input::Query;
+use super::schema;
 use super::wire::{ActivityJson, AgentJson, TaskJson, VentureJson};
 use super::AppState;
 use crate::events::{Event, Start};
 use crate::persist::Change;
 use crate::scheduler::TaskView;
 
+/// The live feed of changes as Server-Sent Events.
+///
+/// Events `task`, `venture`, `agent`, `activity` carry the object as the REST API shows it
+/// (a task's `venture` is `null`; a venture has no `capitalReserved`); `task_deleted`,
+/// `venture_deleted`, `agent_deleted` carry `{"id"}`; `reload` carries `{"reason"}` and
+/// means the client missed events and must fetch the lists again, after which the stream
+/// ends. The stream stays open; a keep-alive comment is sent while it is idle.
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    operation_id = "streamEvents",
+    tag = "events",
+    params(schema::EventsHeaders, schema::EventsQuery),
+    responses(
+        (status = 200, description = "The event stream.", content_type = "text/event-stream", body = String),
+        (status = 400, description = "`Last-Event-ID` is not an event id.", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("accessToken" = []))
+)]
 pub async fn stream(
     State(app): State<AppState>,
     headers: HeaderMap,

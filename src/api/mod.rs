@@ -8,7 +8,9 @@ mod agents;
 pub mod error;
 mod events;
 pub mod input;
+pub mod openapi;
 mod ops;
+pub mod schema;
 mod tasks;
 mod ventures;
 pub mod wire;
@@ -77,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(crate::dashboard::index))
         .route("/assets/{name}", get(crate::dashboard::asset))
         .route("/healthz", get(ops::healthz))
+        .route("/openapi.json", get(openapi::serve))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route_layer(middleware::from_fn(track_metrics))

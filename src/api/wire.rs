@@ -2,6 +2,7 @@
 //! `Date.toJSON` writes them, and `null` (never a missing key) for absent optional fields.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::domain::{Activity, Agent, Millis, Task, Venture};
 use crate::persist::tags_json;
@@ -11,22 +12,34 @@ fn time(t: Millis) -> String {
     t.to_string()
 }
 
-#[derive(Serialize)]
+/// A venture: a budget and the tasks that spend it.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Venture)]
 pub struct VentureJson<'a> {
     id: &'a str,
     name: &'a str,
     icon: &'a str,
+    #[schema(value_type = super::schema::VentureStatus)]
     status: &'static str,
+    #[schema(value_type = super::schema::Priority)]
     priority: &'static str,
+    /// The sum of `actualCost` over the venture's completions, plus direct edits.
+    #[schema(minimum = 0)]
     capital_spent: f64,
+    /// 0 means no budget.
+    #[schema(minimum = 0)]
     capital_budget: f64,
     /// Not in the seed: the estimated cost of the venture's active tasks, which the budget
     /// guard holds back. Left out of live events, which carry the venture record alone.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = f64, required = true, minimum = 0)]
     capital_reserved: Option<f64>,
+    #[schema(required = true)]
     description: Option<&'a str>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -55,37 +68,60 @@ impl<'a> From<&'a Venture> for VentureJson<'a> {
 }
 
 /// The venture as embedded in a task.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = VentureRef)]
 pub struct VentureRef<'a> {
     id: &'a str,
     name: &'a str,
     icon: &'a str,
 }
 
-#[derive(Serialize)]
+/// A task.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Task)]
 pub struct TaskJson<'a> {
     id: &'a str,
     title: &'a str,
+    #[schema(required = true)]
     description: Option<&'a str>,
+    #[schema(value_type = super::schema::TaskStatus)]
     status: &'static str,
+    #[schema(value_type = super::schema::Priority)]
     priority: &'static str,
+    #[schema(required = true, minimum = 0)]
     estimated_cost: Option<f64>,
+    #[schema(required = true, minimum = 0)]
     actual_cost: Option<f64>,
     /// A string holding a JSON array, as the seed stored and returned it.
+    #[schema(required = true, example = "[\"scraping\"]")]
     tags: Option<String>,
+    #[schema(required = true)]
     output: Option<&'a str>,
+    #[schema(required = true)]
     error: Option<&'a str>,
+    /// The holder while `active`; `null` while `queue`; the last holder once finished.
+    #[schema(required = true)]
     assigned_to: Option<&'a str>,
     venture_id: &'a str,
+    #[schema(required = true)]
     venture: Option<VentureRef<'a>>,
+    /// The number of claims so far: the fencing token of the current lease.
+    #[schema(format = Int64)]
     attempts: u32,
+    #[schema(format = Int64, minimum = 1, maximum = 4294967295_u64)]
     max_attempts: u32,
+    /// The lease length of the current or last claim.
     lease_seconds: u32,
+    #[schema(required = true, format = DateTime)]
     lease_expires_at: Option<String>,
+    #[schema(required = true, format = DateTime)]
     claimed_at: Option<String>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
+    #[schema(required = true, format = DateTime)]
     completed_at: Option<String>,
 }
 
@@ -118,19 +154,30 @@ impl<'a> From<&'a TaskView> for TaskJson<'a> {
     }
 }
 
-#[derive(Serialize)]
+/// An agent.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Agent)]
 pub struct AgentJson<'a> {
     id: &'a str,
     name: &'a str,
+    #[schema(value_type = super::schema::AgentStatus)]
     status: &'static str,
     model: &'a str,
+    /// The id of the task it holds (the most recently claimed one), derived, never input.
+    #[schema(required = true)]
     current_task: Option<&'a str>,
+    /// Grows with every report's `tokensUsed` (saturating at 2^64 - 1).
+    #[schema(format = "uint64")]
     tokens_used: u64,
+    /// 0 means no limit.
     max_tokens: u64,
     sessions_count: u64,
+    #[schema(format = DateTime)]
     last_active_at: String,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -152,17 +199,25 @@ impl<'a> From<&'a Agent> for AgentJson<'a> {
     }
 }
 
-#[derive(Serialize)]
+/// An entry of the activity log.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Activity)]
 pub struct ActivityJson<'a> {
     id: &'a str,
+    /// `task_created`, `task_claimed`, ..., or whatever a client posted (default `note`).
     #[serde(rename = "type")]
     kind: &'a str,
     title: &'a str,
+    #[schema(required = true)]
     description: Option<&'a str>,
+    #[schema(required = true)]
     venture_id: Option<&'a str>,
+    #[schema(required = true)]
     task_id: Option<&'a str>,
+    #[schema(required = true)]
     agent_id: Option<&'a str>,
+    #[schema(format = DateTime)]
     created_at: String,
 }
 

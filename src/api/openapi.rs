@@ -1,0 +1,206 @@
+//! The OpenAPI 3.1 document of the whole API, generated from the handlers' `#[utoipa::path]`
+//! annotations, the response types in `wire` and the request schemas in `schema`, and
+//! served at `GET /openapi.json`. `docs/openapi.json` is a checked-in copy that
+//! `tests/openapi.rs` keeps equal to it (`MC_UPDATE_OPENAPI=1` rewrites it).
+//!
+//! What every `/api` operation shares is added here rather than repeated on each handler:
+//! the bearer token (401 when one is configured and missing), 503 when the store is not
+//! taking writes or the server is shutting down, and, for operations that read a body, 408
+//! (the body was too slow) and 413 (over 1 MiB).
+
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required};
+use utoipa::OpenApi;
+
+use super::error::ErrorBody;
+use super::{activities, agents, events, ops, tasks, ventures};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Mission Control",
+        description = "An atomic task scheduler for fleets of AI agents: ventures, tasks, agents and an \
+                       activity log over JSON HTTP. The prose contract, with the decisions that settle what \
+                       this document cannot say, is `docs/API.md`.",
+        license(name = "MIT", identifier = "MIT"),
+    ),
+    paths(
+        ventures::list,
+        ventures::create,
+        ventures::update,
+        ventures::delete,
+        ventures::get,
+        ventures::update_at,
+        ventures::delete_at,
+        tasks::list,
+        tasks::create,
+        tasks::update,
+        tasks::delete,
+        tasks::get,
+        tasks::update_at,
+        tasks::delete_at,
+        tasks::claim,
+        tasks::complete,
+        tasks::heartbeat,
+        agents::list,
+        agents::upsert,
+        agents::update,
+        agents::delete,
+        agents::get,
+        agents::update_at,
+        agents::delete_at,
+        activities::list,
+        activities::create,
+        activities::get,
+        events::stream,
+        ops::healthz,
+        ops::readyz,
+        ops::metrics,
+        serve,
+    ),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "ventures", description = "Ventures: budgets and the tasks that spend them."),
+        (name = "tasks", description = "Tasks, and the agents' endpoints: claim, complete, heartbeat."),
+        (name = "agents", description = "Agents."),
+        (name = "activities", description = "The activity log."),
+        (name = "events", description = "The live feed of changes."),
+        (name = "operations", description = "Liveness, readiness, metrics and this document. Never need the token."),
+    )
+)]
+struct ApiDoc;
+
+const BEARER: &str = "bearerAuth";
+const ACCESS_TOKEN: &str = "accessToken";
+
+/// The document (`document_json` is what `/openapi.json` serves).
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        BEARER,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "The server's `--api-token` (`MC_API_TOKEN`), when one is set: every `/api` request \
+                     needs `Authorization: Bearer <token>`.",
+                ))
+                .build(),
+        ),
+    );
+    components.add_security_scheme(
+        ACCESS_TOKEN,
+        SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+            "access_token",
+            "The API token as `?access_token=`, for `/api/events` only (a browser's EventSource cannot set headers).",
+        ))),
+    );
+    let error = || ContentBuilder::new().schema(Some(Ref::from_schema_name("Error"))).build();
+    let shared = [
+        ("Unauthorized", "A token is configured and the request lacks it or has a wrong one (`unauthorized`).", false),
+        ("RequestTimeout", "The request body did not arrive in time (`request_timeout`).", false),
+        ("PayloadTooLarge", "The request body is over 1 MiB (`payload_too_large`).", false),
+        (
+            "Unavailable",
+            "The store is not taking writes, the write backlog is over `--max-pending`, too many claims \
+             or event streams wait, or the server is shutting down (`unavailable`, `store_unavailable`). \
+             Retry after the `Retry-After` seconds.",
+            true,
+        ),
+    ];
+    for (name, description, retry_after) in shared {
+        let mut response = ResponseBuilder::new().description(description).content("application/json", error());
+        if retry_after {
+            let seconds = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0));
+            response = response.header(
+                "Retry-After",
+                HeaderBuilder::new().schema(seconds).description(Some("Seconds to wait before retrying.")).build(),
+            );
+        }
+        components.responses.insert(name.to_owned(), RefOr::T(response.build()));
+    }
+
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if !path.starts_with("/api/") {
+            continue;
+        }
+        for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+            add_shared(operation);
+        }
+        for operation in [&mut item.patch, &mut item.delete].into_iter().flatten() {
+            add_shared(operation);
+            // A PATCH may change nothing, and the seed style's id may come in the query: their
+            // bodies may be left out (an empty body counts as `{}`).
+            if let Some(body) = &mut operation.request_body {
+                body.required = Some(Required::False);
+            }
+        }
+    }
+    doc
+}
+
+fn add_shared(operation: &mut Operation) {
+    let responses = &mut operation.responses.responses;
+    let mut add = |status: &str, name: &str| {
+        responses.insert(status.to_owned(), RefOr::Ref(Ref::new(format!("#/components/responses/{name}"))));
+    };
+    add("401", "Unauthorized");
+    add("503", "Unavailable");
+    if operation.request_body.is_some() {
+        add("408", "RequestTimeout");
+        add("413", "PayloadTooLarge");
+    }
+    operation.security.get_or_insert_with(|| vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
+}
+
+/// The document as JSON, as served.
+///
+/// utoipa 5 writes the fields of a response's link in snake case (`operation_id`,
+/// `request_body`: juhaku/utoipa#1326), which clients such as schemathesis reject; they are
+/// renamed here to the camelCase of the OpenAPI spec.
+pub fn document_json() -> Value {
+    let mut json = serde_json::to_value(document()).expect("the document encodes");
+    if let Some(paths) = json.get_mut("paths").and_then(Value::as_object_mut) {
+        let operations = paths.values_mut().filter_map(Value::as_object_mut).flat_map(|item| item.values_mut());
+        let responses = operations.filter_map(|op| op.get_mut("responses")).filter_map(Value::as_object_mut);
+        let links = responses.flat_map(|r| r.values_mut()).filter_map(|r| r.get_mut("links"));
+        for link in links.filter_map(Value::as_object_mut).flat_map(|l| l.values_mut()).filter_map(Value::as_object_mut)
+        {
+            for (from, to) in
+                [("operation_id", "operationId"), ("operation_ref", "operationRef"), ("request_body", "requestBody")]
+            {
+                if let Some(value) = link.remove(from) {
+                    link.insert(to.to_owned(), value);
+                }
+            }
+        }
+    }
+    json
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API.", body = Object))
+)]
+pub async fn serve() -> Response {
+    static JSON: OnceLock<String> = OnceLock::new();
+    let json = JSON.get_or_init(|| document_json().to_string());
+    ([(header::CONTENT_TYPE, "application/json")], json.as_str()).into_response()
+}
