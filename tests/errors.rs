@@ -314,3 +314,44 @@ async fn a_token_guards_the_api_but_not_health_or_metrics() {
         assert_eq!(server.client.get(url(open)).send().await.unwrap().status(), StatusCode::OK, "{open}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn costs_past_the_limit_are_refused_so_sums_stay_finite() {
+    let server = TestServer::start();
+    check_all(
+        &server,
+        vec![
+            post(
+                "/api/ventures",
+                json!({"name": "v", "capitalSpent": 1.7e308}),
+                400,
+                "validation_error",
+                Some("capitalSpent"),
+            ),
+            patch(
+                "/api/ventures/clxyz-allbirds",
+                json!({"capitalBudget": 1e16}),
+                400,
+                "validation_error",
+                Some("capitalBudget"),
+            ),
+            post(
+                "/api/tasks",
+                json!({"title": "t", "ventureId": "clxyz-allbirds", "estimatedCost": 1e300}),
+                400,
+                "validation_error",
+                Some("estimatedCost"),
+            ),
+            post(
+                "/api/tasks/complete",
+                json!({"taskId": "clxyz123", "agentId": "a", "actualCost": 2e15}),
+                400,
+                "validation_error",
+                Some("actualCost"),
+            ),
+        ],
+    )
+    .await;
+    let (status, venture) = server.patch("/api/ventures/clxyz-allbirds", json!({"capitalSpent": 1e15})).await;
+    assert_eq!((status, venture["capitalSpent"].as_f64()), (StatusCode::OK, Some(1e15)), "the limit itself is allowed");
+}

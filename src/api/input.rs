@@ -15,6 +15,8 @@ use crate::domain::{Id, Tags};
 pub const MAX_NAME_CHARS: usize = 1_000;
 /// Longest `description`, `output` and `error`, in bytes.
 pub const MAX_TEXT_BYTES: usize = 256 * 1024;
+/// Largest cost or budget. Sums of costs this size stay finite and exact to the cent.
+pub const MAX_COST: f64 = 1e15;
 /// Largest request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -121,13 +123,13 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// A finite number ≥ 0 (costs).
+    /// A number from 0 to `MAX_COST` (costs and budgets).
     pub fn cost(&self, field: &'static str) -> Result<Option<f64>, ApiError> {
         match self.present(field) {
             None => Ok(None),
             Some(Value::Number(n)) => match n.as_f64() {
-                Some(x) if x.is_finite() && x >= 0.0 => Ok(Some(x)),
-                _ => Err(ApiError::invalid(field, format!("`{field}` must be a number ≥ 0"))),
+                Some(x) if (0.0..=MAX_COST).contains(&x) => Ok(Some(x)),
+                _ => Err(ApiError::invalid(field, format!("`{field}` must be a number from 0 to {MAX_COST:e}"))),
             },
             Some(_) => Err(wrong_type(field, "a number")),
         }

@@ -212,10 +212,10 @@ pub struct NewVenture {
     /// Default `medium`.
     priority: Option<Priority>,
     /// Default 0: no budget.
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 1e15)]
     capital_budget: Option<f64>,
     /// Default 0.
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 1e15)]
     capital_spent: Option<f64>,
     /// At most 256 KiB of UTF-8.
     #[schema(max_length = 262144)]
@@ -232,9 +232,9 @@ pub struct VentureUpdate {
     icon: Option<String>,
     status: Option<VentureStatus>,
     priority: Option<Priority>,
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 1e15)]
     capital_budget: Option<f64>,
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 1e15)]
     capital_spent: Option<f64>,
     /// At most 256 KiB of UTF-8; `null` clears it.
     #[schema(max_length = 262144)]
@@ -254,9 +254,9 @@ pub struct VentureUpdateWithId {
     icon: Option<String>,
     status: Option<VentureStatus>,
     priority: Option<Priority>,
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 1e15)]
     capital_budget: Option<f64>,
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 1e15)]
     capital_spent: Option<f64>,
     /// At most 256 KiB of UTF-8; `null` clears it.
     #[schema(max_length = 262144)]
@@ -288,7 +288,7 @@ pub struct NewTask {
     venture_id: NonBlank,
     /// Default `medium`.
     priority: Option<Priority>,
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 1e15)]
     estimated_cost: Option<f64>,
     tags: Option<Tags>,
     /// Default 3.
@@ -310,7 +310,7 @@ pub struct TaskUpdate {
     description: Option<String>,
     priority: Option<Priority>,
     /// `null` clears it.
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 1e15)]
     estimated_cost: Option<f64>,
     /// `null` clears them.
     tags: Option<Tags>,
@@ -333,7 +333,7 @@ pub struct TaskUpdateWithId {
     description: Option<String>,
     priority: Option<Priority>,
     /// `null` clears it.
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 1e15)]
     estimated_cost: Option<f64>,
     /// `null` clears them.
     tags: Option<Tags>,
@@ -374,7 +374,7 @@ pub struct CompleteRequest {
     /// At most 256 KiB of UTF-8.
     #[schema(max_length = 262144)]
     output: Option<String>,
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 1e15)]
     actual_cost: Option<f64>,
     /// When given, the attempt failed. At most 256 KiB of UTF-8.
     #[schema(max_length = 262144)]

@@ -731,7 +731,8 @@ impl SchedulerState {
         let current = entry.held.last().cloned();
         let agent = Arc::make_mut(&mut entry.agent);
         agent.current_task = current;
-        agent.tokens_used = agent.tokens_used.saturating_add(tokens_used);
+        // Saturates where SQLite's INTEGER does, so a restart reads back the same number.
+        agent.tokens_used = agent.tokens_used.saturating_add(tokens_used).min(i64::MAX as u64);
         if agent.current_task.is_none() && (agent.status == AgentStatus::Busy || idle_status == AgentStatus::Offline) {
             agent.status = idle_status;
         }
