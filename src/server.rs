@@ -12,7 +12,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
-use crate::api::{self, AppState};
+use crate::api::{self, App, AppState};
 use crate::config::ServeArgs;
 use crate::domain::Millis;
 use crate::events::EventHub;
@@ -69,7 +69,7 @@ pub fn start(args: &ServeArgs) -> Result<Running, StoreError> {
     };
     let events = Arc::new(EventHub::default());
     let scheduler = Scheduler::start(options, snapshot, persister, events.clone(), Arc::new(SystemClock));
-    let app = AppState {
+    let app = AppState::new(App {
         scheduler: scheduler.clone(),
         activities: ActivityReader::new(path),
         metrics: crate::metrics::recorder(),
@@ -78,7 +78,7 @@ pub fn start(args: &ServeArgs) -> Result<Running, StoreError> {
         max_pending: args.max_pending,
         events,
         event_streams: Arc::new(tokio::sync::Semaphore::new(args.max_event_streams)),
-    };
+    });
     Ok(Running {
         scheduler,
         app,

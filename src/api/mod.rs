@@ -36,9 +36,26 @@ use crate::store::ActivityReader;
 use error::ApiError;
 use input::{Fields, Query, MAX_BODY_BYTES, MAX_NAME_CHARS};
 
-/// What every handler can reach.
+/// What every handler can reach, behind one `Arc`: axum clones the state for every
+/// request, and one reference count is cheaper than a dozen.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<App>);
+
+impl AppState {
+    pub fn new(app: App) -> AppState {
+        AppState(Arc::new(app))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+pub struct App {
     pub scheduler: Scheduler,
     pub activities: ActivityReader,
     pub metrics: PrometheusHandle,
