@@ -25,12 +25,13 @@ conn.commit()
 PY
 measure() {
   local started line pid rss
+  rm -f "$work/out"
   started=$(date +%s.%N)
   $bin serve --db "$1" --addr 127.0.0.1:0 --no-seed >"$work/out" 2>"$work/err" &
   pid=$!
-  until grep -q listening "$work/out" 2>/dev/null; do sleep 0.01; done
+  until grep -q listening "$work/out" 2>/dev/null; do sleep 0.005; done
   line=$(python3 -c "import sys; print(round(float(sys.argv[1]) - float(sys.argv[2]), 3))" "$(date +%s.%N)" "$started")
-  sleep 1
+  sleep "${STARTUP_SETTLE_S:-1}"
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
   kill -TERM $pid; wait $pid || true
   echo "$line $rss"

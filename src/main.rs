@@ -6,11 +6,6 @@ use mission_control::config::{Cli, Command, DbArgs, ServeArgs};
 use mission_control::domain::Millis;
 use mission_control::{server, store};
 
-/// mimalloc instead of the system allocator: glibc's malloc and free were a tenth of the
-/// request path's time under load (see docs/PERFORMANCE.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
