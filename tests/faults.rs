@@ -230,8 +230,10 @@ async fn run_until_killed(
     }
 }
 
+/// Ten cycles in the suite; `loadtest/crash-soak.sh` runs many more (`MC_CRASH_CYCLES`).
 #[tokio::test(flavor = "multi_thread")]
-async fn ten_kill_9_cycles_under_load_lose_nothing_acknowledged_in_batch_mode() {
+async fn kill_9_cycles_under_load_lose_nothing_acknowledged_in_batch_mode() {
+    let cycles: usize = std::env::var("MC_CRASH_CYCLES").ok().and_then(|n| n.parse().ok()).unwrap_or(10);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("crash.db");
     let server = TestServer::start_on(&db, &["--no-seed"]);
@@ -243,7 +245,7 @@ async fn ten_kill_9_cycles_under_load_lose_nothing_acknowledged_in_batch_mode() 
     }
     drop(server);
     let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
-    for cycle in 0..10 {
+    for cycle in 0..cycles {
         let server = Arc::new(TestServer::start_on(&db, &["--lease-seconds", "2"]));
         run_until_killed(&server, cycle, &acknowledged, Duration::from_millis(250)).await;
     }
@@ -258,6 +260,11 @@ async fn ten_kill_9_cycles_under_load_lose_nothing_acknowledged_in_batch_mode() 
         .collect();
     let acknowledged = std::mem::take(&mut *acknowledged.lock().unwrap());
     assert!(acknowledged.completions.len() > 50, "the load ran: {} completions", acknowledged.completions.len());
+    eprintln!(
+        "{cycles} kill -9 cycles: {} acknowledged claims and {} completions checked",
+        acknowledged.claims.len(),
+        acknowledged.completions.len()
+    );
     for (id, cost) in &acknowledged.completions {
         let task = &tasks[id];
         assert_eq!(

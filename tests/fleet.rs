@@ -150,3 +150,15 @@ async fn heartbeats_keep_a_two_second_lease_alive_for_five_seconds() {
         server.post("/api/tasks/complete", json!({"taskId": task["id"], "agentId": "agent-main", "attempt": 1})).await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parked_claims_are_bounded() {
+    let server = Arc::new(TestServer::start_with(&["--no-seed", "--max-waiters", "1"]));
+    let parked = long_poll(&server, "first", 3_000);
+    until_waiting(&server, 1).await;
+    let (status, body) = server.post("/api/tasks/claim", json!({"agentId": "second", "waitMs": 3_000})).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")));
+    let (status, _) = server.post("/api/tasks/claim", json!({"agentId": "third"})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "a claim that does not wait is still answered");
+    assert_eq!(parked.await.unwrap().0, StatusCode::NO_CONTENT);
+}
