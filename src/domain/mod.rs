@@ -128,6 +128,14 @@ impl Task {
         self.estimated_cost.unwrap_or(0.0)
     }
 
+    /// Puts the task back in the queue: no holder, no claim, no lease.
+    pub fn return_to_queue(&mut self) {
+        self.status = TaskStatus::Queue;
+        self.assigned_to = None;
+        self.claimed_at = None;
+        self.lease_expires_at = None;
+    }
+
     /// Whether `tag` is among the task's tags.
     pub fn has_tag(&self, tag: &str) -> bool {
         self.tags.as_deref().is_some_and(|tags| tags.iter().any(|t| &**t == tag))

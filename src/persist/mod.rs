@@ -84,11 +84,6 @@ impl Progress {
         self.sent.load(Ordering::Relaxed)
     }
 
-    /// Whether everything sent so far is committed.
-    pub fn caught_up(&self) -> bool {
-        self.committed() >= self.sent.load(Ordering::Relaxed)
-    }
-
     /// Waits until `seq` is committed, or `timeout` passes (then `false`).
     pub async fn wait_committed(&self, seq: u64, timeout: Duration) -> bool {
         let mut receiver = self.committed.subscribe();
@@ -125,7 +120,6 @@ impl PersisterHandle {
     pub fn send(&self, changes: Vec<Change>) -> u64 {
         let seq = self.progress.sent.fetch_add(1, Ordering::Relaxed) + 1;
         self.progress.pending.fetch_add(changes.len(), Ordering::Relaxed);
-        metrics::gauge!("mission_control_persist_pending").set(self.progress.pending() as f64);
         let sender = self.sender.as_ref().expect("sender lives until shutdown");
         // The receiver lives until every sender is gone, so this cannot fail.
         let _ = sender.send(Envelope { seq, changes });

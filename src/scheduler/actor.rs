@@ -85,6 +85,7 @@ impl TaskQueue {
         self.waiters.retain(|w| !w.reply.is_closed() && w.deadline > now);
         self.serve_waiters_and_send();
         metrics::gauge!("mission_control_claim_waiters").set(self.waiters.len() as f64);
+        metrics::gauge!("mission_control_persist_pending").set(self.persister.progress().pending() as f64);
         for priority in Priority::ALL {
             metrics::gauge!("mission_control_queue_depth", "priority" => priority.as_str())
                 .set(self.state.queue_depth(*priority) as f64);
@@ -121,15 +122,25 @@ impl TaskQueue {
             let seq = self.send_changes();
             let mut released = false;
             for (reply, view) in served {
-                if let Err(Ok((Some(view), _))) = reply.send(Ok((Some(view), seq))) {
-                    let task = &view.task;
-                    let agent = task.assigned_to.clone().unwrap_or_else(|| Id::from(""));
-                    released |= self.state.release_unreturned(&task.id, &agent, task.attempts);
-                }
+                released |= self.answer_claim(reply, Ok((Some(view), seq)));
             }
             if !released {
                 return seq;
             }
+        }
+    }
+
+    /// Sends a claim its answer. If the caller has gone, a task handed to it goes back to
+    /// the queue; returns whether that happened.
+    fn answer_claim(&mut self, reply: oneshot::Sender<ClaimAnswer>, answer: ClaimAnswer) -> bool {
+        match reply.send(answer) {
+            Err(Ok((Some(view), _))) => {
+                let task = &view.task;
+                task.assigned_to
+                    .as_ref()
+                    .is_some_and(|agent| self.state.release_unreturned(&task.id, agent, task.attempts))
+            }
+            _ => false,
         }
     }
 
@@ -252,12 +263,8 @@ impl Handler<Claim> for TaskQueue {
             other => other,
         };
         let seq = self.serve_waiters_and_send();
-        if let Err(Ok((Some(view), _))) = reply.send(answer.map(|task| (task, seq))) {
-            // The caller went away before the answer: put the task back.
-            let task = &view.task;
-            if self.state.release_unreturned(&task.id, &request.agent_id, task.attempts) {
-                self.serve_waiters_and_send();
-            }
+        if self.answer_claim(reply, answer.map(|task| (task, seq))) {
+            self.serve_waiters_and_send();
         }
     }
 }

@@ -314,9 +314,7 @@ impl SchedulerState {
                         task.attempts = 0;
                         task.reported_attempt = 0;
                     }
-                    task.assigned_to = None;
-                    task.claimed_at = None;
-                    task.lease_expires_at = None;
+                    task.return_to_queue();
                 }
                 TaskStatus::Completed | TaskStatus::Failed => {
                     task.lease_expires_at = None;
@@ -378,14 +376,12 @@ impl SchedulerState {
             let name = request.agent_name.clone().unwrap_or_else(|| request.agent_id.clone());
             self.register_agent(request.agent_id.clone(), name, AgentFields::default());
         }
-        let entry = self.agents.get_mut(&request.agent_id).expect("registered above");
-        entry.held.push(task.id.clone());
-        let agent = Arc::make_mut(&mut entry.agent);
-        agent.status = AgentStatus::Busy;
-        agent.current_task = Some(task.id.clone());
-        agent.last_active_at = now;
-        agent.updated_at = now;
-        self.changes.push(Change::Agent(entry.agent.clone()));
+        self.edit_agent(&request.agent_id, |agent, held| {
+            held.push(task.id.clone());
+            agent.status = AgentStatus::Busy;
+            agent.current_task = Some(task.id.clone());
+            agent.last_active_at = now;
+        });
 
         let title = format!("Task claimed: {}", task.title);
         let description = format!("Claimed by {} (attempt {})", request.agent_id, task.attempts);
@@ -415,11 +411,8 @@ impl SchedulerState {
             return false;
         }
         let mut task = Task::clone(&old);
-        task.status = TaskStatus::Queue;
+        task.return_to_queue();
         task.attempts -= 1;
-        task.assigned_to = None;
-        task.claimed_at = None;
-        task.lease_expires_at = None;
         task.updated_at = self.now;
         let task = self.put_task(task);
         self.release_agent(Some(agent_id), task_id, 0, AgentStatus::Online);
@@ -454,9 +447,7 @@ impl SchedulerState {
             Some(error) => {
                 task.error = Some(error);
                 if task.attempts < task.max_attempts {
-                    task.status = TaskStatus::Queue;
-                    task.assigned_to = None;
-                    task.claimed_at = None;
+                    task.return_to_queue();
                     CompletionOutcome::Requeued
                 } else {
                     task.status = TaskStatus::Failed;
@@ -504,12 +495,8 @@ impl SchedulerState {
         task.lease_expires_at = Some(self.now.plus_seconds(beat.lease_seconds.unwrap_or(task.lease_seconds)));
         task.updated_at = self.now;
         let task = self.put_task(task);
-        if let Some(entry) = self.agents.get_mut(&beat.agent_id) {
-            let agent = Arc::make_mut(&mut entry.agent);
-            agent.last_active_at = self.now;
-            agent.updated_at = self.now;
-            self.changes.push(Change::Agent(entry.agent.clone()));
-        }
+        let now = self.now;
+        self.edit_agent(&beat.agent_id, |agent, _| agent.last_active_at = now);
         Ok(self.task_view(&task))
     }
 
@@ -543,18 +530,15 @@ impl SchedulerState {
     }
 
     pub fn update_agent(&mut self, id: &Id, fields: AgentFields) -> Result<Arc<Agent>, SchedulerError> {
-        let entry = self.agents.get_mut(id).ok_or_else(|| not_found("agent", id, None))?;
-        let agent = Arc::make_mut(&mut entry.agent);
-        set(&mut agent.name, fields.name);
-        set(&mut agent.status, fields.status);
-        set(&mut agent.model, fields.model);
-        set(&mut agent.tokens_used, fields.tokens_used);
-        set(&mut agent.max_tokens, fields.max_tokens);
-        set(&mut agent.sessions_count, fields.sessions_count);
-        agent.updated_at = self.now;
-        let agent = entry.agent.clone();
-        self.changes.push(Change::Agent(agent.clone()));
-        Ok(agent)
+        self.edit_agent(id, |agent, _| {
+            set(&mut agent.name, fields.name);
+            set(&mut agent.status, fields.status);
+            set(&mut agent.model, fields.model);
+            set(&mut agent.tokens_used, fields.tokens_used);
+            set(&mut agent.max_tokens, fields.max_tokens);
+            set(&mut agent.sessions_count, fields.sessions_count);
+        })
+        .ok_or_else(|| not_found("agent", id, None))
     }
 
     /// Removes the agent; the tasks it held go back to the queue.
@@ -562,10 +546,7 @@ impl SchedulerState {
         let entry = self.agents.remove(id).ok_or_else(|| not_found("agent", id, None))?;
         for task_id in &entry.held {
             let mut task = Task::clone(&self.tasks[task_id]);
-            task.status = TaskStatus::Queue;
-            task.assigned_to = None;
-            task.claimed_at = None;
-            task.lease_expires_at = None;
+            task.return_to_queue();
             task.updated_at = self.now;
             self.put_task(task);
         }
@@ -698,9 +679,7 @@ impl SchedulerState {
             task.error = Some("lease expired on the last attempt".into());
             CompletionOutcome::Failed
         } else {
-            task.status = TaskStatus::Queue;
-            task.assigned_to = None;
-            task.claimed_at = None;
+            task.return_to_queue();
             CompletionOutcome::Requeued
         };
         let task = self.put_task(task);
@@ -726,19 +705,31 @@ impl SchedulerState {
     /// Takes a task out of the agent's hands: `current_task` moves to its latest other
     /// task, and an agent left with none takes `idle_status` (if it was busy).
     fn release_agent(&mut self, agent_id: Option<&Id>, task_id: &Id, tokens_used: u64, idle_status: AgentStatus) {
-        let Some(entry) = agent_id.and_then(|id| self.agents.get_mut(id)) else { return };
-        entry.held.retain(|held| held != task_id);
-        let current = entry.held.last().cloned();
+        let Some(agent_id) = agent_id else { return };
+        let now = self.now;
+        self.edit_agent(agent_id, |agent, held| {
+            held.retain(|held| held != task_id);
+            agent.current_task = held.last().cloned();
+            // Saturates where SQLite's INTEGER does, so a restart reads back the same number.
+            agent.tokens_used = agent.tokens_used.saturating_add(tokens_used).min(i64::MAX as u64);
+            if agent.current_task.is_none()
+                && (agent.status == AgentStatus::Busy || idle_status == AgentStatus::Offline)
+            {
+                agent.status = idle_status;
+            }
+            agent.last_active_at = now;
+        });
+    }
+
+    /// Changes an agent (and the tasks it holds), stamps `updated_at` and records the change;
+    /// `None` when there is no such agent.
+    fn edit_agent(&mut self, id: &Id, edit: impl FnOnce(&mut Agent, &mut Vec<Id>)) -> Option<Arc<Agent>> {
+        let entry = self.agents.get_mut(id)?;
         let agent = Arc::make_mut(&mut entry.agent);
-        agent.current_task = current;
-        // Saturates where SQLite's INTEGER does, so a restart reads back the same number.
-        agent.tokens_used = agent.tokens_used.saturating_add(tokens_used).min(i64::MAX as u64);
-        if agent.current_task.is_none() && (agent.status == AgentStatus::Busy || idle_status == AgentStatus::Offline) {
-            agent.status = idle_status;
-        }
-        agent.last_active_at = self.now;
+        edit(agent, &mut entry.held);
         agent.updated_at = self.now;
         self.changes.push(Change::Agent(entry.agent.clone()));
+        Some(entry.agent.clone())
     }
 
     fn find_claimable(&self, request: &ClaimRequest) -> Option<QueueKey> {
