@@ -86,7 +86,7 @@ fn claim_decision(c: &mut Criterion) {
 
 fn requeue(state: &mut SchedulerState, held: &mut Vec<TaskView>) {
     for view in held.drain(..) {
-        state.complete(put_back(&view)).expect("requeue");
+        state.complete(put_back(&view), None).expect("requeue");
     }
     drop(state.take_changes());
 }
@@ -106,9 +106,14 @@ fn start_scheduler(snapshot: Snapshot) -> Running {
     let mut conn = store::open(&path).expect("open");
     store::migrate(&mut conn, &path).expect("migrate");
     drop(conn);
-    let persister =
-        PersisterHandle::start(PersisterConfig { path, flush_interval: Duration::from_millis(10), max_batch: 10_000 })
-            .expect("persister");
+    let history = Arc::new(store::TaskReader::new(path.clone()));
+    let persister = PersisterHandle::start(PersisterConfig {
+        path,
+        flush_interval: Duration::from_millis(10),
+        max_batch: 10_000,
+        retention: Default::default(),
+    })
+    .expect("persister");
     let options = SchedulerOptions {
         config: CONFIG,
         durability: Durability::Async,
@@ -117,7 +122,7 @@ fn start_scheduler(snapshot: Snapshot) -> Running {
         max_waiters: 10_000,
     };
     let events = Arc::new(EventHub::default());
-    let scheduler = Scheduler::start(options, snapshot, persister, events, Arc::new(SystemClock));
+    let scheduler = Scheduler::start(options, snapshot, persister, history, events, Arc::new(SystemClock));
     Running { scheduler, _dir: dir }
 }
 

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -109,6 +110,16 @@ pub struct ServeArgs {
     /// Open `/api/events` streams allowed at once; past it a new one answers 503.
     #[arg(long, env = "MC_MAX_EVENT_STREAMS", default_value_t = 256)]
     pub max_event_streams: usize,
+    /// Delete completed tasks this long after `completedAt` (`90s`, `45m`, `12h`, `7d`);
+    /// unset keeps them forever.
+    #[arg(long, env = "MC_RETAIN_COMPLETED", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub retain_completed: Option<Duration>,
+    /// Delete failed (and cancelled) tasks this long after their last update; unset keeps them.
+    #[arg(long, env = "MC_RETAIN_FAILED", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub retain_failed: Option<Duration>,
+    /// Delete activities this long after `createdAt`; unset keeps them.
+    #[arg(long, env = "MC_RETAIN_ACTIVITY", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub retain_activity: Option<Duration>,
 }
 
 #[cfg(test)]
@@ -130,5 +141,17 @@ mod tests {
         assert_eq!(cli.serve.durability, Durability::Batch);
         assert_eq!(cli.serve.addr.to_string(), "127.0.0.1:3000");
         assert!(Cli::try_parse_from(["mission-control", "--lease-seconds", "0"]).is_err());
+        assert_eq!(cli.serve.retain_completed, None, "history is kept forever by default");
+    }
+
+    #[test]
+    fn retention_windows_take_a_number_and_a_unit() {
+        let cli =
+            Cli::try_parse_from(["mission-control", "--retain-completed", "7d", "--retain-activity", "90s"]).unwrap();
+        assert_eq!(cli.serve.retain_completed, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(cli.serve.retain_activity, Some(Duration::from_secs(90)));
+        for bad in ["7", "seven days", "-1h", "12x"] {
+            assert!(Cli::try_parse_from(["mission-control", "--retain-failed", bad]).is_err(), "{bad}");
+        }
     }
 }

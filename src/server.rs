@@ -16,9 +16,9 @@ use crate::api::{self, App, AppState};
 use crate::config::ServeArgs;
 use crate::domain::Millis;
 use crate::events::EventHub;
-use crate::persist::{PersisterConfig, PersisterHandle};
+use crate::persist::{PersisterConfig, PersisterHandle, Retention};
 use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerOptions, SystemClock};
-use crate::store::{self, ActivityReader, StoreError};
+use crate::store::{self, ActivityReader, StoreError, TaskReader};
 
 /// The most changes one SQLite transaction takes.
 const MAX_BATCH: usize = 10_000;
@@ -49,7 +49,8 @@ pub fn start(args: &ServeArgs) -> Result<Running, StoreError> {
     let snapshot = store::load_snapshot(&conn)?;
     tracing::info!(
         ventures = snapshot.ventures.len(),
-        tasks = snapshot.tasks.len(),
+        unfinished_tasks = snapshot.tasks.len(),
+        finished_tasks = snapshot.finished_counts.iter().map(|(_, _, n)| n).sum::<u64>(),
         agents = snapshot.agents.len(),
         "loaded state"
     );
@@ -59,6 +60,11 @@ pub fn start(args: &ServeArgs) -> Result<Running, StoreError> {
         path: path.clone(),
         flush_interval: Duration::from_millis(args.flush_ms),
         max_batch: MAX_BATCH,
+        retention: Retention {
+            completed: args.retain_completed,
+            failed: args.retain_failed,
+            activity: args.retain_activity,
+        },
     })?;
     let options = SchedulerOptions {
         config: SchedulerConfig { default_lease_seconds: args.lease_seconds },
@@ -68,9 +74,12 @@ pub fn start(args: &ServeArgs) -> Result<Running, StoreError> {
         max_waiters: args.max_waiters,
     };
     let events = Arc::new(EventHub::default());
-    let scheduler = Scheduler::start(options, snapshot, persister, events.clone(), Arc::new(SystemClock));
+    let tasks = TaskReader::new(path.clone());
+    let history = Arc::new(tasks.clone());
+    let scheduler = Scheduler::start(options, snapshot, persister, history, events.clone(), Arc::new(SystemClock));
     let app = AppState::new(App {
         scheduler: scheduler.clone(),
+        tasks,
         activities: ActivityReader::new(path),
         metrics: crate::metrics::recorder(),
         api_token: args.api_token.as_deref().filter(|t| !t.is_empty()).map(Arc::from),

@@ -18,8 +18,13 @@
 //! the whole visible state (every task, venture and agent), and checks the invariants: one
 //! holder per active task, the budget guard holding right after each claim, capital spent
 //! moving by exactly the charged completions, and changes emitted for every mutation and
-//! none for a refused request. A `Restart` step rebuilds the scheduler from a snapshot of
-//! its own records, so the indexes are also checked after a reload.
+//! none for a refused request.
+//!
+//! The scheduler runs with its real record: every step's changes go through the
+//! persister's writer into a SQLite file, finished tasks (which leave memory) are read back
+//! with the server's reader whenever the scheduler asks for them, and a `Restart` step
+//! rebuilds the scheduler with the server's loader from what the writer wrote. So a change
+//! the writer drops, or a column it does not write, shows up as a difference from the model.
 //!
 //! `PROPTEST_CASES=20000` runs a longer hunt. Bugs it found are pinned as small tests at
 //! the end, and its shrunk failures are kept in `model.proptest-regressions`.
@@ -28,11 +33,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
-use mission_control::domain::{Agent, AgentStatus, Id, Millis, Priority, Task, TaskStatus, Venture, VentureStatus};
+use mission_control::domain::{AgentStatus, Id, Millis, Priority, TaskStatus, VentureStatus};
+use mission_control::persist::write_changes;
 use mission_control::scheduler::{
-    ClaimRequest, CompleteRequest, CompletionOutcome, HeartbeatRequest, NewTask, NewVenture, SchedulerConfig,
-    SchedulerError, SchedulerState, Snapshot, TaskFilter, TaskPatch, VenturePatch,
+    ClaimRequest, CompleteRequest, CompletionOutcome, HeartbeatRequest, HistoryRecord, NewTask, NewVenture,
+    SchedulerConfig, SchedulerError, SchedulerState, Snapshot, TaskFilter, TaskHistory, TaskPatch, TaskView,
+    VenturePatch,
 };
+use mission_control::store::{self, TaskReader};
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
 use proptest::test_runner::FileFailurePersistence;
@@ -68,7 +76,8 @@ fn kind_of(error: &SchedulerError) -> ErrKind {
         SchedulerError::StaleLease { .. } => ErrKind::StaleLease,
         SchedulerError::Conflict { .. } => ErrKind::Conflict,
         SchedulerError::Invalid { .. } => ErrKind::Invalid,
-        SchedulerError::Unavailable { .. } => ErrKind::Unavailable,
+        // The harness answers `InHistory` with the record, so it never ends an operation.
+        SchedulerError::Unavailable { .. } | SchedulerError::InHistory { .. } => ErrKind::Unavailable,
     }
 }
 
@@ -778,8 +787,20 @@ fn outcome_name(outcome: CompletionOutcome) -> String {
 }
 
 /// Applies a call to the real scheduler; a claim also returns the task it handed out.
-fn apply_real(state: &mut SchedulerState, call: &Call) -> Result<Answer, ErrKind> {
-    let kind = |e: SchedulerError| kind_of(&e);
+fn apply_real(real: &mut Real, call: &Call) -> Result<Answer, ErrKind> {
+    if let Call::Restart = call {
+        real.restart();
+        return Ok("ok".into());
+    }
+    real.with_history(|state, history| apply_call(state, call, history)).map_err(|e| kind_of(&e))
+}
+
+fn apply_call(
+    state: &mut SchedulerState,
+    call: &Call,
+    history: Option<&HistoryRecord>,
+) -> Result<Answer, SchedulerError> {
+    let kind = |e: SchedulerError| e;
     match call {
         Call::CreateVenture { id: vid, budget, spent, status } => state
             .create_venture(NewVenture {
@@ -793,16 +814,19 @@ fn apply_real(state: &mut SchedulerState, call: &Call) -> Result<Answer, ErrKind
             .map(|_| "ok".into())
             .map_err(kind),
         Call::CreateTask(c) => state
-            .create_task(NewTask {
-                id: Some(id(&c.id)),
-                title: format!("Task {}", c.id).into(),
-                venture_id: id(&c.venture),
-                priority: Some(c.priority),
-                estimated_cost: c.cost,
-                tags: c.tags.as_deref().map(tags_of),
-                max_attempts: Some(c.max_attempts),
-                ..NewTask::default()
-            })
+            .create_task(
+                NewTask {
+                    id: Some(id(&c.id)),
+                    title: format!("Task {}", c.id).into(),
+                    venture_id: id(&c.venture),
+                    priority: Some(c.priority),
+                    estimated_cost: c.cost,
+                    tags: c.tags.as_deref().map(tags_of),
+                    max_attempts: Some(c.max_attempts),
+                    ..NewTask::default()
+                },
+                history,
+            )
             .map(|_| "ok".into())
             .map_err(kind),
         Call::Claim { agent, venture, tags, lease } => state
@@ -819,38 +843,33 @@ fn apply_real(state: &mut SchedulerState, call: &Call) -> Result<Answer, ErrKind
             })
             .map_err(kind),
         Call::Complete(c) => state
-            .complete(CompleteRequest {
-                task_id: id(&c.task),
-                agent_id: id(&c.agent),
-                attempt: c.attempt,
-                output: Some("done".into()),
-                actual_cost: c.actual_cost,
-                error: c.error.then(|| "it broke".into()),
-                tokens_used: c.tokens,
-            })
+            .complete(
+                CompleteRequest {
+                    task_id: id(&c.task),
+                    agent_id: id(&c.agent),
+                    attempt: c.attempt,
+                    output: Some("done".into()),
+                    actual_cost: c.actual_cost,
+                    error: c.error.then(|| "it broke".into()),
+                    tokens_used: c.tokens,
+                },
+                history,
+            )
             .map(|(_, outcome)| outcome_name(outcome))
             .map_err(kind),
         Call::Heartbeat(c) => state
-            .heartbeat(HeartbeatRequest {
-                task_id: id(&c.task),
-                agent_id: id(&c.agent),
-                attempt: c.attempt,
-                lease_seconds: c.lease,
-            })
+            .heartbeat(
+                HeartbeatRequest {
+                    task_id: id(&c.task),
+                    agent_id: id(&c.agent),
+                    attempt: c.attempt,
+                    lease_seconds: c.lease,
+                },
+                history,
+            )
             .map(|_| "ok".into())
             .map_err(kind),
-        Call::Advance => Ok("ok".into()),
-        Call::Restart => {
-            // What the store would load: every venture, task and agent as they are now.
-            let snapshot = Snapshot {
-                ventures: state.list_ventures().iter().map(|v| Venture::clone(&v.venture)).collect(),
-                tasks: state.list_tasks(&TaskFilter::default()).iter().map(|t| Task::clone(&t.task)).collect(),
-                agents: state.list_agents().iter().map(|a| Agent::clone(a)).collect(),
-            };
-            let config = SchedulerConfig { default_lease_seconds: DEFAULT_LEASE_SECONDS };
-            *state = SchedulerState::new(config, snapshot, state.now());
-            Ok("ok".into())
-        }
+        Call::Advance | Call::Restart => Ok("ok".into()),
         Call::PatchTask(c) => state
             .update_task(
                 &id(&c.task),
@@ -861,10 +880,11 @@ fn apply_real(state: &mut SchedulerState, call: &Call) -> Result<Answer, ErrKind
                     status: c.status,
                     ..TaskPatch::default()
                 },
+                history,
             )
             .map(|_| "ok".into())
             .map_err(kind),
-        Call::DeleteTask(t) => state.delete_task(&id(t)).map(|_| "ok".into()).map_err(kind),
+        Call::DeleteTask(t) => state.delete_task(&id(t), history).map(|_| "ok".into()).map_err(kind),
         Call::UpdateVenture(c) => state
             .update_venture(
                 &id(&c.venture),
@@ -883,11 +903,108 @@ fn apply_real(state: &mut SchedulerState, call: &Call) -> Result<Answer, ErrKind
 }
 
 // ----------------------------------------------------------------------------------------
+// The real scheduler and its real record
+// ----------------------------------------------------------------------------------------
+
+/// The scheduler as the server runs it: its changes written by the persister's writer,
+/// finished tasks read with the server's reader, restarts loaded with the server's loader.
+struct Real {
+    state: SchedulerState,
+    conn: rusqlite::Connection,
+    reader: TaskReader,
+    /// Envelopes written so far.
+    seq: u64,
+    _dir: tempfile::TempDir,
+}
+
+impl Real {
+    fn new() -> Real {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("model.db");
+        let mut conn = store::open(&path).expect("open");
+        store::migrate(&mut conn, &path).expect("migrate");
+        let config = SchedulerConfig { default_lease_seconds: DEFAULT_LEASE_SECONDS };
+        let state = SchedulerState::new(config, Snapshot::default(), Millis(START));
+        Real { state, conn, reader: TaskReader::new(path), seq: 0, _dir: dir }
+    }
+
+    /// Writes the changes made since the last call in one transaction, as the persister
+    /// does with an envelope; returns how many there were.
+    fn commit(&mut self) -> usize {
+        let changes = self.state.take_changes();
+        if changes.is_empty() {
+            return 0;
+        }
+        let tx = self.conn.transaction().expect("transaction");
+        write_changes(&tx, &changes).expect("the writer applies every change");
+        tx.commit().expect("commit");
+        self.seq += 1;
+        self.state.changes_sent(self.seq);
+        // One envelope behind, as a busy persister is: the scheduler answers for the last
+        // step's finished tasks from memory, and for the earlier ones from the database.
+        self.state.changes_committed(self.seq - 1);
+        changes.len()
+    }
+
+    /// Rebuilds the scheduler from what the writer wrote, with the server's loader.
+    fn restart(&mut self) {
+        self.commit();
+        let snapshot = store::load_snapshot(&self.conn).expect("the loader reads what the writer wrote");
+        let config = SchedulerConfig { default_lease_seconds: DEFAULT_LEASE_SECONDS };
+        self.state = SchedulerState::new(config, snapshot, self.state.now());
+    }
+
+    fn record(&self, id: &Id, epoch: u64) -> HistoryRecord {
+        let task = self.reader.finished_task(id).expect("the reader reads what the writer wrote");
+        HistoryRecord { epoch, task: task.map(Arc::new) }
+    }
+
+    /// Runs `op`, handing it a task's record from the database when the scheduler asks,
+    /// as `Scheduler` does.
+    fn with_history<R>(
+        &mut self,
+        op: impl Fn(&mut SchedulerState, Option<&HistoryRecord>) -> Result<R, SchedulerError>,
+    ) -> Result<R, SchedulerError> {
+        match op(&mut self.state, None) {
+            Err(SchedulerError::InHistory { id, epoch }) => {
+                let record = self.record(&id, epoch);
+                op(&mut self.state, Some(&record))
+            }
+            other => other,
+        }
+    }
+
+    fn get_task(&self, task_id: &Id) -> Result<TaskView, SchedulerError> {
+        match self.state.get_task_in(task_id, None) {
+            Err(SchedulerError::InHistory { id, epoch }) => self.state.get_task_in(&id, Some(&self.record(&id, epoch))),
+            other => other,
+        }
+    }
+
+    /// Every task: the unfinished ones from memory, the finished ones from the database.
+    fn list_all(&self) -> Vec<TaskView> {
+        let listing = self.state.list_in_memory(&TaskFilter::default(), None);
+        let mut all = listing.tasks;
+        self.reader
+            .for_each_finished(&TaskFilter::default(), None, |task| {
+                if listing.shadowed.contains(&task.id) {
+                    return true;
+                }
+                let venture = self.state.get_venture(&task.venture_id).ok().map(|v| v.venture);
+                all.push(TaskView { task: Arc::new(task), venture });
+                true
+            })
+            .expect("the reader lists what the writer wrote");
+        all
+    }
+}
+
+// ----------------------------------------------------------------------------------------
 // The harness: one step at a time, compared and checked
 // ----------------------------------------------------------------------------------------
 
 struct Harness {
-    state: SchedulerState,
+    real: Real,
     model: Model,
     /// The concrete calls so far, for the failure report.
     trace: Vec<String>,
@@ -907,9 +1024,7 @@ fn close(a: f64, b: f64) -> bool {
 
 impl Harness {
     fn new() -> Harness {
-        let config = SchedulerConfig { default_lease_seconds: DEFAULT_LEASE_SECONDS };
-        let state = SchedulerState::new(config, Snapshot::default(), Millis(START));
-        Harness { state, model: Model { now: START, ..Model::default() }, trace: Vec::new() }
+        Harness { real: Real::new(), model: Model { now: START, ..Model::default() }, trace: Vec::new() }
     }
 
     fn fail(&self, message: String) -> String {
@@ -931,10 +1046,10 @@ impl Harness {
             _ => 1,
         };
         self.model.now += dt;
-        let outcomes = self.state.advance(Millis(self.model.now));
+        let outcomes = self.real.state.advance(Millis(self.model.now));
         let expired = self.model.expire_leases();
         let expected_outcomes: Vec<CompletionOutcome> = expired.iter().map(|(_, outcome)| *outcome).collect();
-        let changes = self.state.take_changes();
+        let n_changes = self.real.commit();
         if !expired.is_empty() || matches!(op, Op::Advance { .. }) {
             let expired: Vec<String> = expired.iter().map(|(id, o)| format!("{id} {}", o.as_str())).collect();
             let what = if matches!(op, Op::Advance { .. }) { "clock advanced" } else { "clock ticked" };
@@ -943,9 +1058,8 @@ impl Harness {
         ensure!(self, outcomes == expected_outcomes, "lease expiry: got {outcomes:?}, expected {expected_outcomes:?}");
         ensure!(
             self,
-            changes.is_empty() == expected_outcomes.is_empty(),
-            "lease expiry emitted {} change(s) for {} expiries",
-            changes.len(),
+            (n_changes == 0) == expected_outcomes.is_empty(),
+            "lease expiry emitted {n_changes} change(s) for {} expiries",
             expected_outcomes.len()
         );
         self.check_state()?;
@@ -954,8 +1068,8 @@ impl Harness {
         if matches!(call, Call::Advance) {
             return Ok(());
         }
-        let real = apply_real(&mut self.state, &call);
-        let changes = self.state.take_changes();
+        let real = apply_real(&mut self.real, &call);
+        let n_changes = self.real.commit();
         let expected = self.model.apply(&call);
         let real_shown = match &real {
             Ok(answer) => answer.clone(),
@@ -967,9 +1081,8 @@ impl Harness {
         let mutated = matches!(expected, Ok((_, true)));
         ensure!(
             self,
-            changes.is_empty() != mutated,
-            "{} change(s) emitted, but the step {} state",
-            changes.len(),
+            (n_changes == 0) != mutated,
+            "{n_changes} change(s) emitted, but the step {} state",
             if mutated { "changed" } else { "did not change" }
         );
         if let (Call::Claim { .. }, Ok(answer)) = (&call, &real) {
@@ -982,11 +1095,11 @@ impl Harness {
 
     /// Right after a claim: the task is leased as asked, and its venture's budget holds.
     fn check_claim(&self, task_id: &str) -> Result<(), String> {
-        let view = self.state.get_task(&id(task_id)).map_err(|e| self.fail(format!("claimed task: {e}")))?;
+        let view = self.real.get_task(&id(task_id)).map_err(|e| self.fail(format!("claimed task: {e}")))?;
         let task = &view.task;
         ensure!(self, task.claimed_at == Some(Millis(self.model.now)), "claimedAt {:?}", task.claimed_at);
         ensure!(self, view.venture.as_ref().is_some_and(|v| v.id == task.venture_id), "claim's venture");
-        let venture = self.state.get_venture(&task.venture_id).map_err(|e| self.fail(format!("{e}")))?;
+        let venture = self.real.state.get_venture(&task.venture_id).map_err(|e| self.fail(format!("{e}")))?;
         let (v, reserved) = (&venture.venture, venture.capital_reserved);
         ensure!(
             self,
@@ -1001,17 +1114,17 @@ impl Harness {
 
     /// The whole visible state equals the model's, and the invariants hold.
     fn check_state(&self) -> Result<(), String> {
-        let (state, model) = (&self.state, &self.model);
+        let (real, state, model) = (&self.real, &self.real.state, &self.model);
 
         // Tasks, one by one, deleted ones included.
         let ever: BTreeSet<&String> = model.ever_tasks.iter().collect();
         for task_id in ever {
-            let real = state.get_task(&id(task_id));
+            let found = real.get_task(&id(task_id));
             let Some(m) = model.tasks.get(task_id) else {
-                ensure!(self, real.is_err(), "task {task_id} should be gone");
+                ensure!(self, found.is_err(), "task {task_id} should be gone");
                 continue;
             };
-            let view = real.map_err(|e| self.fail(format!("task {task_id}: {e}")))?;
+            let view = found.map_err(|e| self.fail(format!("task {task_id}: {e}")))?;
             let t = &view.task;
             let got = (t.status, t.assigned_to.as_deref(), t.attempts, t.max_attempts, t.lease_expires_at);
             let want = (m.status, m.assigned_to.as_deref(), m.attempts, m.max_attempts, m.lease_expires_at.map(Millis));
@@ -1022,10 +1135,10 @@ impl Harness {
             );
             ensure!(self, t.priority == m.priority && t.estimated_cost == m.cost, "task {task_id} priority/cost");
         }
-        let all = state.list_tasks(&TaskFilter::default());
+        let all = real.list_all();
         ensure!(self, all.len() == model.tasks.len(), "{} tasks listed, {} expected", all.len(), model.tasks.len());
         for status in TaskStatus::ALL {
-            let want = model.tasks.values().filter(|t| t.status == *status).count();
+            let want = model.tasks.values().filter(|t| t.status == *status).count() as u64;
             ensure!(self, state.task_count(*status) == want, "task_count({status:?})");
         }
         for priority in Priority::ALL {
@@ -1088,7 +1201,7 @@ impl Harness {
         }
         for agent in state.list_agents() {
             if let Some(current) = &agent.current_task {
-                let task = state.get_task(current).map_err(|e| self.fail(format!("{}'s task: {e}", agent.id)))?;
+                let task = real.get_task(current).map_err(|e| self.fail(format!("{}'s task: {e}", agent.id)))?;
                 ensure!(
                     self,
                     task.task.status == TaskStatus::Active && task.task.assigned_to.as_ref() == Some(&agent.id),
@@ -1295,20 +1408,16 @@ proptest! {
 // Deterministic cases: claim order, and minimal reproductions of the deviations found
 // ----------------------------------------------------------------------------------------
 
-fn fresh_state() -> SchedulerState {
-    SchedulerState::new(
-        SchedulerConfig { default_lease_seconds: DEFAULT_LEASE_SECONDS },
-        Snapshot::default(),
-        Millis(START),
-    )
+fn fresh_state() -> Real {
+    Real::new()
 }
 
-fn add_venture(state: &mut SchedulerState, venture: &str, budget: f64) {
+fn add_venture(state: &mut Real, venture: &str, budget: f64) {
     let call = Call::CreateVenture { id: venture.into(), budget, spent: 0.0, status: VentureStatus::Active };
     apply_real(state, &call).expect("venture created");
 }
 
-fn add_task(state: &mut SchedulerState, task: &str, venture: &str, priority: Priority, max_attempts: u32) {
+fn add_task(state: &mut Real, task: &str, venture: &str, priority: Priority, max_attempts: u32) {
     let call = Call::CreateTask(CreateTaskCall {
         id: task.into(),
         venture: venture.into(),
@@ -1320,18 +1429,12 @@ fn add_task(state: &mut SchedulerState, task: &str, venture: &str, priority: Pri
     apply_real(state, &call).expect("task created");
 }
 
-fn claim_as(state: &mut SchedulerState, agent: &str, lease: Option<u32>) -> Answer {
+fn claim_as(state: &mut Real, agent: &str, lease: Option<u32>) -> Answer {
     let call = Call::Claim { agent: agent.into(), venture: None, tags: Vec::new(), lease };
     apply_real(state, &call).expect("claim answered")
 }
 
-fn report(
-    state: &mut SchedulerState,
-    task: &str,
-    agent: &str,
-    error: bool,
-    actual_cost: Option<f64>,
-) -> Result<Answer, ErrKind> {
+fn report(state: &mut Real, task: &str, agent: &str, error: bool, actual_cost: Option<f64>) -> Result<Answer, ErrKind> {
     let call = Call::Complete(CompleteCall {
         task: task.into(),
         agent: agent.into(),
@@ -1347,11 +1450,11 @@ fn report(
 fn claim_order_is_priority_then_age_then_id() {
     let mut state = fresh_state();
     add_venture(&mut state, "v", 0.0);
-    state.advance(Millis(START + 1));
+    state.state.advance(Millis(START + 1));
     add_task(&mut state, "low", "v", Priority::Low, 3);
     add_task(&mut state, "t9", "v", Priority::Medium, 3);
     add_task(&mut state, "t10", "v", Priority::Medium, 3);
-    state.advance(Millis(START + 2));
+    state.state.advance(Millis(START + 2));
     add_task(&mut state, "high", "v", Priority::High, 3);
     add_task(&mut state, "t0", "v", Priority::Medium, 3);
     let order: Vec<Answer> = (0..6).map(|_| claim_as(&mut state, "a0", None)).collect();
@@ -1371,10 +1474,10 @@ fn a_success_without_actual_cost_charges_nothing_even_after_a_costed_failure() {
     add_task(&mut state, "t0", "v0", Priority::Medium, 3);
     assert_eq!(claim_as(&mut state, "a0", None), "claimed t0");
     assert_eq!(report(&mut state, "t0", "a0", true, Some(4.0)), Ok("requeued".into()));
-    assert_eq!(state.get_venture(&id("v0")).unwrap().venture.capital_spent, 0.0);
+    assert_eq!(state.state.get_venture(&id("v0")).unwrap().venture.capital_spent, 0.0);
     assert_eq!(claim_as(&mut state, "a0", None), "claimed t0");
     assert_eq!(report(&mut state, "t0", "a0", false, None), Ok("completed".into()));
-    let spent = state.get_venture(&id("v0")).unwrap().venture.capital_spent;
+    let spent = state.state.get_venture(&id("v0")).unwrap().venture.capital_spent;
     assert_eq!(spent, 0.0, "the only successful completion reported no actualCost, yet {spent} was charged");
 }
 
@@ -1390,7 +1493,7 @@ fn a_report_repeated_after_the_task_was_handed_out_again_is_stale() {
     assert_eq!(claim_as(&mut state, "a0", None), "claimed t0"); // attempt 1
     assert_eq!(report(&mut state, "t0", "a0", true, None), Ok("requeued".into()));
     assert_eq!(claim_as(&mut state, "a1", Some(1)), "claimed t0"); // attempt 2, handed out again
-    let expired = state.advance(Millis(START + 1000));
+    let expired = state.state.advance(Millis(START + 1000));
     assert_eq!(expired, [CompletionOutcome::Requeued]);
     // a0 retries its report of attempt 1, which was superseded by attempt 2.
     assert_eq!(report(&mut state, "t0", "a0", true, None), Err(ErrKind::StaleLease));

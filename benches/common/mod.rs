@@ -116,7 +116,7 @@ pub fn snapshot(n_tasks: usize) -> Snapshot {
     for i in 0..n_tasks {
         tasks.push(queued_task(i, &venture_ids));
     }
-    Snapshot { ventures, tasks, agents: vec![agent(AGENT)] }
+    Snapshot { ventures, tasks, agents: vec![agent(AGENT)], finished_counts: Vec::new() }
 }
 
 /// The error report that requeues a claimed fixture task.

@@ -104,7 +104,9 @@ impl From<SchedulerError> for ApiError {
                     None => e,
                 }
             }
-            SchedulerError::Unavailable { .. } => {
+            // `InHistory` is answered inside `Scheduler`; reaching here means the task kept
+            // changing while it was read, and a retry will see it settled.
+            SchedulerError::Unavailable { .. } | SchedulerError::InHistory { .. } => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
         }
@@ -113,7 +115,7 @@ impl From<SchedulerError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
-        ApiError::internal("reading the activity log", error)
+        ApiError::internal("reading the database", error)
     }
 }
 

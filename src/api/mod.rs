@@ -8,6 +8,7 @@ mod agents;
 pub mod error;
 mod events;
 pub mod input;
+mod listing;
 pub mod openapi;
 mod ops;
 pub mod schema;
@@ -32,7 +33,7 @@ use subtle::ConstantTimeEq;
 use crate::domain::Id;
 use crate::events::EventHub;
 use crate::scheduler::Scheduler;
-use crate::store::ActivityReader;
+use crate::store::{ActivityReader, TaskReader};
 use error::ApiError;
 use input::{Fields, Query, MAX_BODY_BYTES, MAX_NAME_CHARS};
 
@@ -57,6 +58,8 @@ impl std::ops::Deref for AppState {
 
 pub struct App {
     pub scheduler: Scheduler,
+    /// Finished tasks, which only the database holds.
+    pub tasks: TaskReader,
     pub activities: ActivityReader,
     pub metrics: PrometheusHandle,
     /// When set, every `/api` request must carry it as a bearer token.

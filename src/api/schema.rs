@@ -139,6 +139,9 @@ pub struct TaskListQuery {
     assigned_to: Option<String>,
     /// Only tasks with this priority.
     priority: Option<Priority>,
+    /// Only tasks after this one in list order (a cursor: the last id of the previous page).
+    #[param(min_length = 1, max_length = 1000)]
+    after: Option<String>,
     /// At most this many tasks (default: every match).
     #[param(format = "uint64", minimum = 1, maximum = 18446744073709551615_u64)]
     limit: Option<u64>,

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, ErrorBody};
 use super::input::{Fields, JsonBody, Query};
+use super::listing::{stream_tasks, Page};
 use super::schema;
 use super::wire::TaskJson;
 use super::{created, ok, target_id, AppState, PathId};
@@ -26,7 +27,8 @@ const RESERVED_IDS: &str =
 
 /// Tasks, oldest first, filtered.
 ///
-/// `?status=`, `?ventureId=`, `?assignedTo=`, `?priority=`, `?limit=`, `?offset=`.
+/// `?status=`, `?ventureId=`, `?assignedTo=`, `?priority=`, `?after=`, `?limit=`, `?offset=`.
+/// Streamed: unfinished tasks come from memory, finished ones from the database.
 #[utoipa::path(
     get,
     path = "/api/tasks",
@@ -36,6 +38,7 @@ const RESERVED_IDS: &str =
     responses(
         (status = 200, description = "The matching tasks, oldest first.", body = Vec<TaskJson>),
         (status = 400, description = "A filter is malformed or out of range.", body = ErrorBody),
+        (status = 404, description = "`after` names no task.", body = ErrorBody),
     )
 )]
 pub async fn list(State(app): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
@@ -46,16 +49,12 @@ pub async fn list(State(app): State<AppState>, RawQuery(query): RawQuery) -> Res
         assigned_to: query.id("assignedTo")?,
         priority: query.one_of("priority", Priority::parse, PRIORITIES)?,
     };
-    let limit = query.integer("limit", 1, u64::MAX)?.unwrap_or(u64::MAX);
-    let offset = query.integer("offset", 0, u64::MAX)?.unwrap_or(0);
-    let tasks = app.scheduler.list_tasks(filter).await?;
-    let page: Vec<TaskJson> = tasks
-        .iter()
-        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-        .take(usize::try_from(limit).unwrap_or(usize::MAX))
-        .map(TaskJson::from)
-        .collect();
-    Ok(ok(page))
+    let page = Page {
+        after: query.id("after")?,
+        offset: query.integer("offset", 0, u64::MAX)?.unwrap_or(0),
+        limit: query.integer("limit", 1, u64::MAX)?.unwrap_or(u64::MAX),
+    };
+    stream_tasks(&app, filter, page).await
 }
 
 /// One task.

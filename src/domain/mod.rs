@@ -68,6 +68,16 @@ macro_rules! wire_names {
     };
 }
 
+impl TaskStatus {
+    /// Finished tasks live in the database, not in the scheduler's memory.
+    pub fn is_finished(self) -> bool {
+        matches!(self, TaskStatus::Completed | TaskStatus::Failed)
+    }
+
+    /// How many statuses there are, for arrays indexed by `status as usize`.
+    pub const COUNT: usize = TaskStatus::ALL.len();
+}
+
 wire_names!(TaskStatus { Queue => "queue", Active => "active", Completed => "completed", Failed => "failed" });
 wire_names!(Priority { High => "high", Medium => "medium", Low => "low" });
 wire_names!(VentureStatus { Active => "active", Paused => "paused", Completed => "completed" });

@@ -9,9 +9,11 @@
 //! over its limit.
 
 mod change;
+mod retention;
 mod writer;
 
 pub use change::Change;
+pub use retention::Retention;
 pub use writer::{tags_json, write_changes};
 
 use std::path::PathBuf;
@@ -37,6 +39,8 @@ pub struct PersisterConfig {
     pub flush_interval: Duration,
     /// The most changes in one transaction.
     pub max_batch: usize,
+    /// What background pruning deletes, and when.
+    pub retention: Retention,
 }
 
 /// What the persister tells the rest of the process.
@@ -95,6 +99,8 @@ impl Progress {
 pub struct PersisterHandle {
     sender: Option<crossbeam_channel::Sender<Envelope>>,
     progress: Arc<Progress>,
+    /// What pruning removed, for the scheduler's counts.
+    pruned: crossbeam_channel::Receiver<crate::scheduler::Pruned>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -103,13 +109,21 @@ impl PersisterHandle {
     pub fn start(config: PersisterConfig) -> Result<PersisterHandle, crate::store::StoreError> {
         let conn = crate::store::open(&config.path)?;
         let (sender, receiver) = crossbeam_channel::unbounded();
+        // Unbounded, but a report comes at most once per pruning turn and the actor drains
+        // them on every tick.
+        let (pruned_sender, pruned) = crossbeam_channel::unbounded();
         let progress = Arc::new(Progress::new());
-        let writer = writer::Writer::new(conn, receiver, progress.clone(), config);
+        let writer = writer::Writer::new(conn, receiver, progress.clone(), config, pruned_sender);
         let thread = std::thread::Builder::new()
             .name("persister".into())
             .spawn(move || writer.run())
             .expect("spawning the persister thread");
-        Ok(PersisterHandle { sender: Some(sender), progress, thread: Some(thread) })
+        Ok(PersisterHandle { sender: Some(sender), progress, pruned, thread: Some(thread) })
+    }
+
+    /// The next report of what pruning removed, if any.
+    pub fn try_pruned(&self) -> Option<crate::scheduler::Pruned> {
+        self.pruned.try_recv().ok()
     }
 
     pub fn progress(&self) -> Arc<Progress> {

@@ -5,17 +5,22 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use rusqlite::{params, Connection, Transaction};
 
+use super::retention::{prune_turn, PRUNE_EVERY};
 use super::{Change, Envelope, PersisterConfig, Progress};
 use crate::domain::{Millis, Task};
+use crate::scheduler::Pruned;
 
 pub(super) struct Writer {
     conn: Connection,
     receiver: Receiver<Envelope>,
     progress: Arc<Progress>,
     config: PersisterConfig,
+    pruned: Sender<Pruned>,
+    /// When pruning should next look for expired records.
+    next_prune: Instant,
 }
 
 /// Retries of a failed commit back off up to this.
@@ -27,18 +32,62 @@ impl Writer {
         receiver: Receiver<Envelope>,
         progress: Arc<Progress>,
         config: PersisterConfig,
+        pruned: Sender<Pruned>,
     ) -> Writer {
         conn.set_prepared_statement_cache_capacity(16);
-        Writer { conn, receiver, progress, config }
+        Writer { conn, receiver, progress, config, pruned, next_prune: Instant::now() }
     }
 
     /// Runs until the channel is closed and everything received is committed.
     pub(super) fn run(mut self) {
-        // Blocks for the first envelope; `recv` fails only once every sender is gone and the
-        // channel is empty.
-        while let Ok(first) = self.receiver.recv() {
+        loop {
+            // Blocks for the first envelope, waking for pruning when it is due. `recv` fails
+            // only once every sender is gone and the channel is empty.
+            let first = if self.config.retention.is_forever() {
+                self.receiver.recv().ok()
+            } else {
+                match self.receiver.recv_timeout(self.next_prune.saturating_duration_since(Instant::now())) {
+                    Ok(envelope) => Some(envelope),
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.prune_if_due();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => None,
+                }
+            };
+            let Some(first) = first else { return };
             let batch = self.gather(first);
             self.commit_until_done(&batch);
+            self.prune_if_due();
+        }
+    }
+
+    /// One pruning turn when it is due; soon again when expired records are left.
+    fn prune_if_due(&mut self) {
+        if self.config.retention.is_forever() || Instant::now() < self.next_prune {
+            return;
+        }
+        let retention = self.config.retention;
+        let receiver = &self.receiver;
+        match prune_turn(&mut self.conn, &retention, Millis::now(), || !receiver.is_empty()) {
+            Ok(turn) => {
+                self.next_prune = Instant::now() + if turn.more { Duration::from_millis(5) } else { PRUNE_EVERY };
+                if !turn.tasks.is_empty() {
+                    metrics::counter!("mission_control_pruned_total", "kind" => "task")
+                        .increment(turn.tasks.len() as u64);
+                }
+                if turn.activities > 0 {
+                    metrics::counter!("mission_control_pruned_total", "kind" => "activity")
+                        .increment(turn.activities as u64);
+                }
+                if !turn.tasks.is_empty() {
+                    let _ = self.pruned.send(turn.into_pruned(self.progress.committed()));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "pruning expired records failed; it will try again");
+                self.next_prune = Instant::now() + PRUNE_EVERY;
+            }
         }
     }
 
@@ -337,8 +386,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("g.db");
         let (sender, receiver) = crossbeam_channel::unbounded();
-        let config = PersisterConfig { path: path.clone(), flush_interval: Duration::from_secs(1), max_batch: 3 };
-        let writer = Writer::new(migrated(&path), receiver, Arc::new(Progress::new()), config);
+        let config = PersisterConfig {
+            path: path.clone(),
+            flush_interval: Duration::from_secs(1),
+            max_batch: 3,
+            retention: Default::default(),
+        };
+        let writer =
+            Writer::new(migrated(&path), receiver, Arc::new(Progress::new()), config, crossbeam_channel::unbounded().0);
         for seq in 1..=5 {
             sender.send(Envelope { seq, changes: vec![activity(&format!("a{seq}"))] }).unwrap();
         }
@@ -355,7 +410,12 @@ mod tests {
         let path = dir.path().join("f.db");
         let admin = migrated(&path);
         admin.execute_batch("ALTER TABLE Activity RENAME TO ActivityAway").unwrap();
-        let config = PersisterConfig { path: path.clone(), flush_interval: Duration::from_millis(1), max_batch: 100 };
+        let config = PersisterConfig {
+            path: path.clone(),
+            flush_interval: Duration::from_millis(1),
+            max_batch: 100,
+            retention: Default::default(),
+        };
         let mut persister = PersisterHandle::start(config).unwrap();
         let progress = persister.progress();
         let seq = persister.send(vec![activity("x")]);

@@ -80,6 +80,7 @@ impl TaskQueue {
 
     fn tick(&mut self) {
         self.advance();
+        self.settle_committed();
         let now = Instant::now();
         // Dropping an expired waiter's sender tells its handle there is nothing for it.
         self.waiters.retain(|w| !w.reply.is_closed() && w.deadline > now);
@@ -110,7 +111,20 @@ impl TaskQueue {
         }
         let changes = self.state.take_changes();
         self.events.publish(&changes);
-        Some(self.persister.send(changes))
+        let seq = self.persister.send(changes);
+        self.state.changes_sent(seq);
+        self.settle_committed();
+        Some(seq)
+    }
+
+    /// Lets go of finished records the database now holds. Pruning reports come first:
+    /// one sent before a commit must meet the records that commit wrote still held here.
+    fn settle_committed(&mut self) {
+        let committed = self.persister.progress().committed();
+        while let Some(pruned) = self.persister.try_pruned() {
+            self.state.apply_pruned(pruned);
+        }
+        self.state.changes_committed(committed);
     }
 
     /// Offers claimable work to parked claims, oldest first, then sends the changes. A

@@ -167,4 +167,43 @@ pub enum SchedulerError {
     /// The store cannot take more writes right now; nothing was changed.
     #[error("{message}")]
     Unavailable { message: String },
+    /// The task is not in memory: if it exists it is finished, and its record must be read
+    /// from the database and handed back with this epoch (`Scheduler` does that; it never
+    /// reaches a client).
+    #[error("task `{id}` is not in memory")]
+    InHistory { id: Id, epoch: u64 },
+}
+
+/// A finished task's record as the database held it, read after the scheduler answered
+/// `InHistory { epoch }`. The scheduler trusts it only while its history epoch is still
+/// `epoch`: nothing that could change a finished task's record has happened since.
+#[derive(Debug, Clone)]
+pub struct HistoryRecord {
+    pub epoch: u64,
+    /// `None`: the database holds no such task.
+    pub task: Option<Arc<Task>>,
+}
+
+impl TaskFilter {
+    /// Whether a task of this status can match.
+    pub fn admits(&self, status: TaskStatus) -> bool {
+        self.status.is_none_or(|s| s == status)
+    }
+
+    /// Whether a finished task can match: only then does a listing read the database.
+    pub fn admits_finished(&self) -> bool {
+        TaskStatus::ALL.iter().any(|s| s.is_finished() && self.admits(*s))
+    }
+}
+
+/// Where a task stands in list order: `createdAt`, then id.
+pub type ListKey = (crate::domain::Millis, Id);
+
+/// What memory contributes to a listing; the database adds the finished tasks it holds,
+/// except those in `shadowed`, which memory answers for.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryListing {
+    /// Matching tasks, in list order once the handle has sorted them.
+    pub tasks: Vec<TaskView>,
+    pub shadowed: std::collections::HashSet<Id>,
 }

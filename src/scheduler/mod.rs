@@ -9,7 +9,7 @@ pub mod queued_index;
 mod state;
 
 pub use commands::*;
-pub use state::{CompletionOutcome, SchedulerConfig, SchedulerState, Snapshot};
+pub use state::{CompletionOutcome, Pruned, SchedulerConfig, SchedulerState, Snapshot};
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -19,7 +19,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::config::Durability;
-use crate::domain::{Activity, Agent, Id, Millis};
+use crate::domain::{Activity, Agent, Id, Millis, Task};
 use crate::events::EventHub;
 use crate::persist::{PersisterHandle, Progress};
 use actor::{Claim, ClaimAnswer, Read, Release, Stop, TaskQueue, Write};
@@ -28,6 +28,17 @@ use actor::{Claim, ClaimAnswer, Read, Release, Stop, TaskQueue, Write};
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Millis;
 }
+
+/// Where the scheduler reads the finished tasks it no longer holds: the database.
+/// Called on a blocking thread, after every change made before the call is committed.
+pub trait TaskHistory: Send + Sync + 'static {
+    /// The task's record, if the database holds it.
+    fn finished_task(&self, id: &Id) -> Result<Option<Task>, String>;
+}
+
+/// How often an operation on a finished task reads its record again when finished tasks
+/// keep changing under it, before it gives up with a 503.
+const HISTORY_TRIES: usize = 8;
 
 /// The wall clock.
 pub struct SystemClock;
@@ -58,6 +69,7 @@ pub struct Scheduler {
     progress: Arc<Progress>,
     durability: Durability,
     commit_timeout: Duration,
+    history: Arc<dyn TaskHistory>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -68,6 +80,7 @@ impl Scheduler {
         options: SchedulerOptions,
         snapshot: Snapshot,
         persister: PersisterHandle,
+        history: Arc<dyn TaskHistory>,
         events: Arc<EventHub>,
         clock: Arc<dyn Clock>,
     ) -> Scheduler {
@@ -94,6 +107,7 @@ impl Scheduler {
             progress,
             durability: options.durability,
             commit_timeout: options.commit_timeout,
+            history,
             thread: Arc::new(Mutex::new(Some(thread))),
         }
     }
@@ -128,6 +142,49 @@ impl Scheduler {
         look: impl FnOnce(&SchedulerState) -> R + Send + 'static,
     ) -> Result<R, SchedulerError> {
         self.addr.send(Read(Box::new(look))).await.map_err(|_| stopping())
+    }
+
+    /// A write on one task, which may be finished: when the actor answers that the task is
+    /// not in memory, its record is read from the database and the write runs again with it.
+    async fn write_task<R: Send + 'static>(
+        &self,
+        apply: impl Fn(&mut SchedulerState, Option<&HistoryRecord>) -> Result<R, SchedulerError> + Clone + Send + 'static,
+    ) -> Result<R, SchedulerError> {
+        let mut record: Option<HistoryRecord> = None;
+        for _ in 0..HISTORY_TRIES {
+            let apply = apply.clone();
+            let given = record.take();
+            match self.write(move |s| apply(s, given.as_ref())).await {
+                Err(SchedulerError::InHistory { id, epoch }) => record = Some(self.read_history(id, epoch).await?),
+                other => return other,
+            }
+        }
+        Err(history_kept_changing())
+    }
+
+    /// Reads a finished task's record. No wait for the disk: the scheduler answers for a
+    /// finished task itself until its change is committed.
+    async fn read_history(&self, id: Id, epoch: u64) -> Result<HistoryRecord, SchedulerError> {
+        let history = self.history.clone();
+        let task = tokio::task::spawn_blocking(move || history.finished_task(&id))
+            .await
+            .map_err(|e| unavailable_history(e.to_string()))?
+            .map_err(unavailable_history)?;
+        Ok(HistoryRecord { epoch, task: task.map(Arc::new) })
+    }
+
+    /// The list key of a task, from memory or the database; `None` when there is no such task.
+    pub async fn list_key(&self, id: Id) -> Result<Option<ListKey>, SchedulerError> {
+        let lookup = id.clone();
+        match self.read(move |s| s.list_key(&lookup)).await? {
+            Ok(key) => Ok(Some(key)),
+            Err(SchedulerError::InHistory { id, epoch }) => {
+                let record = self.read_history(id, epoch).await?;
+                Ok(record.task.map(|t| (t.created_at, t.id.clone())))
+            }
+            Err(SchedulerError::NotFound { .. }) => Ok(None),
+            Err(other) => Err(other),
+        }
     }
 
     async fn wait_durable(&self, seq: u64) -> Result<(), SchedulerError> {
@@ -166,27 +223,39 @@ impl Scheduler {
 
     // ----- tasks -----
 
-    /// Matching tasks, oldest first; sorting happens here, outside the actor.
-    pub async fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<TaskView>, SchedulerError> {
-        let mut tasks = self.read(move |s| s.list_tasks(&filter)).await?;
-        tasks.sort_unstable_by(|a, b| (a.task.created_at, &a.task.id).cmp(&(b.task.created_at, &b.task.id)));
-        Ok(tasks)
+    /// What memory answers for in a listing, oldest first (sorted here, outside the actor).
+    pub async fn list_in_memory(
+        &self,
+        filter: TaskFilter,
+        after: Option<ListKey>,
+    ) -> Result<MemoryListing, SchedulerError> {
+        let mut listing = self.read(move |s| s.list_in_memory(&filter, after.as_ref())).await?;
+        listing.tasks.sort_unstable_by(|a, b| (a.task.created_at, &a.task.id).cmp(&(b.task.created_at, &b.task.id)));
+        Ok(listing)
     }
 
     pub async fn get_task(&self, id: Id) -> Result<TaskView, SchedulerError> {
-        self.read(move |s| s.get_task(&id)).await?
+        let mut record: Option<HistoryRecord> = None;
+        for _ in 0..HISTORY_TRIES {
+            let (lookup, given) = (id.clone(), record.take());
+            match self.read(move |s| s.get_task_in(&lookup, given.as_ref())).await? {
+                Err(SchedulerError::InHistory { id, epoch }) => record = Some(self.read_history(id, epoch).await?),
+                other => return other,
+            }
+        }
+        Err(history_kept_changing())
     }
 
     pub async fn create_task(&self, new: NewTask) -> Result<TaskView, SchedulerError> {
-        self.write(move |s| s.create_task(new)).await
+        self.write_task(move |s, history| s.create_task(new.clone(), history)).await
     }
 
     pub async fn update_task(&self, id: Id, patch: TaskPatch) -> Result<TaskView, SchedulerError> {
-        self.write(move |s| s.update_task(&id, patch)).await
+        self.write_task(move |s, history| s.update_task(&id, patch.clone(), history)).await
     }
 
     pub async fn delete_task(&self, id: Id) -> Result<TaskView, SchedulerError> {
-        self.write(move |s| s.delete_task(&id)).await
+        self.write_task(move |s, history| s.delete_task(&id, history)).await
     }
 
     /// Claims the best eligible task for the agent. With a `wait`, a claim that finds
@@ -241,13 +310,13 @@ impl Scheduler {
     }
 
     pub async fn complete(&self, report: CompleteRequest) -> Result<TaskView, SchedulerError> {
-        let (view, outcome) = self.write(move |s| s.complete(report)).await?;
+        let (view, outcome) = self.write_task(move |s, history| s.complete(report.clone(), history)).await?;
         metrics::counter!("mission_control_completions_total", "outcome" => outcome.as_str()).increment(1);
         Ok(view)
     }
 
     pub async fn heartbeat(&self, beat: HeartbeatRequest) -> Result<TaskView, SchedulerError> {
-        self.write(move |s| s.heartbeat(beat)).await
+        self.write_task(move |s, history| s.heartbeat(beat.clone(), history)).await
     }
 
     // ----- agents -----
@@ -275,7 +344,7 @@ impl Scheduler {
     // ----- activities -----
 
     pub async fn create_activity(&self, new: NewActivity) -> Result<Arc<Activity>, SchedulerError> {
-        self.write(move |s| s.create_activity(new)).await
+        self.write_task(move |s, history| s.create_activity(new.clone(), history)).await
     }
 
     /// Waits until everything accepted so far is committed, in either durability mode:
@@ -308,6 +377,15 @@ impl Drop for PendingClaim {
             self.addr.do_send(Release { task_id, agent_id: self.agent_id.clone(), attempt });
         }
     }
+}
+
+fn history_kept_changing() -> SchedulerError {
+    SchedulerError::Unavailable { message: "finished tasks kept changing while the task was read; retry".into() }
+}
+
+fn unavailable_history(error: String) -> SchedulerError {
+    tracing::error!(%error, "reading a finished task failed");
+    SchedulerError::Unavailable { message: "reading the task from the database failed; retry shortly".into() }
 }
 
 fn stopping() -> SchedulerError {

@@ -4,7 +4,7 @@
 //! model tests drive it directly with their own clock. Every change is recorded in
 //! `changes` for the persister, in the order it was made.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use super::commands::*;
@@ -40,12 +40,25 @@ impl CompletionOutcome {
     }
 }
 
-/// Everything the scheduler loads at start.
+/// Everything the scheduler loads at start: what it schedules, and how many finished tasks
+/// the database holds (their records stay there).
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub ventures: Vec<Venture>,
+    /// Unfinished tasks. A finished one given here is only counted.
     pub tasks: Vec<Task>,
     pub agents: Vec<Agent>,
+    /// Finished tasks in the database, by venture and status.
+    pub finished_counts: Vec<(Id, TaskStatus, u64)>,
+}
+
+/// What background pruning removed from the database, as the persister reports it.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    /// Every envelope up to this sequence number was committed before the pruning ran.
+    pub after_seq: u64,
+    /// Each pruned task's id, venture and status.
+    pub tasks: Vec<(Id, Id, TaskStatus)>,
 }
 
 struct VentureEntry {
@@ -53,6 +66,8 @@ struct VentureEntry {
     /// Sum of `estimated_cost` over the venture's active tasks.
     reserved: f64,
     n_active: u32,
+    /// The venture's finished tasks in the database, by status.
+    finished: [u64; TaskStatus::COUNT],
 }
 
 impl VentureEntry {
@@ -85,11 +100,24 @@ pub struct SchedulerState {
     candidate_of: HashMap<Id, QueueKey>,
     /// Active tasks by lease expiry, so expiry pops instead of scanning.
     leases: BTreeSet<(Millis, Id)>,
-    tasks_by_status: [usize; 4],
+    tasks_by_status: [u64; TaskStatus::COUNT],
     /// Never goes backwards, so `createdAt` order is creation order.
     now: Millis,
     ids: ulid::Generator,
     changes: Vec<Change>,
+    /// Moves whenever a finished task's record may change or vanish (an edit, a requeue or a
+    /// delete of a finished task, a venture delete, pruning), so that a record read from the
+    /// database before the move is read again rather than trusted.
+    history_epoch: u64,
+    /// Finished tasks (or deletes of them, `None`) whose change is not committed yet, with
+    /// their envelope's sequence number: reads find them here until the database has them,
+    /// so a read never waits for the disk, and pruning that ran before they were written
+    /// is not counted twice.
+    unwritten: HashMap<Id, (Option<Arc<Task>>, u64)>,
+    /// The same, oldest envelope first, to drop them once committed.
+    unwritten_order: VecDeque<(u64, Id)>,
+    /// This message's finished records, until the actor numbers its envelope.
+    unsent: Vec<(Id, Option<Arc<Task>>)>,
 }
 
 impl SchedulerState {
@@ -103,15 +131,27 @@ impl SchedulerState {
             candidates: BTreeMap::new(),
             candidate_of: HashMap::new(),
             leases: BTreeSet::new(),
-            tasks_by_status: [0; 4],
+            tasks_by_status: [0; TaskStatus::COUNT],
             now,
             ids: ulid::Generator::new(),
             changes: Vec::new(),
+            history_epoch: 0,
+            unwritten: HashMap::new(),
+            unwritten_order: VecDeque::new(),
+            unsent: Vec::new(),
         };
         for venture in snapshot.ventures {
             state.now = state.now.max(venture.created_at);
-            let entry = VentureEntry { venture: Arc::new(venture), reserved: 0.0, n_active: 0 };
+            let entry = VentureEntry {
+                venture: Arc::new(venture),
+                reserved: 0.0,
+                n_active: 0,
+                finished: [0; TaskStatus::COUNT],
+            };
             state.ventures.insert(entry.venture.id.clone(), entry);
+        }
+        for (venture_id, status, n) in snapshot.finished_counts {
+            state.count_finished(&venture_id, status, n as i64);
         }
         for agent in snapshot.agents {
             let entry = AgentEntry { agent: Arc::new(agent), held: Vec::new() };
@@ -124,6 +164,10 @@ impl SchedulerState {
                 continue;
             }
             state.now = state.now.max(task.created_at);
+            if task.status.is_finished() {
+                state.count_finished(&task.venture_id, task.status, 1);
+                continue;
+            }
             if let (TaskStatus::Active, Some(agent)) = (task.status, &task.assigned_to) {
                 active.push((task.claimed_at.unwrap_or(task.created_at), agent.clone(), task.id.clone()));
             }
@@ -170,6 +214,46 @@ impl SchedulerState {
         !self.changes.is_empty()
     }
 
+    /// The actor sent this message's changes as envelope `seq`.
+    pub fn changes_sent(&mut self, seq: u64) {
+        for (id, record) in self.unsent.drain(..) {
+            self.unwritten_order.push_back((seq, id.clone()));
+            self.unwritten.insert(id, (record, seq));
+        }
+    }
+
+    /// Everything up to `seq` is committed: the database now answers for those records.
+    pub fn changes_committed(&mut self, seq: u64) {
+        while let Some((sent, id)) = self.unwritten_order.front().cloned() {
+            if sent > seq {
+                break;
+            }
+            self.unwritten_order.pop_front();
+            if self.unwritten.get(&id).is_some_and(|(_, latest)| *latest == sent) {
+                self.unwritten.remove(&id);
+            }
+        }
+    }
+
+    /// Takes pruned tasks out of the counts. A task whose record this scheduler changed
+    /// after the pruning looked (requeued, edited or deleted since) is already accounted
+    /// for, and a task of a deleted venture went with it.
+    pub fn apply_pruned(&mut self, pruned: Pruned) {
+        self.history_epoch += 1;
+        for (id, venture_id, status) in pruned.tasks {
+            let rewritten_since = self.unwritten.get(&id).is_some_and(|(_, seq)| *seq > pruned.after_seq);
+            if rewritten_since || self.tasks.contains_key(&id) || !self.ventures.contains_key(&venture_id) {
+                continue;
+            }
+            self.count_finished(&venture_id, status, -1);
+        }
+    }
+
+    /// The history epoch, for a record read from the database.
+    pub fn history_epoch(&self) -> u64 {
+        self.history_epoch
+    }
+
     // ----- ventures -----
 
     pub fn list_ventures(&self) -> Vec<VentureView> {
@@ -197,7 +281,7 @@ impl SchedulerState {
             updated_at: self.now,
         };
         let title = format!("Venture created: {}", venture.name);
-        self.put_venture(venture, 0.0, 0);
+        self.put_venture(venture);
         self.log("venture_created", title, None, Some(&id), None, None);
         self.get_venture(&id)
     }
@@ -205,7 +289,6 @@ impl SchedulerState {
     pub fn update_venture(&mut self, id: &Id, patch: VenturePatch) -> Result<VentureView, SchedulerError> {
         let entry = self.ventures.get(id).ok_or_else(|| not_found("venture", id, None))?;
         let mut venture = Venture::clone(&entry.venture);
-        let (reserved, n_active) = (entry.reserved, entry.n_active);
         set(&mut venture.name, patch.name);
         set(&mut venture.icon, patch.icon);
         set(&mut venture.status, patch.status);
@@ -214,7 +297,7 @@ impl SchedulerState {
         set(&mut venture.capital_spent, patch.capital_spent);
         set(&mut venture.description, patch.description);
         venture.updated_at = self.now;
-        self.put_venture(venture, reserved, n_active);
+        self.put_venture(venture);
         self.get_venture(id)
     }
 
@@ -238,7 +321,12 @@ impl SchedulerState {
             self.tasks.remove(&task.id);
         }
         self.set_candidate(id, None);
-        self.ventures.remove(id);
+        if let Some(entry) = self.ventures.remove(id) {
+            for status in TaskStatus::ALL {
+                self.tasks_by_status[*status as usize] -= entry.finished[*status as usize];
+            }
+        }
+        self.history_epoch += 1;
         self.changes.push(Change::DeleteVenture(id.clone()));
         let title = format!("Venture deleted: {} ({} task(s) removed)", view.venture.name, doomed.len());
         self.log("venture_deleted", title, None, Some(id), None, None);
@@ -247,18 +335,90 @@ impl SchedulerState {
 
     // ----- tasks -----
 
-    /// Tasks matching `filter`, in no particular order: the caller sorts outside the actor.
-    pub fn list_tasks(&self, filter: &TaskFilter) -> Vec<TaskView> {
-        self.tasks.values().filter(|t| filter.matches(t)).map(|t| self.task_view(t)).collect()
+    /// The tasks memory answers for that match `filter` and come after `after` in list
+    /// order, in no particular order (the caller sorts outside the actor): the unfinished
+    /// ones, and finished ones not yet committed. Also the ids whose database rows are not
+    /// to be trusted: these, and finished tasks changed or deleted but not yet committed.
+    pub fn list_in_memory(&self, filter: &TaskFilter, after: Option<&ListKey>) -> MemoryListing {
+        let wanted = |t: &Task| filter.matches(t) && after.is_none_or(|key| (t.created_at, &t.id) > (key.0, &key.1));
+        let mut tasks: Vec<TaskView> = self.tasks.values().filter(|t| wanted(t)).map(|t| self.task_view(t)).collect();
+        let mut shadowed: HashSet<Id> = tasks.iter().map(|v| v.task.id.clone()).collect();
+        let unsent = self.unsent.iter().rev().map(|(id, record)| (id, record));
+        let unwritten = self.unwritten.iter().map(|(id, (record, _))| (id, record));
+        for (id, record) in unsent.chain(unwritten) {
+            if !shadowed.insert(id.clone()) || self.tasks.contains_key(id) {
+                continue;
+            }
+            if let Some(task) = record.as_ref().filter(|t| t.status.is_finished() && wanted(t)) {
+                tasks.push(self.task_view(task));
+            }
+        }
+        MemoryListing { tasks, shadowed }
     }
 
-    pub fn get_task(&self, id: &Id) -> Result<TaskView, SchedulerError> {
-        self.tasks.get(id).map(|t| self.task_view(t)).ok_or_else(|| not_found("task", id, None))
+    /// The list key of a task memory answers for; `InHistory` for one it does not.
+    pub fn list_key(&self, id: &Id) -> Result<ListKey, SchedulerError> {
+        self.find_task(id, None, Some("after")).map(|t| (t.created_at, t.id.clone()))
     }
 
-    pub fn create_task(&mut self, new: NewTask) -> Result<TaskView, SchedulerError> {
+    /// A task from memory, or from the database record read after an `InHistory` answer.
+    pub fn get_task_in(&self, id: &Id, history: Option<&HistoryRecord>) -> Result<TaskView, SchedulerError> {
+        self.find_task(id, history, None).map(|t| self.task_view(&t))
+    }
+
+    /// A task from memory, or else from the database record the caller read, as long as no
+    /// finished task changed since it was read. Without a usable record: `InHistory`.
+    fn find_task(
+        &self,
+        id: &Id,
+        history: Option<&HistoryRecord>,
+        field: Option<&'static str>,
+    ) -> Result<Arc<Task>, SchedulerError> {
+        if let Some(task) = self.tasks.get(id) {
+            return Ok(task.clone());
+        }
+        if let Some(record) = self.unsent.iter().rev().find(|(unsent, _)| unsent == id).map(|(_, r)| r) {
+            return record.clone().ok_or_else(|| not_found("task", id, field));
+        }
+        if let Some((record, _)) = self.unwritten.get(id) {
+            return record.clone().ok_or_else(|| not_found("task", id, field));
+        }
+        match history {
+            Some(record) if record.epoch == self.history_epoch => match &record.task {
+                // A record whose venture is gone went with it (its delete is on its way).
+                Some(task) if task.status.is_finished() && self.ventures.contains_key(&task.venture_id) => {
+                    Ok(task.clone())
+                }
+                _ => Err(not_found("task", id, field)),
+            },
+            _ => Err(SchedulerError::InHistory { id: id.clone(), epoch: self.history_epoch }),
+        }
+    }
+
+    /// Takes a finished task out of the counts before its record changes or goes: the
+    /// caller puts the new version (or deletes it).
+    fn reopen_history(&mut self, task: &Task) {
+        if self.tasks.contains_key(&task.id) {
+            return;
+        }
+        self.count_finished(&task.venture_id, task.status, -1);
+        self.history_epoch += 1;
+        // Until the new version is put, the old record is gone.
+        self.unsent.push((task.id.clone(), None));
+    }
+
+    /// Creates a queued task. A client-chosen id must be free in the database too, so a
+    /// create with one is answered `InHistory` until the caller brings that id's record.
+    pub fn create_task(&mut self, new: NewTask, history: Option<&HistoryRecord>) -> Result<TaskView, SchedulerError> {
         if !self.ventures.contains_key(&new.venture_id) {
             return Err(not_found("venture", &new.venture_id, Some("ventureId")));
+        }
+        if let Some(requested) = &new.id {
+            match self.find_task(requested, history, None) {
+                Err(SchedulerError::NotFound { .. }) => {}
+                Ok(_) => return Err(SchedulerError::AlreadyExists { entity: "task", id: requested.clone() }),
+                Err(other) => return Err(other),
+            }
         }
         let id = self.new_id(new.id, |s, id| s.tasks.contains_key(id), "task")?;
         let task = Task {
@@ -291,11 +451,17 @@ impl SchedulerState {
         Ok(self.task_view(&task))
     }
 
-    pub fn update_task(&mut self, id: &Id, patch: TaskPatch) -> Result<TaskView, SchedulerError> {
-        let old = self.tasks.get(id).cloned().ok_or_else(|| not_found("task", id, None))?;
+    pub fn update_task(
+        &mut self,
+        id: &Id,
+        patch: TaskPatch,
+        history: Option<&HistoryRecord>,
+    ) -> Result<TaskView, SchedulerError> {
+        let old = self.find_task(id, history, None)?;
         if let Some(to) = patch.status {
             check_operator_transition(&old, to)?;
         }
+        self.reopen_history(&old);
         let mut task = Task::clone(&old);
         set(&mut task.title, patch.title);
         set(&mut task.description, patch.description);
@@ -336,11 +502,14 @@ impl SchedulerState {
         Ok(self.task_view(&task))
     }
 
-    pub fn delete_task(&mut self, id: &Id) -> Result<TaskView, SchedulerError> {
-        let task = self.tasks.get(id).cloned().ok_or_else(|| not_found("task", id, None))?;
+    pub fn delete_task(&mut self, id: &Id, history: Option<&HistoryRecord>) -> Result<TaskView, SchedulerError> {
+        let task = self.find_task(id, history, None)?;
         let view = self.task_view(&task);
-        self.unindex(&task);
-        self.tasks.remove(id);
+        self.reopen_history(&task);
+        if self.tasks.remove(id).is_some() {
+            self.unindex(&task);
+        }
+        self.unsent.push((id.clone(), None));
         self.changes.push(Change::DeleteTask(id.clone()));
         self.refresh_candidate(&task.venture_id);
         if task.status == TaskStatus::Active {
@@ -424,8 +593,12 @@ impl SchedulerState {
 
     /// Records an agent's report on a task it holds: success charges the venture, an error
     /// requeues the task or, at `max_attempts`, fails it.
-    pub fn complete(&mut self, report: CompleteRequest) -> Result<(TaskView, CompletionOutcome), SchedulerError> {
-        let old = self.held_task(&report.task_id, &report.agent_id, report.attempt, true)?;
+    pub fn complete(
+        &mut self,
+        report: CompleteRequest,
+        history: Option<&HistoryRecord>,
+    ) -> Result<(TaskView, CompletionOutcome), SchedulerError> {
+        let old = self.held_task(&report.task_id, &report.agent_id, report.attempt, true, history)?;
         if old.status != TaskStatus::Active {
             return Ok((self.task_view(&old), CompletionOutcome::Repeated));
         }
@@ -457,12 +630,10 @@ impl SchedulerState {
         };
         if outcome == CompletionOutcome::Completed {
             let charge = task.actual_cost.unwrap_or(0.0);
-            let entry = &self.ventures[&task.venture_id];
-            let mut venture = Venture::clone(&entry.venture);
+            let mut venture = Venture::clone(&self.ventures[&task.venture_id].venture);
             venture.capital_spent += charge;
             venture.updated_at = self.now;
-            let (reserved, n_active) = (entry.reserved, entry.n_active);
-            self.put_venture(venture, reserved, n_active);
+            self.put_venture(venture);
         }
         let task = self.put_task(task);
         self.release_agent(Some(&report.agent_id), &task.id, report.tokens_used.unwrap_or(0), AgentStatus::Online);
@@ -489,8 +660,12 @@ impl SchedulerState {
     }
 
     /// Extends the lease of a task the agent holds.
-    pub fn heartbeat(&mut self, beat: HeartbeatRequest) -> Result<TaskView, SchedulerError> {
-        let old = self.held_task(&beat.task_id, &beat.agent_id, beat.attempt, false)?;
+    pub fn heartbeat(
+        &mut self,
+        beat: HeartbeatRequest,
+        history: Option<&HistoryRecord>,
+    ) -> Result<TaskView, SchedulerError> {
+        let old = self.held_task(&beat.task_id, &beat.agent_id, beat.attempt, false, history)?;
         let mut task = Task::clone(&old);
         task.lease_expires_at = Some(self.now.plus_seconds(beat.lease_seconds.unwrap_or(task.lease_seconds)));
         task.updated_at = self.now;
@@ -560,12 +735,16 @@ impl SchedulerState {
 
     /// Appends an activity to the log. The log itself lives in SQLite; the scheduler only
     /// checks the references and hands the record on.
-    pub fn create_activity(&mut self, new: NewActivity) -> Result<Arc<Activity>, SchedulerError> {
+    pub fn create_activity(
+        &mut self,
+        new: NewActivity,
+        history: Option<&HistoryRecord>,
+    ) -> Result<Arc<Activity>, SchedulerError> {
         if let Some(id) = new.venture_id.as_ref().filter(|id| !self.ventures.contains_key(*id)) {
             return Err(not_found("venture", id, Some("ventureId")));
         }
-        if let Some(id) = new.task_id.as_ref().filter(|id| !self.tasks.contains_key(*id)) {
-            return Err(not_found("task", id, Some("taskId")));
+        if let Some(id) = &new.task_id {
+            self.find_task(id, history, Some("taskId"))?;
         }
         if let Some(id) = new.agent_id.as_ref().filter(|id| !self.agents.contains_key(*id)) {
             return Err(not_found("agent", id, Some("agentId")));
@@ -590,7 +769,8 @@ impl SchedulerState {
         self.queued.depth(priority)
     }
 
-    pub fn task_count(&self, status: TaskStatus) -> usize {
+    /// Tasks of this status, finished ones (in the database) included.
+    pub fn task_count(&self, status: TaskStatus) -> u64 {
         self.tasks_by_status[status as usize]
     }
 
@@ -648,8 +828,9 @@ impl SchedulerState {
         agent_id: &Id,
         attempt: Option<u32>,
         allow_repeat: bool,
+        history: Option<&HistoryRecord>,
     ) -> Result<Arc<Task>, SchedulerError> {
-        let task = self.tasks.get(task_id).ok_or_else(|| not_found("task", task_id, Some("taskId")))?;
+        let task = &self.find_task(task_id, history, Some("taskId"))?;
         let stale = || SchedulerError::StaleLease {
             task_id: task_id.clone(),
             given: attempt.unwrap_or(task.attempts.saturating_sub(1)),
@@ -754,28 +935,52 @@ impl SchedulerState {
             .map(|(key, _)| key.clone())
     }
 
-    /// Stores the new version of a task, moving it between indexes as its status says.
+    /// Stores the new version of a task, moving it between indexes as its status says. A
+    /// finished task leaves memory: its record goes to the persister and only its count stays.
     fn put_task(&mut self, task: Task) -> Arc<Task> {
-        if let Some(old) = self.tasks.get(&task.id).cloned() {
+        if let Some(old) = self.tasks.remove(&task.id) {
             self.unindex(&old);
         }
-        self.index(&task);
         let task = Arc::new(task);
-        self.tasks.insert(task.id.clone(), task.clone());
+        let reopened = self.unsent.last().is_some_and(|(id, _)| *id == task.id);
+        if task.status.is_finished() || reopened {
+            self.unsent.push((task.id.clone(), Some(task.clone())));
+        }
+        if task.status.is_finished() {
+            self.count_finished(&task.venture_id, task.status, 1);
+        } else {
+            self.index(&task);
+            self.tasks.insert(task.id.clone(), task.clone());
+        }
         self.changes.push(Change::Task(task.clone()));
         self.refresh_candidate(&task.venture_id);
         task
     }
 
-    fn put_venture(&mut self, venture: Venture, reserved: f64, n_active: u32) {
+    fn put_venture(&mut self, venture: Venture) {
         let venture = Arc::new(venture);
         self.changes.push(Change::Venture(venture.clone()));
         let id = venture.id.clone();
-        self.ventures.insert(id.clone(), VentureEntry { venture, reserved, n_active });
+        match self.ventures.get_mut(&id) {
+            Some(entry) => entry.venture = venture,
+            None => {
+                let entry = VentureEntry { venture, reserved: 0.0, n_active: 0, finished: [0; TaskStatus::COUNT] };
+                self.ventures.insert(id.clone(), entry);
+            }
+        }
         self.refresh_candidate(&id);
     }
 
-    /// Adds a task to the indexes its status puts it in.
+    /// Adds `delta` finished tasks of this status to the venture's and the total counts.
+    fn count_finished(&mut self, venture_id: &Id, status: TaskStatus, delta: i64) {
+        let Some(entry) = self.ventures.get_mut(venture_id) else { return };
+        let slot = &mut entry.finished[status as usize];
+        *slot = slot.saturating_add_signed(delta);
+        let total = &mut self.tasks_by_status[status as usize];
+        *total = total.saturating_add_signed(delta);
+    }
+
+    /// Adds an unfinished task to the indexes its status puts it in.
     fn index(&mut self, task: &Task) {
         self.tasks_by_status[task.status as usize] += 1;
         match task.status {
@@ -792,7 +997,7 @@ impl SchedulerState {
                     entry.n_active += 1;
                 }
             }
-            TaskStatus::Completed | TaskStatus::Failed => {}
+            TaskStatus::Completed | TaskStatus::Failed => unreachable!("finished tasks are not indexed"),
         }
     }
 
@@ -812,7 +1017,7 @@ impl SchedulerState {
                     entry.reserved = if entry.n_active == 0 { 0.0 } else { entry.reserved - task.reserved_cost() };
                 }
             }
-            TaskStatus::Completed | TaskStatus::Failed => {}
+            TaskStatus::Completed | TaskStatus::Failed => unreachable!("finished tasks are not indexed"),
         }
     }
 

@@ -2,11 +2,11 @@
 //! it only grows, and nothing on the claim path reads it.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use rusqlite::{types::Value, Connection, Row};
+use rusqlite::{types::Value, Row};
 
-use super::{open_read_only, StoreError};
+use super::{ReadPool, StoreError};
 use crate::domain::{Activity, Millis};
 
 /// The filters of `GET /api/activities`.
@@ -21,19 +21,17 @@ pub struct ActivityFilter {
     pub limit: u32,
 }
 
-/// A small pool of read-only connections; queries run on blocking threads.
+/// The activity log's queries; they run on blocking threads.
 #[derive(Clone)]
 pub struct ActivityReader {
-    path: PathBuf,
-    idle: Arc<Mutex<Vec<Connection>>>,
+    pool: ReadPool,
 }
 
 const SELECT: &str = "SELECT id, type, title, description, ventureId, taskId, agentId, createdAt FROM Activity";
-const MAX_IDLE: usize = 4;
 
 impl ActivityReader {
     pub fn new(path: PathBuf) -> ActivityReader {
-        ActivityReader { path, idle: Arc::default() }
+        ActivityReader { pool: ReadPool::new(path) }
     }
 
     /// Newest first.
@@ -57,7 +55,7 @@ impl ActivityReader {
         }
         sql.push_str(" ORDER BY rowid DESC LIMIT ?");
         values.push(Value::Integer(i64::from(filter.limit)));
-        self.with_connection(|conn| {
+        self.pool.with_connection("reading the activity log", |conn| {
             let mut statement = conn.prepare_cached(&sql)?;
             let rows = statement.query_map(rusqlite::params_from_iter(values), decode)?;
             rows.collect()
@@ -65,25 +63,11 @@ impl ActivityReader {
     }
 
     pub fn get(&self, id: &str) -> Result<Option<Activity>, StoreError> {
-        self.with_connection(|conn| {
+        self.pool.with_connection("reading the activity log", |conn| {
             let mut statement = conn.prepare_cached(&format!("{SELECT} WHERE id = ?"))?;
             let mut rows = statement.query_map([id], decode)?;
             rows.next().transpose()
         })
-    }
-
-    fn with_connection<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let pooled = self.idle.lock().expect("pool lock").pop();
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => open_read_only(&self.path)?,
-        };
-        let result = query(&conn).map_err(StoreError::sqlite("reading the activity log"));
-        let mut idle = self.idle.lock().expect("pool lock");
-        if idle.len() < MAX_IDLE {
-            idle.push(conn);
-        }
-        result
     }
 }
 

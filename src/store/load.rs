@@ -1,20 +1,47 @@
-//! Reading the whole live state at start.
+//! Reading the live state at start: ventures, agents and unfinished tasks, and how many
+//! finished tasks the database holds. History stays on disk, so start-up does not grow
+//! with it.
 
 use std::sync::Arc;
 
 use rusqlite::{Connection, Row};
 
 use super::StoreError;
-use crate::domain::{Agent, AgentStatus, Millis, Priority, Task, TaskStatus, Venture, VentureStatus};
+use crate::domain::{Agent, AgentStatus, Id, Millis, Priority, Task, TaskStatus, Venture, VentureStatus};
 use crate::scheduler::Snapshot;
 
-/// Loads ventures, tasks and agents (the activity log stays on disk).
+/// The columns `decode_task` reads, in its order.
+pub(super) const TASK_COLUMNS: &str = "id, title, description, status, priority, estimatedCost, actualCost, tags, \
+    output, error, assignedTo, ventureId, attempts, maxAttempts, leaseSeconds, leaseExpiresAt, claimedAt, createdAt, \
+    updatedAt, completedAt, reportedBy, reportedAttempt";
+
+/// Loads ventures, agents and unfinished tasks, and counts the finished ones (through the
+/// `(status, ventureId)` index alone, without reading their rows).
 pub fn load_snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
+    let statuses = |finished: bool| -> String {
+        let names: Vec<String> = TaskStatus::ALL
+            .iter()
+            .filter(|s| s.is_finished() == finished)
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        names.join(", ")
+    };
+    let unfinished = format!("SELECT {TASK_COLUMNS} FROM Task WHERE status IN ({})", statuses(false));
+    let counts = format!(
+        "SELECT ventureId, status, count(*) FROM Task WHERE status IN ({}) GROUP BY status, ventureId",
+        statuses(true)
+    );
     Ok(Snapshot {
         ventures: load_table(conn, "Venture", "SELECT id, name, icon, status, priority, capitalSpent, capitalBudget, description, createdAt, updatedAt FROM Venture", venture)?,
-        tasks: load_table(conn, "Task", "SELECT id, title, description, status, priority, estimatedCost, actualCost, tags, output, error, assignedTo, ventureId, attempts, maxAttempts, leaseSeconds, leaseExpiresAt, claimedAt, createdAt, updatedAt, completedAt, reportedBy, reportedAttempt FROM Task", task)?,
+        tasks: load_table(conn, "Task", &unfinished, decode_task)?,
         agents: load_table(conn, "Agent", "SELECT id, name, status, model, currentTask, tokensUsed, maxTokens, sessionsCount, lastActiveAt, createdAt, updatedAt FROM Agent", agent)?,
+        finished_counts: load_table(conn, "Task", &counts, finished_count)?,
     })
+}
+
+fn finished_count(row: &Row<'_>) -> Result<(Id, TaskStatus, u64), StoreError> {
+    let c = Cells::new(row, "Task")?;
+    Ok((c.id.as_str().into(), c.named(1, "status", TaskStatus::parse)?, c.get::<i64>(2, "count")?.max(0) as u64))
 }
 
 type Decode<T> = fn(&Row<'_>) -> Result<T, StoreError>;
@@ -93,7 +120,8 @@ fn venture(row: &Row<'_>) -> Result<Venture, StoreError> {
     })
 }
 
-fn task(row: &Row<'_>) -> Result<Task, StoreError> {
+/// A row of `TASK_COLUMNS`.
+pub(super) fn decode_task(row: &Row<'_>) -> Result<Task, StoreError> {
     let c = Cells::new(row, "Task")?;
     let tags = match c.get::<Option<String>>(7, "tags")? {
         None => None,

@@ -6,11 +6,15 @@
 
 mod activities;
 mod load;
+mod pool;
 mod seed;
+mod tasks;
 
 pub use activities::{ActivityFilter, ActivityReader};
 pub use load::load_snapshot;
+pub use pool::ReadPool;
 pub use seed::seed_sample_data;
+pub use tasks::TaskReader;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,7 +47,10 @@ impl StoreError {
 }
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("../../migrations/001_initial.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("../../migrations/001_initial.sql")),
+        M::up(include_str!("../../migrations/002_history.sql")),
+    ])
 }
 
 /// The pragmas every connection gets, checked by a test that reads them back.

@@ -1,0 +1,146 @@
+//! `GET /api/tasks`: the unfinished tasks the scheduler holds, merged in list order
+//! (`createdAt`, then id) with the finished ones the database holds, and streamed as one
+//! JSON array. The server holds the unfinished tasks (what it schedules anyway) and one
+//! chunk of the answer, never the whole history.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream;
+use tokio::sync::mpsc;
+
+use super::error::ApiError;
+use super::wire::TaskJson;
+use super::AppState;
+use crate::domain::Id;
+use crate::scheduler::{ListKey, MemoryListing, TaskFilter, TaskView};
+
+/// What a listing asks for besides its filter.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// Only tasks after this one in list order (`?after=`).
+    pub after: Option<Id>,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+/// Bytes of JSON gathered before they are handed to the connection.
+const CHUNK_BYTES: usize = 64 * 1024;
+/// Chunks that may wait for a slow client before the reader pauses.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Answers a listing as a stream; errors found before the first byte are JSON errors.
+pub async fn stream_tasks(app: &AppState, filter: TaskFilter, page: Page) -> Result<Response, ApiError> {
+    let after = match page.after {
+        None => None,
+        Some(id) => Some(app.scheduler.list_key(id.clone()).await?.ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no task has id `{id}`")).with_field("after")
+        })?),
+    };
+    let MemoryListing { tasks: in_memory, shadowed } =
+        app.scheduler.list_in_memory(filter.clone(), after.clone()).await?;
+    let reads_history = filter.admits_finished();
+    let mut ventures = HashMap::new();
+    if reads_history {
+        for view in app.scheduler.list_ventures().await? {
+            ventures.insert(view.venture.id.clone(), view.venture);
+        }
+    }
+    let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
+    let reader = app.tasks.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = ArrayWriter::new(sender, page.offset, page.limit);
+        let mut memory = in_memory.into_iter().peekable();
+        if reads_history {
+            let result = reader.for_each_finished(&filter, after.as_ref(), |task| {
+                // Memory answers for these: tasks it holds (one that finished after it answered
+                // is shown as it was then), and finished ones whose change is not written yet.
+                if shadowed.contains(&task.id) {
+                    return true;
+                }
+                // The venture was deleted; its tasks' rows are on their way out.
+                let Some(venture) = ventures.get(&task.venture_id).cloned() else { return true };
+                let key: ListKey = (task.created_at, task.id.clone());
+                while memory.peek().is_some_and(|m| (m.task.created_at, &m.task.id) < (key.0, &key.1)) {
+                    if !out.push(&memory.next().expect("peeked")) {
+                        return false;
+                    }
+                }
+                out.push(&TaskView { task: Arc::new(task), venture: Some(venture) })
+            });
+            if let Err(error) = result {
+                tracing::error!(%error, "listing finished tasks failed; the response is cut short");
+                out.fail();
+                return;
+            }
+        }
+        for view in memory {
+            if !out.push(&view) {
+                break;
+            }
+        }
+        out.finish();
+    });
+    let body = Body::from_stream(stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|chunk| (chunk, receiver))
+    }));
+    let mut response = body.into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
+}
+
+/// Writes a JSON array in chunks to the response, applying `offset` and `limit`.
+struct ArrayWriter {
+    sender: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    buffer: Vec<u8>,
+    skip: u64,
+    left: u64,
+    first: bool,
+    /// The client went away: stop reading.
+    closed: bool,
+}
+
+impl ArrayWriter {
+    fn new(sender: mpsc::Sender<Result<Bytes, std::io::Error>>, offset: u64, limit: u64) -> ArrayWriter {
+        ArrayWriter { sender, buffer: b"[".to_vec(), skip: offset, left: limit, first: true, closed: false }
+    }
+
+    /// Adds a task; `false` once the page is full or the client has gone.
+    fn push(&mut self, view: &TaskView) -> bool {
+        if self.skip > 0 {
+            self.skip -= 1;
+            return true;
+        }
+        if self.left == 0 || self.closed {
+            return false;
+        }
+        self.left -= 1;
+        if !self.first {
+            self.buffer.push(b',');
+        }
+        self.first = false;
+        serde_json::to_writer(&mut self.buffer, &TaskJson::from(view)).expect("a task always encodes");
+        if self.buffer.len() >= CHUNK_BYTES {
+            self.flush();
+        }
+        self.left > 0 && !self.closed
+    }
+
+    fn flush(&mut self) {
+        let chunk = Bytes::from(std::mem::take(&mut self.buffer));
+        self.closed |= self.sender.blocking_send(Ok(chunk)).is_err();
+    }
+
+    fn finish(mut self) {
+        self.buffer.push(b']');
+        self.flush();
+    }
+
+    /// Ends the response with an error, so the client sees a broken answer, not a short one.
+    fn fail(self) {
+        let _ = self.sender.blocking_send(Err(std::io::Error::other("the listing could not be completed")));
+    }
+}

@@ -1,0 +1,97 @@
+//! Read-only queries of tasks: the finished ones live only here, and listings read them
+//! in list order (`createdAt`, then id) as a stream, never the whole answer at once.
+
+use std::path::PathBuf;
+
+use rusqlite::types::Value;
+
+use super::load::{decode_task, TASK_COLUMNS};
+use super::{ReadPool, StoreError};
+use crate::domain::{Id, Task, TaskStatus};
+use crate::scheduler::{ListKey, TaskFilter, TaskHistory};
+
+/// The task table's reads; they run on blocking threads.
+#[derive(Clone)]
+pub struct TaskReader {
+    pool: ReadPool,
+}
+
+impl TaskReader {
+    pub fn new(path: PathBuf) -> TaskReader {
+        TaskReader { pool: ReadPool::new(path) }
+    }
+
+    /// The task's row, whatever its status.
+    pub fn get(&self, id: &str) -> Result<Option<Task>, StoreError> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM Task WHERE id = ?1");
+        self.pool.with_connection("reading a task", |conn| {
+            let mut statement = conn.prepare_cached(&sql)?;
+            let mut rows = statement.query([id])?;
+            match rows.next()? {
+                Some(row) => decode_task(row).map(Some).map_err(store_to_sqlite),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Hands the finished tasks matching `filter` that follow `after` to `each`, in list
+    /// order, one row at a time, until `each` returns `false`.
+    pub fn for_each_finished(
+        &self,
+        filter: &TaskFilter,
+        after: Option<&ListKey>,
+        mut each: impl FnMut(Task) -> bool,
+    ) -> Result<(), StoreError> {
+        let finished: Vec<&str> =
+            TaskStatus::ALL.iter().filter(|s| s.is_finished() && filter.admits(**s)).map(|s| s.as_str()).collect();
+        if finished.is_empty() {
+            return Ok(());
+        }
+        // `+status` keeps the planner off the status index, whose order is not list order:
+        // the rows must come from an index in `createdAt, id` order, or SQLite would sort
+        // (and hold) the whole answer first. The WHERE clause is built from constant
+        // fragments; every value is bound.
+        let placeholders = vec!["?"; finished.len()].join(", ");
+        let mut sql = format!("SELECT {TASK_COLUMNS} FROM Task WHERE +status IN ({placeholders})");
+        let mut values: Vec<Value> = finished.iter().map(|s| Value::Text((*s).to_owned())).collect();
+        let conditions = [
+            ("ventureId = ?", filter.venture_id.as_deref()),
+            ("assignedTo = ?", filter.assigned_to.as_deref()),
+            ("priority = ?", filter.priority.map(|p| p.as_str())),
+        ];
+        for (condition, value) in conditions {
+            if let Some(value) = value {
+                sql.push_str(" AND ");
+                sql.push_str(condition);
+                values.push(Value::Text(value.to_owned()));
+            }
+        }
+        if let Some((created_at, id)) = after {
+            sql.push_str(" AND (createdAt, id) > (?, ?)");
+            values.push(Value::Text(created_at.to_string()));
+            values.push(Value::Text(id.to_string()));
+        }
+        sql.push_str(" ORDER BY createdAt, id");
+        self.pool.with_connection("listing finished tasks", |conn| {
+            let mut statement = conn.prepare_cached(&sql)?;
+            let mut rows = statement.query(rusqlite::params_from_iter(values))?;
+            while let Some(row) = rows.next()? {
+                if !each(decode_task(row).map_err(store_to_sqlite)?) {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl TaskHistory for TaskReader {
+    fn finished_task(&self, id: &Id) -> Result<Option<Task>, String> {
+        self.get(id).map_err(|e| e.to_string())
+    }
+}
+
+/// A row this binary cannot read, as the SQLite error the pool reports.
+fn store_to_sqlite(error: StoreError) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error))
+}
