@@ -11,6 +11,7 @@ use super::extract::{AppJson, AppQuery, PathId};
 use super::fields::{NonBlank, QueryId, QueryWhole, Text};
 use super::wire::ActivityJson;
 use super::{created, ok, AppState};
+use crate::domain::{Activity, Id};
 use crate::scheduler::NewActivity;
 use crate::store::ActivityFilter;
 
@@ -139,23 +140,33 @@ pub async fn create(
         let activity = app.scheduler.create_activity(new).await?;
         return Ok(created(ActivityJson::from(&*activity)));
     };
-    // A client-chosen id is checked against the file, so everything before it must be
-    // there, and nothing else may take the id between the check and the commit.
+    // The insert decides who has a client-chosen id: the persister keeps the first row and
+    // refuses the others (`DO NOTHING`, so that a duplicate cannot fail a whole batch), and
+    // the answer waits for the commit and reads back whose row it is, so a refused duplicate
+    // is never acknowledged. The lock queues creates with client-chosen ids, so a later one
+    // normally finds its id taken before it is logged and published at all.
     let _guard = app.activity_id_lock.lock().await;
     app.scheduler.wait_all_durable().await?;
-    let reader = app.activities.clone();
-    let key = id.clone();
-    if blocking(move || reader.get(&key)).await??.is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "already_exists",
-            format!("an activity with id `{id}` already exists"),
-        )
-        .with_field("id"));
+    if stored_activity(&app, &id).await?.is_some() {
+        return Err(taken(&id));
     }
     let activity = app.scheduler.create_activity(new).await?;
     app.scheduler.wait_all_durable().await?;
-    Ok(created(ActivityJson::from(&*activity)))
+    match stored_activity(&app, &id).await? {
+        Some(stored) if stored != *activity => Err(taken(&id)),
+        _ => Ok(created(ActivityJson::from(&*activity))),
+    }
+}
+
+async fn stored_activity(app: &AppState, id: &Id) -> Result<Option<Activity>, ApiError> {
+    let reader = app.activities.clone();
+    let key = id.clone();
+    blocking(move || reader.get(&key)).await?.map_err(ApiError::from)
+}
+
+fn taken(id: &Id) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "already_exists", format!("an activity with id `{id}` already exists"))
+        .with_field("id")
 }
 
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {

@@ -62,8 +62,8 @@ pub struct App {
     pub metrics: PrometheusHandle,
     /// When set, every `/api` request must carry it as a bearer token.
     pub api_token: Option<Arc<str>>,
-    /// Serialises creates of activities with client-chosen ids: the log lives in SQLite, so
-    /// an id is checked there, and two requests must not both pass the check.
+    /// Queues creates of activities with client-chosen ids, so that a later one finds the id
+    /// taken in SQLite before it is logged. The insert itself decides who has the id.
     pub activity_id_lock: Arc<tokio::sync::Mutex<()>>,
     /// The backlog past which `/readyz` fails (the scheduler refuses writes past it too).
     pub max_pending: usize,
