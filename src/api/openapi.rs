@@ -20,7 +20,7 @@ use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
@@ -208,7 +208,7 @@ fn seed_style(mut operation: Operation) -> Operation {
 
 /// The seed style's `id` in a body: any value is accepted while `?id=` names the record.
 fn target_id_schema() -> RefOr<Schema> {
-    let id = ObjectBuilder::new().description(Some(
+    let id = ObjectBuilder::new().schema_type(SchemaType::AnyValue).description(Some(
         "Names the record when `?id=` is absent, as a non-blank string of at most 1,000 characters (400 \
          otherwise); ignored when `?id=` is given.",
     ));
