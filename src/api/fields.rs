@@ -2,7 +2,7 @@
 //! vocabulary), which both decodes the field and describes it in the OpenAPI document.
 //!
 //! A broken rule is a serde error whose message says `{field}` where the field's name goes;
-//! the extractors (`extract`) learn the name from the path serde took and fill it in. A
+//! the extractors (`extract`), which know which field they were decoding, fill it in. A
 //! value of the wrong type is refused by serde itself with "expected <what the visitor
 //! expects>", which the extractors turn into "`<field>` must be <that>".
 

@@ -102,8 +102,9 @@ pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Resp
 #[schema(as = NewTask)]
 pub struct NewTaskBody {
     /// A task is always created queued; set other statuses with `PATCH`.
-    #[allow(dead_code)] // read only to refuse any other status
-    status: Option<InitialStatus>,
+    // Never read: decoding it is what refuses any other status.
+    #[serde(rename = "status")]
+    _status: Option<InitialStatus>,
     /// A client-chosen id; a taken one is `409 already_exists`. Generated (a ULID) when absent.
     id: Option<NonBlank>,
     title: NonBlank,
