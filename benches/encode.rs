@@ -6,16 +6,26 @@
 //!
 //! Both include building `TaskJson` (timestamps formatted as text, tags rendered as a JSON
 //! string), not the HTTP response around the bytes.
+//!
+//! And request decoding, the other half of the JSON work outside the actor:
+//! - `decode_create_task`: `POST /api/tasks` through the router, in process (no socket), with
+//!   a realistic body whose last field (`maxAttempts: 0`) is out of range, so every field is
+//!   decoded and checked and the request is refused (400) before it reaches the scheduler.
 
 mod common;
 
 use std::hint::black_box;
 use std::sync::Arc;
 
+use axum::body::Body;
+use axum::http::Request;
+use clap::Parser;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mission_control::api::wire::TaskJson;
 use mission_control::domain::{Millis, Priority, Task, TaskStatus, Venture};
 use mission_control::scheduler::TaskView;
+use serde_json::json;
+use tower::ServiceExt;
 
 const DESCRIPTION: &str = "Collect the pricing pages of the twenty largest competitors, extract plan names, \
     monthly prices and seat limits into a table, and flag any plan that changed since the last run. \
@@ -88,9 +98,39 @@ fn encode_task_list(c: &mut Criterion) {
     group.finish();
 }
 
+fn decode_create_task(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("bench.db");
+    let cli = mission_control::config::Cli::try_parse_from(["mission-control", "--db", db.to_str().expect("path")])
+        .expect("arguments");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let running = runtime.block_on(async { mission_control::server::start(&cli.serve) }).expect("server");
+    let router = mission_control::api::router(running.app.clone());
+    let body = serde_json::to_vec(&json!({
+        "title": "Compare competitor pricing",
+        "description": DESCRIPTION,
+        "ventureId": "clxyz-allbirds",
+        "priority": "high",
+        "estimatedCost": 12.5,
+        "tags": ["research", "pricing", "weekly"],
+        "maxAttempts": 0,
+    }))
+    .expect("encode");
+    c.bench_function("decode_create_task", |b| {
+        b.iter(|| {
+            let request = Request::post("/api/tasks")
+                .header("content-type", "application/json")
+                .body(Body::from(body.clone()))
+                .expect("request");
+            let response = runtime.block_on(router.clone().oneshot(request)).expect("response");
+            assert_eq!(response.status(), 400);
+        })
+    });
+}
+
 criterion_group! {
     name = benches;
     config = common::config();
-    targets = encode_task, encode_task_list
+    targets = encode_task, encode_task_list, decode_create_task
 }
 criterion_main!(benches);

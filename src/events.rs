@@ -5,6 +5,10 @@
 //! never blocks: a broadcast channel fans events out, and a subscriber that falls more than
 //! its capacity behind is told to reload instead of holding the scheduler back. The last
 //! `REPLAY_CAPACITY` events are kept so that `Last-Event-ID` resumes without a gap.
+//!
+//! The kept events are sealed into immutable chunks of `CHUNK_LEN`, so a subscriber copies
+//! only a few dozen `Arc`s under the lock the actor publishes through, and picks the events
+//! to replay out of them after letting go of it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -18,6 +22,9 @@ use crate::persist::Change;
 pub const REPLAY_CAPACITY: usize = 10_000;
 /// Events a live subscriber may fall behind before it is told to reload.
 pub const SUBSCRIBER_CAPACITY: usize = 4_096;
+/// Events per sealed chunk of the replay buffer: small enough that copying the open chunk
+/// under the lock is cheap, large enough that a full buffer is few chunks.
+const CHUNK_LEN: usize = 256;
 
 /// One change, numbered. Its JSON is made once, by the first subscriber that sends it.
 #[derive(Debug)]
@@ -49,8 +56,14 @@ pub struct EventHub {
 }
 
 struct Inner {
-    /// Recent events, oldest first.
-    recent: VecDeque<Arc<Event>>,
+    /// Recent events, oldest first, in chunks that never change once sealed. Whole chunks
+    /// are dropped, so a few more than `REPLAY_CAPACITY` may be kept; `oldest_kept` says
+    /// which of them count.
+    sealed: VecDeque<Arc<[Arc<Event>]>>,
+    /// The newest events, at most `CHUNK_LEN`, sealed when full.
+    open: Vec<Arc<Event>>,
+    /// Events kept in `sealed` and `open` together.
+    kept: usize,
     next_id: u64,
     /// `None` once closed: every live stream then ends.
     sender: Option<broadcast::Sender<Arc<Event>>>,
@@ -68,7 +81,13 @@ impl EventHub {
     pub fn new(started: Millis) -> EventHub {
         let (sender, _) = broadcast::channel(SUBSCRIBER_CAPACITY);
         let next_id = u64::try_from(started.0).unwrap_or(0) * 1000 + 1;
-        let inner = Inner { recent: VecDeque::with_capacity(REPLAY_CAPACITY), next_id, sender: Some(sender) };
+        let inner = Inner {
+            sealed: VecDeque::new(),
+            open: Vec::with_capacity(CHUNK_LEN),
+            kept: 0,
+            next_id,
+            sender: Some(sender),
+        };
         EventHub { inner: Mutex::new(inner) }
     }
 
@@ -78,10 +97,7 @@ impl EventHub {
             let id = inner.next_id;
             inner.next_id += 1;
             let event = Arc::new(Event { id, change: change.clone(), encoded: OnceLock::new() });
-            if inner.recent.len() == REPLAY_CAPACITY {
-                inner.recent.pop_front();
-            }
-            inner.recent.push_back(event.clone());
+            inner.keep(event.clone());
             if let Some(sender) = &inner.sender {
                 // No subscriber is not an error.
                 let _ = sender.send(event);
@@ -92,21 +108,31 @@ impl EventHub {
     /// A live receiver, and what to send before its first event. After `close`, the
     /// receiver is already closed.
     pub fn subscribe(&self, last_event_id: Option<u64>) -> (Start, broadcast::Receiver<Arc<Event>>) {
-        let inner = self.inner.lock().expect("event hub lock");
-        let receiver = match &inner.sender {
-            Some(sender) => sender.subscribe(),
-            None => broadcast::channel(1).1,
+        // Under the lock: the receiver, and handles on the kept events, so that the replay
+        // ends exactly where the live feed begins.
+        let (receiver, next_id, oldest_kept, sealed, open) = {
+            let inner = self.inner.lock().expect("event hub lock");
+            let receiver = match &inner.sender {
+                Some(sender) => sender.subscribe(),
+                None => broadcast::channel(1).1,
+            };
+            let oldest_kept = inner.next_id - inner.kept.min(REPLAY_CAPACITY) as u64;
+            let wants_replay = last_event_id.is_some_and(|last| last + 1 != inner.next_id);
+            let (sealed, open) = if wants_replay {
+                (inner.sealed.iter().cloned().collect::<Vec<_>>(), inner.open.clone())
+            } else {
+                (Vec::new(), Vec::new())
+            };
+            (receiver, inner.next_id, oldest_kept, sealed, open)
         };
-        let next_id = inner.next_id;
         let start = match last_event_id {
             None => Start::Resume(Vec::new()),
             Some(last) if last + 1 == next_id => Start::Resume(Vec::new()),
-            Some(last) => match inner.recent.front() {
-                Some(oldest) if last + 1 >= oldest.id && last < next_id => {
-                    Start::Resume(inner.recent.iter().filter(|e| e.id > last).cloned().collect())
-                }
-                _ => Start::Reload,
-            },
+            Some(last) if last + 1 >= oldest_kept && last < next_id => {
+                let kept = sealed.iter().flat_map(|chunk| chunk.iter()).chain(open.iter());
+                Start::Resume(kept.filter(|e| e.id > last).cloned().collect())
+            }
+            Some(_) => Start::Reload,
         };
         (start, receiver)
     }
@@ -115,6 +141,26 @@ impl EventHub {
     /// hang up. Their browsers reconnect to the next server and resume or reload.
     pub fn close(&self) {
         self.inner.lock().expect("event hub lock").sender = None;
+    }
+}
+
+impl Inner {
+    /// Adds the newest event, sealing the open chunk when full and dropping the oldest
+    /// chunk once the rest still hold `REPLAY_CAPACITY` events.
+    fn keep(&mut self, event: Arc<Event>) {
+        self.open.push(event);
+        self.kept += 1;
+        if self.open.len() == CHUNK_LEN {
+            let full = std::mem::replace(&mut self.open, Vec::with_capacity(CHUNK_LEN));
+            self.sealed.push_back(full.into());
+        }
+        while let Some(oldest) = self.sealed.front() {
+            if self.kept - oldest.len() < REPLAY_CAPACITY {
+                break;
+            }
+            self.kept -= oldest.len();
+            self.sealed.pop_front();
+        }
     }
 }
 

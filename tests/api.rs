@@ -293,6 +293,14 @@ async fn activities_page_back_and_filter() {
     assert_eq!((s, a["id"].as_str()), (StatusCode::CREATED, Some("mine")));
     let (s, e) = server.post("/api/activities", json!({"id": "mine", "title": "again"})).await;
     assert_eq!((s, e["code"].as_str()), (StatusCode::CONFLICT, Some("already_exists")));
+
+    // Racing creates with one id: exactly one is acknowledged, and it is the one logged.
+    let racers = (0..8).map(|i| server.post("/api/activities", json!({"id": "raced", "title": format!("racer {i}")})));
+    let answers = futures_util::future::join_all(racers).await;
+    let won: Vec<&Value> = answers.iter().filter(|(s, _)| *s == StatusCode::CREATED).map(|(_, a)| a).collect();
+    assert_eq!(won.len(), 1, "{answers:?}");
+    assert!(answers.iter().all(|(s, e)| *s == StatusCode::CREATED || e["code"] == "already_exists"));
+    assert_eq!(server.ok("/api/activities/raced").await["title"], won[0]["title"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

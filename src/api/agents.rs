@@ -1,17 +1,17 @@
 //! `/api/agents`. `POST` is an upsert by id, as in the seed.
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::response::Response;
+use serde::Deserialize;
+use utoipa::ToSchema;
 
-use super::error::{ApiError, ErrorBody};
-use super::input::{Fields, JsonBody, Query};
-use super::schema;
+use super::error::{ApiError, BadRequest, NotFound};
+use super::extract::{PathId, Target, TargetId, WithId};
+use super::fields::{Count, Name, NonBlank};
 use super::wire::AgentJson;
-use super::{created, ok, target_id, AppState, PathId};
-use crate::domain::{AgentStatus, Id};
+use super::{created, ok, AppState};
+use crate::domain::AgentStatus;
 use crate::scheduler::AgentFields;
-
-const STATUSES: &[&str] = &["online", "offline", "busy", "error"];
 
 /// Every agent, oldest first.
 #[utoipa::path(
@@ -32,141 +32,99 @@ pub async fn list(State(app): State<AppState>) -> Result<Response, ApiError> {
     path = "/api/agents/{id}",
     operation_id = "getAgent",
     tag = "agents",
-    params(schema::PathId),
-    responses(
-        (status = 200, description = "The agent.", body = AgentJson),
-        (status = 400, description = "The id is malformed.", body = ErrorBody),
-        (status = 404, description = "No agent has this id.", body = ErrorBody),
-    )
+    params(PathId),
+    responses((status = 200, description = "The agent.", body = AgentJson), BadRequest, NotFound)
 )]
 pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
     let agent = app.scheduler.get_agent(id).await?;
     Ok(ok(AgentJson::from(&*agent)))
 }
 
-/// 201 when the agent is new, 200 when it existed and was updated.
+/// `PATCH /api/agents/{id}`, and with `id` `POST /api/agents`: the fields given are
+/// changed. `currentTask` is derived from the tasks the agent holds and is not taken from
+/// input.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = AgentUpdate)]
+pub struct AgentUpdateBody {
+    /// Required when the agent is created (400 otherwise).
+    name: Option<NonBlank>,
+    /// Default `online`.
+    status: Option<AgentStatus>,
+    /// Default "unknown".
+    model: Option<Name>,
+    #[schema(inline)]
+    tokens_used: Option<Count>,
+    /// 0 means no limit.
+    #[schema(inline)]
+    max_tokens: Option<Count>,
+    #[schema(inline)]
+    sessions_count: Option<Count>,
+}
+
+impl From<AgentUpdateBody> for AgentFields {
+    fn from(body: AgentUpdateBody) -> AgentFields {
+        AgentFields {
+            name: body.name.map(Into::into),
+            status: body.status,
+            model: body.model.map(Into::into),
+            tokens_used: body.tokens_used.map(Into::into),
+            max_tokens: body.max_tokens.map(Into::into),
+            sessions_count: body.sessions_count.map(Into::into),
+        }
+    }
+}
+
+/// `POST /api/agents`: the fields of `AgentUpdate`, and the agent's `id`.
+pub type AgentUpsert = WithId<AgentUpdateBody>;
+
+/// 201 when the agent is new, 200 when it existed and was updated. The `id` names the agent
+/// (generated, a ULID, when absent).
 #[utoipa::path(
     post,
     path = "/api/agents",
     operation_id = "upsertAgent",
     tag = "agents",
-    request_body = schema::AgentUpsert,
+    request_body = AgentUpsert,
     responses(
         (status = 200, description = "The agent existed and was updated.", body = AgentJson),
         (status = 201, description = "The agent was created.", body = AgentJson),
-        (status = 400, description = "A field is of the wrong type, out of range or too long, or a new agent has no `name`.", body = ErrorBody),
+        BadRequest,
     )
 )]
-pub async fn upsert(State(app): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
-    let f = Fields(&body);
-    let id = f.id("id")?;
-    let upserted = app.scheduler.upsert_agent(id, agent_fields(&f)?).await?;
+pub async fn upsert(State(app): State<AppState>, WithId { id, fields }: AgentUpsert) -> Result<Response, ApiError> {
+    let upserted = app.scheduler.upsert_agent(id, fields.into()).await?;
     let json = AgentJson::from(&*upserted.agent);
     Ok(if upserted.created { created(json) } else { ok(json) })
 }
 
-/// Edits the agent named by `?id=` or by `id` in the body (the seed's style).
-#[utoipa::path(
-    patch,
-    path = "/api/agents",
-    operation_id = "updateAgentSeedStyle",
-    tag = "agents",
-    params(schema::QueryId),
-    request_body(content = schema::AgentUpdateWithId, description = "The fields to change, and `id` unless `?id=` is given."),
-    responses(
-        (status = 200, description = "The updated agent.", body = AgentJson),
-        (status = 400, description = "No id, or a field is of the wrong type, out of range or too long.", body = ErrorBody),
-        (status = 404, description = "No agent has this id.", body = ErrorBody),
-    )
-)]
-pub async fn update(
-    State(app): State<AppState>,
-    RawQuery(query): RawQuery,
-    JsonBody(body): JsonBody,
-) -> Result<Response, ApiError> {
-    let id = target_id(&Query::parse(query.as_deref())?, &body)?;
-    apply_update(app, id, Fields(&body)).await
-}
-
-/// Edits an agent.
+/// Edits an agent. `PATCH /api/agents` names it the seed's way, by `?id=` or `id` in the
+/// body.
 #[utoipa::path(
     patch,
     path = "/api/agents/{id}",
     operation_id = "updateAgent",
     tag = "agents",
-    params(schema::PathId),
-    request_body(content = schema::AgentUpdate, description = "The fields to change."),
-    responses(
-        (status = 200, description = "The updated agent.", body = AgentJson),
-        (status = 400, description = "A field is of the wrong type, out of range or too long.", body = ErrorBody),
-        (status = 404, description = "No agent has this id.", body = ErrorBody),
-    )
+    params(PathId),
+    request_body(content = AgentUpdateBody, description = "The fields to change."),
+    responses((status = 200, description = "The updated agent.", body = AgentJson), BadRequest, NotFound)
 )]
-pub async fn update_at(
-    State(app): State<AppState>,
-    PathId(id): PathId,
-    JsonBody(body): JsonBody,
-) -> Result<Response, ApiError> {
-    apply_update(app, id, Fields(&body)).await
-}
-
-async fn apply_update(app: AppState, id: Id, f: Fields<'_>) -> Result<Response, ApiError> {
-    let agent = app.scheduler.update_agent(id, agent_fields(&f)?).await?;
+pub async fn update(State(app): State<AppState>, target: Target<AgentUpdateBody>) -> Result<Response, ApiError> {
+    let agent = app.scheduler.update_agent(target.id, target.fields.into()).await?;
     Ok(ok(AgentJson::from(&*agent)))
 }
 
-/// The editable fields. `currentTask` is derived from the tasks the agent holds, so it is
-/// not taken from input.
-fn agent_fields(f: &Fields<'_>) -> Result<AgentFields, ApiError> {
-    Ok(AgentFields {
-        name: f.non_blank_name("name")?,
-        status: f.one_of("status", AgentStatus::parse, STATUSES)?,
-        model: f.name("model")?,
-        tokens_used: f.integer("tokensUsed", 0, i64::MAX as u64)?,
-        max_tokens: f.integer("maxTokens", 0, i64::MAX as u64)?,
-        sessions_count: f.integer("sessionsCount", 0, i64::MAX as u64)?,
-    })
-}
-
-/// Deletes the agent named by `?id=` or by `id` in the body (the seed's style); its active
-/// tasks go back to the queue.
-#[utoipa::path(
-    delete,
-    path = "/api/agents",
-    operation_id = "deleteAgentSeedStyle",
-    tag = "agents",
-    params(schema::QueryId),
-    request_body(content = schema::TargetId, description = "`id`, unless `?id=` is given."),
-    responses(
-        (status = 200, description = "The deleted agent.", body = AgentJson),
-        (status = 400, description = "No id, or a malformed one.", body = ErrorBody),
-        (status = 404, description = "No agent has this id.", body = ErrorBody),
-    )
-)]
-pub async fn delete(
-    State(app): State<AppState>,
-    RawQuery(query): RawQuery,
-    JsonBody(body): JsonBody,
-) -> Result<Response, ApiError> {
-    let id = target_id(&Query::parse(query.as_deref())?, &body)?;
-    let agent = app.scheduler.delete_agent(id).await?;
-    Ok(ok(AgentJson::from(&*agent)))
-}
-
-/// Deletes an agent; its active tasks go back to the queue.
+/// Deletes an agent; its active tasks go back to the queue. `DELETE /api/agents` names it
+/// the seed's way, by `?id=` or `id` in the body.
 #[utoipa::path(
     delete,
     path = "/api/agents/{id}",
     operation_id = "deleteAgent",
     tag = "agents",
-    params(schema::PathId),
-    responses(
-        (status = 200, description = "The deleted agent.", body = AgentJson),
-        (status = 400, description = "The id is malformed.", body = ErrorBody),
-        (status = 404, description = "No agent has this id.", body = ErrorBody),
-    )
+    params(PathId),
+    responses((status = 200, description = "The deleted agent.", body = AgentJson), BadRequest, NotFound)
 )]
-pub async fn delete_at(State(app): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
+pub async fn delete(State(app): State<AppState>, TargetId(id): TargetId) -> Result<Response, ApiError> {
     let agent = app.scheduler.delete_agent(id).await?;
     Ok(ok(AgentJson::from(&*agent)))
 }

@@ -1,8 +1,12 @@
 //! `ApiError`: the one place where failures become HTTP statuses and JSON bodies.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::openapi::{Ref, RefOr};
 
 use crate::scheduler::SchedulerError;
 use crate::store::StoreError;
@@ -13,7 +17,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    pub field: Option<&'static str>,
+    pub field: Option<Cow<'static, str>>,
 }
 
 /// Every error: a sentence a person can act on, a stable code, and the field at fault when
@@ -45,17 +49,18 @@ impl ApiError {
         ApiError { status, code, message: message.into(), field: None }
     }
 
-    pub fn with_field(mut self, field: &'static str) -> ApiError {
-        self.field = Some(field);
+    pub fn with_field(mut self, field: impl Into<Cow<'static, str>>) -> ApiError {
+        self.field = Some(field.into());
         self
     }
 
     /// A 400 about one input field.
-    pub fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn invalid(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "validation_error", message).with_field(field)
     }
 
-    pub fn missing(field: &'static str) -> ApiError {
+    pub fn missing(field: impl Into<Cow<'static, str>>) -> ApiError {
+        let field = field.into();
         ApiError::new(StatusCode::BAD_REQUEST, "missing_field", format!("`{field}` is required")).with_field(field)
     }
 
@@ -121,11 +126,38 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: &self.message, code: self.code, field: self.field };
+        let body = ErrorBody { error: &self.message, code: self.code, field: self.field.as_deref() };
         let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
         }
         response
     }
+}
+
+/// The error responses that operations share, each declared once as a component of the
+/// OpenAPI document (`openapi::SHARED_RESPONSES` describes them): an operation lists
+/// `responses(..., BadRequest, NotFound)` instead of repeating them.
+macro_rules! shared_responses {
+    ($($(#[$doc:meta])* $name:ident = $status:literal;)+) => {$(
+        $(#[$doc])*
+        pub struct $name;
+
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::response::Response>> {
+                let component = concat!("#/components/responses/", stringify!($name));
+                BTreeMap::from([($status.to_owned(), RefOr::Ref(Ref::new(component)))])
+            }
+        }
+    )+};
+}
+
+shared_responses! {
+    /// 400: a field is missing, of the wrong type, out of range or too long, or the body or
+    /// query is malformed.
+    BadRequest = "400";
+    /// 404: an id names no record.
+    NotFound = "404";
+    /// 409: the request conflicts with the state.
+    Conflict = "409";
 }

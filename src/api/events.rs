@@ -10,17 +10,22 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
+use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{broadcast, OwnedSemaphorePermit};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::Required;
+use utoipa::IntoParams;
 
-use super::error::{ApiError, ErrorBody};
-use super::input::Query;
-use super::schema;
+use super::error::{ApiError, BadRequest};
+use super::extract::decode_query;
 use super::wire::{ActivityJson, AgentJson, TaskJson, VentureJson};
 use super::AppState;
 use crate::events::{Event, Start};
@@ -39,27 +44,14 @@ use crate::scheduler::TaskView;
     path = "/api/events",
     operation_id = "streamEvents",
     tag = "events",
-    params(schema::EventsHeaders, schema::EventsQuery),
+    params(ResumeAfter),
     responses(
         (status = 200, description = "The event stream.", content_type = "text/event-stream", body = String),
-        (status = 400, description = "`Last-Event-ID` is not an event id.", body = ErrorBody),
+        BadRequest,
     ),
     security(("bearerAuth" = []), ("accessToken" = []))
 )]
-pub async fn stream(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
-    let query = Query::parse(query.as_deref())?;
-    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).or(query.get("lastEventId"));
-    let last = match last.map(str::parse::<u64>) {
-        None => None,
-        Some(Ok(id)) => Some(id),
-        Some(Err(_)) => {
-            return Err(ApiError::invalid("lastEventId", "`Last-Event-ID` must be an event id this server sent"))
-        }
-    };
+pub async fn stream(State(app): State<AppState>, ResumeAfter(last): ResumeAfter) -> Result<Response, ApiError> {
     let permit = app.event_streams.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "too many event streams are open; retry shortly")
     })?;
@@ -70,6 +62,60 @@ pub async fn stream(
     };
     let feed = Feed { replay, reload_first, receiver, done: false, _permit: permit };
     Ok(Sse::new(feed.into_stream()).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// Where a stream resumes: after the event `Last-Event-ID` names, or `?lastEventId=` for
+/// clients that cannot set headers (the header wins).
+pub struct ResumeAfter(Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ResumeAfter {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        #[derive(Deserialize)]
+        struct InQuery {
+            #[serde(rename = "lastEventId")]
+            last_event_id: Option<String>,
+        }
+        let query = decode_query::<InQuery>(parts.uri.query())?;
+        let header = parts.headers.get("last-event-id").and_then(|v| v.to_str().ok());
+        match header.or(query.last_event_id.as_deref()).map(str::parse::<u64>) {
+            None => Ok(ResumeAfter(None)),
+            Some(Ok(id)) => Ok(ResumeAfter(Some(id))),
+            Some(Err(_)) => {
+                Err(ApiError::invalid("lastEventId", "`Last-Event-ID` must be an event id this server sent"))
+            }
+        }
+    }
+}
+
+impl IntoParams for ResumeAfter {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let event_id = || {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(utoipa::openapi::SchemaFormat::Custom("uint64".to_owned())))
+                .minimum(Some(0))
+                .maximum(Some(u64::MAX))
+        };
+        let parameter = |name: &str, place: ParameterIn, description: &str| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(place)
+                .required(Required::False)
+                .description(Some(description))
+                .schema(Some(event_id()))
+                .build()
+        };
+        vec![
+            parameter("Last-Event-ID", ParameterIn::Header, "Resume after this event id."),
+            parameter(
+                "lastEventId",
+                ParameterIn::Query,
+                "Resume after this event id (`Last-Event-ID` wins when both are given).",
+            ),
+        ]
+    }
 }
 
 /// One subscriber's position: what to replay, then the live receiver.

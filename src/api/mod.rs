@@ -1,41 +1,42 @@
 //! The HTTP facade: turns requests into scheduler calls and answers into JSON.
 //!
-//! Handlers decode and validate input (`input`), call the `Scheduler` handle, and encode
-//! its shared snapshots (`wire`) outside the actor. Every failure is an `ApiError`.
+//! Each operation has one request type per body or query, whose fields carry their own
+//! rules (`fields`, `vocabulary`) and which is also what the OpenAPI document shows. The
+//! extractors (`extract`) decode them; handlers call the `Scheduler` handle and encode its
+//! shared snapshots (`wire`) outside the actor. Every failure is an `ApiError`.
 
 mod activities;
 mod agents;
 pub mod error;
 mod events;
-pub mod input;
+pub mod extract;
+pub mod fields;
 mod listing;
 pub mod openapi;
 mod ops;
-pub mod schema;
 mod tasks;
 mod ventures;
+mod vocabulary;
 pub mod wire;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde_json::{Map, Value};
+use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use crate::domain::Id;
 use crate::events::EventHub;
 use crate::scheduler::Scheduler;
 use crate::store::{ActivityReader, TaskReader};
 use error::ApiError;
-use input::{Fields, Query, MAX_BODY_BYTES, MAX_NAME_CHARS};
+use extract::MAX_BODY_BYTES;
 
 /// What every handler can reach, behind one `Arc`: axum clones the state for every
 /// request, and one reference count is cheaper than a dozen.
@@ -64,8 +65,8 @@ pub struct App {
     pub metrics: PrometheusHandle,
     /// When set, every `/api` request must carry it as a bearer token.
     pub api_token: Option<Arc<str>>,
-    /// Serialises creates of activities with client-chosen ids: the log lives in SQLite, so
-    /// an id is checked there, and two requests must not both pass the check.
+    /// Queues creates of activities with client-chosen ids, so that a later one finds the id
+    /// taken in SQLite before it is logged. The insert itself decides who has the id.
     pub activity_id_lock: Arc<tokio::sync::Mutex<()>>,
     /// The backlog past which `/readyz` fails (the scheduler refuses writes past it too).
     pub max_pending: usize,
@@ -82,14 +83,14 @@ pub fn router(state: AppState) -> Router {
             "/api/ventures",
             get(ventures::list).post(ventures::create).patch(ventures::update).delete(ventures::delete),
         )
-        .route("/api/ventures/{id}", get(ventures::get).patch(ventures::update_at).delete(ventures::delete_at))
+        .route("/api/ventures/{id}", get(ventures::get).patch(ventures::update).delete(ventures::delete))
         .route("/api/tasks", get(tasks::list).post(tasks::create).patch(tasks::update).delete(tasks::delete))
         .route("/api/tasks/claim", post(tasks::claim))
         .route("/api/tasks/complete", post(tasks::complete))
         .route("/api/tasks/heartbeat", post(tasks::heartbeat))
-        .route("/api/tasks/{id}", get(tasks::get).patch(tasks::update_at).delete(tasks::delete_at))
+        .route("/api/tasks/{id}", get(tasks::get).patch(tasks::update).delete(tasks::delete))
         .route("/api/agents", get(agents::list).post(agents::upsert).patch(agents::update).delete(agents::delete))
-        .route("/api/agents/{id}", get(agents::get).patch(agents::update_at).delete(agents::delete_at))
+        .route("/api/agents/{id}", get(agents::get).patch(agents::update).delete(agents::delete))
         .route("/api/activities", get(activities::list).post(activities::create))
         .route("/api/activities/{id}", get(activities::get))
         .route("/api/events", get(events::stream))
@@ -133,10 +134,12 @@ async fn require_token(State(app): State<AppState>, request: Request, next: Next
             Some(token) => token.to_owned(),
             // A browser's EventSource cannot set headers, so the event feed also takes
             // `?access_token=`.
-            None if request.uri().path() == "/api/events" => Query::parse(request.uri().query())
-                .ok()
-                .and_then(|q| q.get("access_token").map(str::to_owned))
-                .unwrap_or_default(),
+            None if request.uri().path() == "/api/events" => {
+                extract::decode_query::<AccessToken>(request.uri().query())
+                    .ok()
+                    .and_then(|q| q.access_token)
+                    .unwrap_or_default()
+            }
             None => String::new(),
         };
         if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
@@ -144,6 +147,12 @@ async fn require_token(State(app): State<AppState>, request: Request, next: Next
         }
     }
     next.run(request).await
+}
+
+/// The token in the query of `/api/events`.
+#[derive(Deserialize)]
+struct AccessToken {
+    access_token: Option<String>,
 }
 
 async fn track_metrics(request: Request, next: Next) -> Response {
@@ -161,31 +170,6 @@ fn record_request(method: &str, route: &str, status: StatusCode, started: Instan
     metrics::counter!("mission_control_http_requests_total", &labels).increment(1);
     metrics::histogram!("mission_control_http_request_duration_seconds", "route" => route.to_owned())
         .record(started.elapsed().as_secs_f64());
-}
-
-/// An id from the path, with our JSON error when it cannot be decoded.
-pub struct PathId(pub Id);
-
-impl<S: Send + Sync> FromRequestParts<S> for PathId {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(id) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::invalid("id", format!("the id in the path is malformed: {e}")))?;
-        if id.chars().count() > MAX_NAME_CHARS {
-            return Err(ApiError::invalid("id", format!("`id` is at most {MAX_NAME_CHARS} characters")));
-        }
-        Ok(PathId(id.into()))
-    }
-}
-
-/// The record a seed-style request names: `?id=` or `"id"` in the JSON body.
-fn target_id(query: &Query, body: &Map<String, Value>) -> Result<Id, ApiError> {
-    if let Some(id) = query.id("id")? {
-        return Ok(id);
-    }
-    Fields(body).required_id("id")
 }
 
 /// 201 with the created object.

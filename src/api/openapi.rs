@@ -1,12 +1,15 @@
 //! The OpenAPI 3.1 document of the whole API, generated from the handlers' `#[utoipa::path]`
-//! annotations, the response types in `wire` and the request schemas in `schema`, and
+//! annotations, the response types in `wire` and the request types the handlers decode, and
 //! served at `GET /openapi.json`. `docs/openapi.json` is a checked-in copy that
 //! `tests/openapi.rs` keeps equal to it (`MC_UPDATE_OPENAPI=1` rewrites it).
 //!
 //! What every `/api` operation shares is added here rather than repeated on each handler:
 //! the bearer token (401 when one is configured and missing), 503 when the store is not
 //! taking writes or the server is shutting down, and, for operations that read a body, 408
-//! (the body was too slow) and 413 (over 1 MiB).
+//! (the body was too slow) and 413 (over 1 MiB). The error responses operations share
+//! (`error::BadRequest`, `NotFound`, `Conflict`) are described once, here. The seed's style
+//! of `PATCH` and `DELETE` (`/api/<collection>` with `?id=` or `id` in the body) is served by
+//! the same handlers as `/api/<collection>/{id}`, and its operations are derived from theirs.
 
 use std::sync::OnceLock;
 
@@ -14,9 +17,10 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
@@ -24,6 +28,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required};
 use utoipa::OpenApi;
 
 use super::error::ErrorBody;
+use super::extract::id_parameter;
 use super::{activities, agents, events, ops, tasks, ventures};
 
 #[derive(OpenApi)]
@@ -38,28 +43,22 @@ use super::{activities, agents, events, ops, tasks, ventures};
     paths(
         ventures::list,
         ventures::create,
+        ventures::get,
         ventures::update,
         ventures::delete,
-        ventures::get,
-        ventures::update_at,
-        ventures::delete_at,
         tasks::list,
         tasks::create,
+        tasks::get,
         tasks::update,
         tasks::delete,
-        tasks::get,
-        tasks::update_at,
-        tasks::delete_at,
         tasks::claim,
         tasks::complete,
         tasks::heartbeat,
         agents::list,
         agents::upsert,
+        agents::get,
         agents::update,
         agents::delete,
-        agents::get,
-        agents::update_at,
-        agents::delete_at,
         activities::list,
         activities::create,
         activities::get,
@@ -108,8 +107,30 @@ pub fn document() -> utoipa::openapi::OpenApi {
             "The API token as `?access_token=`, for `/api/events` only (a browser's EventSource cannot set headers).",
         ))),
     );
+    components.schemas.insert("TargetId".to_owned(), target_id_schema());
     let error = || ContentBuilder::new().schema(Some(Ref::from_schema_name("Error"))).build();
     let shared = [
+        (
+            "BadRequest",
+            "The request is malformed: the body is not a JSON object (`malformed_json`, `bad_body`) or the \
+             query string cannot be read (`bad_query`), or a field or parameter, named by `field`, is missing \
+             (`missing_field`), of the wrong type, out of range or too long (`validation_error`).",
+            false,
+        ),
+        (
+            "NotFound",
+            "An id, in the path, the query or a field such as `ventureId` (then named by `field`), names no \
+             record (`not_found`).",
+            false,
+        ),
+        (
+            "Conflict",
+            "The request conflicts with the state, with `field` naming the field at fault when one is: a \
+             client-chosen `id` that is taken (`already_exists`), a refused status change \
+             (`invalid_transition`), a venture with active tasks (`venture_in_use`), a task the agent does \
+             not hold (`not_holder`) or a stale `attempt` (`stale_lease`).",
+            false,
+        ),
         ("Unauthorized", "A token is configured and the request lacks it or has a wrong one (`unauthorized`).", false),
         ("RequestTimeout", "The request body did not arrive in time (`request_timeout`).", false),
         ("PayloadTooLarge", "The request body is over 1 MiB (`payload_too_large`).", false),
@@ -133,6 +154,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         components.responses.insert(name.to_owned(), RefOr::T(response.build()));
     }
 
+    add_seed_style(&mut doc);
     for (path, item) in doc.paths.paths.iter_mut() {
         if !path.starts_with("/api/") {
             continue;
@@ -150,6 +172,51 @@ pub fn document() -> utoipa::openapi::OpenApi {
         }
     }
     doc
+}
+
+/// Adds `PATCH` and `DELETE` on `/api/<collection>` (the seed's style) as copies of those on
+/// `/api/<collection>/{id}`, with the id in `?id=` or in the body instead of in the path.
+fn add_seed_style(doc: &mut utoipa::openapi::OpenApi) {
+    for collection in ["ventures", "tasks", "agents"] {
+        let Some(by_path) = doc.paths.paths.get(&format!("/api/{collection}/{{id}}")) else { continue };
+        let (patch, delete) = (by_path.patch.clone(), by_path.delete.clone());
+        let Some(seed) = doc.paths.paths.get_mut(&format!("/api/{collection}")) else { continue };
+        seed.patch = patch.map(seed_style);
+        seed.delete = delete.map(seed_style);
+    }
+}
+
+fn seed_style(mut operation: Operation) -> Operation {
+    operation.operation_id = operation.operation_id.map(|id| id + "SeedStyle");
+    operation.parameters = Some(vec![id_parameter(ParameterIn::Query)]);
+    // Only `/api/tasks/{id}` can collide with the agents' endpoints.
+    operation.responses.responses.remove("405");
+    let target = Ref::from_schema_name("TargetId");
+    let fields = operation.request_body.take().and_then(|body| body.content.into_values().next()?.schema);
+    let (schema, description): (RefOr<Schema>, _) = match fields {
+        Some(fields) => (
+            AllOfBuilder::new().item(fields).item(target).into(),
+            "The fields to change, and `id` unless `?id=` is given.",
+        ),
+        None => (target.into(), "`id`, unless `?id=` is given."),
+    };
+    let content = ContentBuilder::new().schema(Some(schema)).build();
+    operation.request_body =
+        Some(RequestBodyBuilder::new().description(Some(description)).content("application/json", content).build());
+    operation
+}
+
+/// The seed style's `id` in a body: any value is accepted while `?id=` names the record.
+fn target_id_schema() -> RefOr<Schema> {
+    let id = ObjectBuilder::new().schema_type(SchemaType::AnyValue).description(Some(
+        "Names the record when `?id=` is absent, as a non-blank string of at most 1,000 characters (400 \
+         otherwise); ignored when `?id=` is given.",
+    ));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("id", id)
+        .description(Some("The seed style's id in the body, used when `?id=` is absent."))
+        .into()
 }
 
 fn add_shared(operation: &mut Operation) {
@@ -196,8 +263,8 @@ pub fn document_json() -> Value {
     get,
     path = "/openapi.json",
     operation_id = "openapi",
-    tag = "operations",
-    responses((status = 200, description = "The OpenAPI 3.1 document of this API.", body = Object))
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API.", body = Object)),
+    tag = "operations"
 )]
 pub async fn serve() -> Response {
     static JSON: OnceLock<String> = OnceLock::new();

@@ -2,28 +2,55 @@
 
 use std::time::Duration;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ErrorBody};
-use super::input::{Fields, JsonBody, Query};
+use super::error::{ApiError, BadRequest, Conflict, ErrorBody, NotFound};
+use super::extract::{AppJson, AppQuery, PathId, Target, TargetId};
+use super::fields::{
+    Attempt, Clearable, Cost, Count, InitialStatus, LeaseSeconds, MaxAttempts, NonBlank, QueryId, QueryWhole, TagList,
+    Text, WaitMs,
+};
 use super::listing::{stream_tasks, Page};
-use super::schema;
 use super::wire::TaskJson;
-use super::{created, ok, target_id, AppState, PathId};
-use crate::domain::{Id, Priority, TaskStatus};
+use super::{created, ok, AppState};
+use crate::domain::{Priority, TaskStatus};
 use crate::scheduler::{ClaimRequest, CompleteRequest, HeartbeatRequest, NewTask, TaskFilter, TaskPatch};
 
-const STATUSES: &[&str] = &["queue", "active", "completed", "failed"];
-const PRIORITIES: &[&str] = &["low", "medium", "high"];
-/// The longest a claim may wait for work.
-pub const MAX_WAIT_MS: u64 = 30_000;
-pub const MAX_LEASE_SECONDS: u32 = 86_400;
 /// Why `/api/tasks/{id}` can answer 405.
 const RESERVED_IDS: &str =
     "The id is `claim`, `complete` or `heartbeat`: those paths are the agents' endpoints, which take only `POST` \
      (`method_not_allowed`).";
+
+/// The filters of `GET /api/tasks`. Unknown ids give `[]`, never 404.
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct TaskListQuery {
+    /// Only tasks with this status.
+    status: Option<TaskStatus>,
+    /// Only this venture's tasks.
+    #[param(inline)]
+    venture_id: Option<QueryId>,
+    /// Only tasks assigned to this agent.
+    #[param(inline)]
+    assigned_to: Option<QueryId>,
+    /// Only tasks with this priority.
+    priority: Option<Priority>,
+    /// Only tasks after this one in list order: a cursor, the last id of the previous page.
+    /// An id that names no task is a 404.
+    #[param(inline)]
+    after: Option<QueryId>,
+    /// At most this many tasks (default: every match).
+    #[param(inline)]
+    limit: Option<QueryWhole<1, { u64::MAX }>>,
+    /// Skip this many first (default 0).
+    #[param(inline)]
+    offset: Option<QueryWhole<0, { u64::MAX }>>,
+}
 
 /// Tasks, oldest first, filtered.
 ///
@@ -34,25 +61,20 @@ const RESERVED_IDS: &str =
     path = "/api/tasks",
     operation_id = "listTasks",
     tag = "tasks",
-    params(schema::TaskListQuery),
-    responses(
-        (status = 200, description = "The matching tasks, oldest first.", body = Vec<TaskJson>),
-        (status = 400, description = "A filter is malformed or out of range.", body = ErrorBody),
-        (status = 404, description = "`after` names no task.", body = ErrorBody),
-    )
+    params(TaskListQuery),
+    responses((status = 200, description = "The matching tasks, oldest first.", body = Vec<TaskJson>), BadRequest, NotFound)
 )]
-pub async fn list(State(app): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
-    let query = Query::parse(query.as_deref())?;
+pub async fn list(State(app): State<AppState>, AppQuery(query): AppQuery<TaskListQuery>) -> Result<Response, ApiError> {
     let filter = TaskFilter {
-        status: query.one_of("status", TaskStatus::parse, STATUSES)?,
-        venture_id: query.id("ventureId")?,
-        assigned_to: query.id("assignedTo")?,
-        priority: query.one_of("priority", Priority::parse, PRIORITIES)?,
+        status: query.status,
+        venture_id: query.venture_id.map(Into::into),
+        assigned_to: query.assigned_to.map(Into::into),
+        priority: query.priority,
     };
     let page = Page {
-        after: query.id("after")?,
-        offset: query.integer("offset", 0, u64::MAX)?.unwrap_or(0),
-        limit: query.integer("limit", 1, u64::MAX)?.unwrap_or(u64::MAX),
+        after: query.after.map(Into::into),
+        offset: query.offset.map_or(0, |offset| offset.0),
+        limit: query.limit.map_or(u64::MAX, |limit| limit.0),
     };
     stream_tasks(&app, filter, page).await
 }
@@ -63,11 +85,11 @@ pub async fn list(State(app): State<AppState>, RawQuery(query): RawQuery) -> Res
     path = "/api/tasks/{id}",
     operation_id = "getTask",
     tag = "tasks",
-    params(schema::PathId),
+    params(PathId),
     responses(
         (status = 200, description = "The task.", body = TaskJson),
-        (status = 400, description = "The id is malformed.", body = ErrorBody),
-        (status = 404, description = "No task has this id.", body = ErrorBody),
+        BadRequest,
+        NotFound,
         (status = 405, description = RESERVED_IDS, body = ErrorBody),
     )
 )]
@@ -76,13 +98,37 @@ pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Resp
     Ok(ok(TaskJson::from(&task)))
 }
 
+/// `POST /api/tasks`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = NewTask)]
+pub struct NewTaskBody {
+    /// A task is always created queued; set other statuses with `PATCH`.
+    // Never read: decoding it is what refuses any other status.
+    #[serde(rename = "status")]
+    _status: Option<InitialStatus>,
+    /// A client-chosen id; a taken one is `409 already_exists`. Generated (a ULID) when absent.
+    id: Option<NonBlank>,
+    title: NonBlank,
+    description: Option<Text>,
+    /// An existing venture (404 otherwise).
+    venture_id: NonBlank,
+    /// Default `medium`.
+    priority: Option<Priority>,
+    estimated_cost: Option<Cost>,
+    tags: Option<TagList>,
+    /// Default 3.
+    #[schema(inline)]
+    max_attempts: Option<MaxAttempts>,
+}
+
 /// Creates a queued task.
 #[utoipa::path(
     post,
     path = "/api/tasks",
     operation_id = "createTask",
     tag = "tasks",
-    request_body = schema::NewTask,
+    request_body = NewTaskBody,
     responses(
         (status = 201, description = "The created task.", body = TaskJson,
             links(
@@ -93,136 +139,124 @@ pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Resp
                 )),
             )
         ),
-        (status = 400, description = "A field is missing, of the wrong type, out of range or too long.", body = ErrorBody),
-        (status = 404, description = "`ventureId` names no venture.", body = ErrorBody),
-        (status = 409, description = "The client-chosen `id` is taken (`already_exists`).", body = ErrorBody),
+        BadRequest,
+        NotFound,
+        Conflict,
     )
 )]
-pub async fn create(State(app): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
-    let f = Fields(&body);
-    if let Some(status) = f.one_of("status", TaskStatus::parse, STATUSES)? {
-        if status != TaskStatus::Queue {
-            return Err(ApiError::invalid("status", "a task is created queued; set other statuses with PATCH"));
-        }
-    }
+pub async fn create(State(app): State<AppState>, AppJson(body): AppJson<NewTaskBody>) -> Result<Response, ApiError> {
     let new = NewTask {
-        id: f.id("id")?,
-        title: f.required_name("title")?,
-        description: f.text("description")?,
-        venture_id: f.required_id("ventureId")?,
-        priority: f.one_of("priority", Priority::parse, PRIORITIES)?,
-        estimated_cost: f.cost("estimatedCost")?,
-        tags: f.tags("tags")?.flatten(),
-        max_attempts: f.u32_in("maxAttempts", 1, u32::MAX)?,
+        id: body.id.map(Into::into),
+        title: body.title.into(),
+        description: body.description.map(Into::into),
+        venture_id: body.venture_id.into(),
+        priority: body.priority,
+        estimated_cost: body.estimated_cost.map(Into::into),
+        tags: body.tags.map(Into::into),
+        max_attempts: body.max_attempts.map(Into::into),
     };
     let task = app.scheduler.create_task(new).await?;
     Ok(created(TaskJson::from(&task)))
 }
 
-/// Edits the task named by `?id=` or by `id` in the body (the seed's style).
-#[utoipa::path(
-    patch,
-    path = "/api/tasks",
-    operation_id = "updateTaskSeedStyle",
-    tag = "tasks",
-    params(schema::QueryId),
-    request_body(content = schema::TaskUpdateWithId, description = "The fields to change, and `id` unless `?id=` is given."),
-    responses(
-        (status = 200, description = "The updated task.", body = TaskJson),
-        (status = 400, description = "No id, or a field is of the wrong type, out of range or too long.", body = ErrorBody),
-        (status = 404, description = "No task has this id.", body = ErrorBody),
-        (status = 409, description = "The status change is refused (`invalid_transition`).", body = ErrorBody),
-    )
-)]
-pub async fn update(
-    State(app): State<AppState>,
-    RawQuery(query): RawQuery,
-    JsonBody(body): JsonBody,
-) -> Result<Response, ApiError> {
-    let id = target_id(&Query::parse(query.as_deref())?, &body)?;
-    apply_patch(app, id, Fields(&body)).await
+/// `PATCH /api/tasks/{id}`: the fields given are changed; `null` leaves a field as it is,
+/// except `description`, `estimatedCost` and `tags`, which it clears. `active` is reached
+/// only by a claim (409 `invalid_transition`).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = TaskUpdate)]
+pub struct TaskUpdateBody {
+    title: Option<NonBlank>,
+    /// `null` clears it.
+    #[serde(default)]
+    #[schema(value_type = Option<Text>)]
+    description: Clearable<Text>,
+    priority: Option<Priority>,
+    /// `null` clears it.
+    #[serde(default)]
+    #[schema(value_type = Option<Cost>)]
+    estimated_cost: Clearable<Cost>,
+    /// `null` clears them.
+    #[serde(default)]
+    #[schema(value_type = Option<TagList>)]
+    tags: Clearable<TagList>,
+    #[schema(inline)]
+    max_attempts: Option<MaxAttempts>,
+    status: Option<TaskStatus>,
 }
 
-/// Edits a task.
+/// Edits a task. `PATCH /api/tasks` names it the seed's way, by `?id=` or `id` in the body.
 #[utoipa::path(
     patch,
     path = "/api/tasks/{id}",
     operation_id = "updateTask",
     tag = "tasks",
-    params(schema::PathId),
-    request_body(content = schema::TaskUpdate, description = "The fields to change."),
+    params(PathId),
+    request_body(content = TaskUpdateBody, description = "The fields to change."),
     responses(
         (status = 200, description = "The updated task.", body = TaskJson),
-        (status = 400, description = "A field is of the wrong type, out of range or too long.", body = ErrorBody),
-        (status = 404, description = "No task has this id.", body = ErrorBody),
-        (status = 409, description = "The status change is refused (`invalid_transition`).", body = ErrorBody),
+        BadRequest,
+        NotFound,
+        Conflict,
         (status = 405, description = RESERVED_IDS, body = ErrorBody),
     )
 )]
-pub async fn update_at(
+pub async fn update(
     State(app): State<AppState>,
-    PathId(id): PathId,
-    JsonBody(body): JsonBody,
+    Target { id, fields }: Target<TaskUpdateBody>,
 ) -> Result<Response, ApiError> {
-    apply_patch(app, id, Fields(&body)).await
-}
-
-async fn apply_patch(app: AppState, id: Id, f: Fields<'_>) -> Result<Response, ApiError> {
     let patch = TaskPatch {
-        title: f.non_blank_name("title")?,
-        description: f.patch_text("description")?,
-        priority: f.one_of("priority", Priority::parse, PRIORITIES)?,
-        estimated_cost: f.patch_cost("estimatedCost")?,
-        tags: f.tags("tags")?,
-        max_attempts: f.u32_in("maxAttempts", 1, u32::MAX)?,
-        status: f.one_of("status", TaskStatus::parse, STATUSES)?,
+        title: fields.title.map(Into::into),
+        description: fields.description.into_patch(),
+        priority: fields.priority,
+        estimated_cost: fields.estimated_cost.into_patch(),
+        tags: fields.tags.into_patch(),
+        max_attempts: fields.max_attempts.map(Into::into),
+        status: fields.status,
     };
     let task = app.scheduler.update_task(id, patch).await?;
     Ok(ok(TaskJson::from(&task)))
 }
 
-/// Deletes the task named by `?id=` or by `id` in the body (the seed's style). An active
-/// task's agent is freed.
-#[utoipa::path(
-    delete,
-    path = "/api/tasks",
-    operation_id = "deleteTaskSeedStyle",
-    tag = "tasks",
-    params(schema::QueryId),
-    request_body(content = schema::TargetId, description = "`id`, unless `?id=` is given."),
-    responses(
-        (status = 200, description = "The deleted task.", body = TaskJson),
-        (status = 400, description = "No id, or a malformed one.", body = ErrorBody),
-        (status = 404, description = "No task has this id.", body = ErrorBody),
-    )
-)]
-pub async fn delete(
-    State(app): State<AppState>,
-    RawQuery(query): RawQuery,
-    JsonBody(body): JsonBody,
-) -> Result<Response, ApiError> {
-    let id = target_id(&Query::parse(query.as_deref())?, &body)?;
-    let task = app.scheduler.delete_task(id).await?;
-    Ok(ok(TaskJson::from(&task)))
-}
-
-/// Deletes a task. An active task's agent is freed.
+/// Deletes a task; an active task's agent is freed. `DELETE /api/tasks` names it the seed's
+/// way, by `?id=` or `id` in the body.
 #[utoipa::path(
     delete,
     path = "/api/tasks/{id}",
     operation_id = "deleteTask",
     tag = "tasks",
-    params(schema::PathId),
+    params(PathId),
     responses(
         (status = 200, description = "The deleted task.", body = TaskJson),
-        (status = 400, description = "The id is malformed.", body = ErrorBody),
-        (status = 404, description = "No task has this id.", body = ErrorBody),
+        BadRequest,
+        NotFound,
         (status = 405, description = RESERVED_IDS, body = ErrorBody),
     )
 )]
-pub async fn delete_at(State(app): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
+pub async fn delete(State(app): State<AppState>, TargetId(id): TargetId) -> Result<Response, ApiError> {
     let task = app.scheduler.delete_task(id).await?;
     Ok(ok(TaskJson::from(&task)))
+}
+
+/// `POST /api/tasks/claim`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ClaimRequest)]
+pub struct ClaimBody {
+    /// Registered when unknown.
+    agent_id: NonBlank,
+    /// The name of an agent the claim registers; default the id.
+    agent_name: Option<NonBlank>,
+    /// Only this venture's tasks (404 when unknown).
+    venture_id: Option<NonBlank>,
+    /// Only tasks carrying every one of these tags.
+    tags: Option<TagList>,
+    /// Default: the server's `--lease-seconds` (1800).
+    #[schema(inline)]
+    lease_seconds: Option<LeaseSeconds>,
+    /// How long to wait for work before answering 204. Default 0.
+    #[schema(inline)]
+    wait_ms: Option<WaitMs>,
 }
 
 /// 200 with the claimed task, or 204 when nothing is eligible.
@@ -234,7 +268,7 @@ pub async fn delete_at(State(app): State<AppState>, PathId(id): PathId) -> Resul
     path = "/api/tasks/claim",
     operation_id = "claimTask",
     tag = "tasks",
-    request_body = schema::ClaimRequest,
+    request_body = ClaimBody,
     responses(
         (status = 200, description = "The claimed task, now `active` and held by the agent.", body = TaskJson,
             links(
@@ -259,24 +293,42 @@ pub async fn delete_at(State(app): State<AppState>, PathId(id): PathId) -> Resul
             )
         ),
         (status = 204, description = "Nothing was eligible within `waitMs`."),
-        (status = 400, description = "A field is missing, of the wrong type, out of range or too long.", body = ErrorBody),
-        (status = 404, description = "`ventureId` names no venture.", body = ErrorBody),
+        BadRequest,
+        NotFound,
     )
 )]
-pub async fn claim(State(app): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
-    let f = Fields(&body);
+pub async fn claim(State(app): State<AppState>, AppJson(body): AppJson<ClaimBody>) -> Result<Response, ApiError> {
     let request = ClaimRequest {
-        agent_id: f.required_id("agentId")?,
-        agent_name: f.non_blank_name("agentName")?,
-        venture_id: f.id("ventureId")?,
-        tags: f.tags("tags")?.flatten().map(|t| t.to_vec()).unwrap_or_default(),
-        lease_seconds: f.u32_in("leaseSeconds", 1, MAX_LEASE_SECONDS)?,
+        agent_id: body.agent_id.into(),
+        agent_name: body.agent_name.map(Into::into),
+        venture_id: body.venture_id.map(Into::into),
+        tags: body.tags.map(|t| t.0.to_vec()).unwrap_or_default(),
+        lease_seconds: body.lease_seconds.map(Into::into),
     };
-    let wait = Duration::from_millis(f.integer("waitMs", 0, MAX_WAIT_MS)?.unwrap_or(0));
+    let wait = Duration::from_millis(body.wait_ms.map_or(0, Into::into));
     match app.scheduler.claim(request, wait).await? {
         Some(task) => Ok(ok(TaskJson::from(&task))),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }
+}
+
+/// `POST /api/tasks/complete`: a success report, or with `error` a failure report.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = CompleteRequest)]
+pub struct CompleteBody {
+    task_id: NonBlank,
+    agent_id: NonBlank,
+    /// The fencing token: the task's `attempts` when claimed (409 `stale_lease` otherwise).
+    #[schema(inline)]
+    attempt: Option<Attempt>,
+    output: Option<Text>,
+    actual_cost: Option<Cost>,
+    /// When given, the attempt failed.
+    error: Option<Text>,
+    /// Added to the agent's `tokensUsed`.
+    #[schema(inline)]
+    tokens_used: Option<Count>,
 }
 
 /// Reports the outcome of a held task: success, or with `error` a failure (requeued while
@@ -286,27 +338,35 @@ pub async fn claim(State(app): State<AppState>, JsonBody(body): JsonBody) -> Res
     path = "/api/tasks/complete",
     operation_id = "completeTask",
     tag = "tasks",
-    request_body = schema::CompleteRequest,
-    responses(
-        (status = 200, description = "The task as the report left it.", body = TaskJson),
-        (status = 400, description = "A field is missing, of the wrong type, out of range or too long.", body = ErrorBody),
-        (status = 404, description = "`taskId` names no task.", body = ErrorBody),
-        (status = 409, description = "The agent does not hold the task (`not_holder`) or `attempt` is stale (`stale_lease`).", body = ErrorBody),
-    )
+    request_body = CompleteBody,
+    responses((status = 200, description = "The task as the report left it.", body = TaskJson), BadRequest, NotFound, Conflict)
 )]
-pub async fn complete(State(app): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
-    let f = Fields(&body);
+pub async fn complete(State(app): State<AppState>, AppJson(body): AppJson<CompleteBody>) -> Result<Response, ApiError> {
     let report = CompleteRequest {
-        task_id: f.required_id("taskId")?,
-        agent_id: f.required_id("agentId")?,
-        attempt: f.u32_in("attempt", 0, u32::MAX)?,
-        output: f.text("output")?,
-        actual_cost: f.cost("actualCost")?,
-        error: f.text("error")?,
-        tokens_used: f.integer("tokensUsed", 0, i64::MAX as u64)?,
+        task_id: body.task_id.into(),
+        agent_id: body.agent_id.into(),
+        attempt: body.attempt.map(Into::into),
+        output: body.output.map(Into::into),
+        actual_cost: body.actual_cost.map(Into::into),
+        error: body.error.map(Into::into),
+        tokens_used: body.tokens_used.map(Into::into),
     };
     let task = app.scheduler.complete(report).await?;
     Ok(ok(TaskJson::from(&task)))
+}
+
+/// `POST /api/tasks/heartbeat`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = HeartbeatRequest)]
+pub struct HeartbeatBody {
+    task_id: NonBlank,
+    agent_id: NonBlank,
+    #[schema(inline)]
+    attempt: Option<Attempt>,
+    /// Default: the lease length the claim asked for.
+    #[schema(inline)]
+    lease_seconds: Option<LeaseSeconds>,
 }
 
 /// Extends the lease of a held task.
@@ -315,21 +375,18 @@ pub async fn complete(State(app): State<AppState>, JsonBody(body): JsonBody) -> 
     path = "/api/tasks/heartbeat",
     operation_id = "heartbeatTask",
     tag = "tasks",
-    request_body = schema::HeartbeatRequest,
-    responses(
-        (status = 200, description = "The task with its extended lease.", body = TaskJson),
-        (status = 400, description = "A field is missing, of the wrong type, out of range or too long.", body = ErrorBody),
-        (status = 404, description = "`taskId` names no task.", body = ErrorBody),
-        (status = 409, description = "The agent does not hold the task (`not_holder`) or `attempt` is stale (`stale_lease`).", body = ErrorBody),
-    )
+    request_body = HeartbeatBody,
+    responses((status = 200, description = "The task with its extended lease.", body = TaskJson), BadRequest, NotFound, Conflict)
 )]
-pub async fn heartbeat(State(app): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
-    let f = Fields(&body);
+pub async fn heartbeat(
+    State(app): State<AppState>,
+    AppJson(body): AppJson<HeartbeatBody>,
+) -> Result<Response, ApiError> {
     let beat = HeartbeatRequest {
-        task_id: f.required_id("taskId")?,
-        agent_id: f.required_id("agentId")?,
-        attempt: f.u32_in("attempt", 0, u32::MAX)?,
-        lease_seconds: f.u32_in("leaseSeconds", 1, MAX_LEASE_SECONDS)?,
+        task_id: body.task_id.into(),
+        agent_id: body.agent_id.into(),
+        attempt: body.attempt.map(Into::into),
+        lease_seconds: body.lease_seconds.map(Into::into),
     };
     let task = app.scheduler.heartbeat(beat).await?;
     Ok(ok(TaskJson::from(&task)))

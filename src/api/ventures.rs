@@ -1,18 +1,17 @@
 //! `/api/ventures`.
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::response::Response;
+use serde::Deserialize;
+use utoipa::ToSchema;
 
-use super::error::{ApiError, ErrorBody};
-use super::input::{Fields, JsonBody, Query};
-use super::schema;
+use super::error::{ApiError, BadRequest, Conflict, NotFound};
+use super::extract::{AppJson, PathId, Target, TargetId};
+use super::fields::{Clearable, Cost, Name, NonBlank, Text};
 use super::wire::VentureJson;
-use super::{created, ok, target_id, AppState, PathId};
-use crate::domain::{Id, Priority, VentureStatus};
+use super::{created, ok, AppState};
+use crate::domain::{Priority, VentureStatus};
 use crate::scheduler::{NewVenture, VenturePatch};
-
-const STATUSES: &[&str] = &["active", "paused", "completed"];
-const PRIORITIES: &[&str] = &["low", "medium", "high"];
 
 /// Every venture, oldest first.
 #[utoipa::path(
@@ -33,16 +32,33 @@ pub async fn list(State(app): State<AppState>) -> Result<Response, ApiError> {
     path = "/api/ventures/{id}",
     operation_id = "getVenture",
     tag = "ventures",
-    params(schema::PathId),
-    responses(
-        (status = 200, description = "The venture.", body = VentureJson),
-        (status = 400, description = "The id is malformed.", body = ErrorBody),
-        (status = 404, description = "No venture has this id.", body = ErrorBody),
-    )
+    params(PathId),
+    responses((status = 200, description = "The venture.", body = VentureJson), BadRequest, NotFound)
 )]
 pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
     let venture = app.scheduler.get_venture(id).await?;
     Ok(ok(VentureJson::from(&venture)))
+}
+
+/// `POST /api/ventures`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = NewVenture)]
+pub struct NewVentureBody {
+    /// A client-chosen id; a taken one is `409 already_exists`. Generated (a ULID) when absent.
+    id: Option<NonBlank>,
+    name: NonBlank,
+    /// Default "🚀".
+    icon: Option<Name>,
+    /// Default `active`.
+    status: Option<VentureStatus>,
+    /// Default `medium`.
+    priority: Option<Priority>,
+    /// Default 0: no budget.
+    capital_budget: Option<Cost>,
+    /// Default 0.
+    capital_spent: Option<Cost>,
+    description: Option<Text>,
 }
 
 /// Creates a venture.
@@ -51,129 +67,81 @@ pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Resp
     path = "/api/ventures",
     operation_id = "createVenture",
     tag = "ventures",
-    request_body = schema::NewVenture,
-    responses(
-        (status = 201, description = "The created venture.", body = VentureJson),
-        (status = 400, description = "A field is missing, of the wrong type, out of range or too long.", body = ErrorBody),
-        (status = 409, description = "The client-chosen `id` is taken (`already_exists`).", body = ErrorBody),
-    )
+    request_body = NewVentureBody,
+    responses((status = 201, description = "The created venture.", body = VentureJson), BadRequest, Conflict)
 )]
-pub async fn create(State(app): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
-    let f = Fields(&body);
+pub async fn create(State(app): State<AppState>, AppJson(body): AppJson<NewVentureBody>) -> Result<Response, ApiError> {
     let new = NewVenture {
-        id: f.id("id")?,
-        name: f.required_name("name")?,
-        icon: f.name("icon")?,
-        status: f.one_of("status", VentureStatus::parse, STATUSES)?,
-        priority: f.one_of("priority", Priority::parse, PRIORITIES)?,
-        capital_budget: f.cost("capitalBudget")?,
-        capital_spent: f.cost("capitalSpent")?,
-        description: f.text("description")?,
+        id: body.id.map(Into::into),
+        name: body.name.into(),
+        icon: body.icon.map(Into::into),
+        status: body.status,
+        priority: body.priority,
+        capital_budget: body.capital_budget.map(Into::into),
+        capital_spent: body.capital_spent.map(Into::into),
+        description: body.description.map(Into::into),
     };
     let venture = app.scheduler.create_venture(new).await?;
     Ok(created(VentureJson::from(&venture)))
 }
 
-/// Edits the venture named by `?id=` or by `id` in the body (the seed's style).
-#[utoipa::path(
-    patch,
-    path = "/api/ventures",
-    operation_id = "updateVentureSeedStyle",
-    tag = "ventures",
-    params(schema::QueryId),
-    request_body(content = schema::VentureUpdateWithId, description = "The fields to change, and `id` unless `?id=` is given."),
-    responses(
-        (status = 200, description = "The updated venture.", body = VentureJson),
-        (status = 400, description = "No id, or a field is of the wrong type, out of range or too long.", body = ErrorBody),
-        (status = 404, description = "No venture has this id.", body = ErrorBody),
-    )
-)]
-pub async fn update(
-    State(app): State<AppState>,
-    RawQuery(query): RawQuery,
-    JsonBody(body): JsonBody,
-) -> Result<Response, ApiError> {
-    let id = target_id(&Query::parse(query.as_deref())?, &body)?;
-    apply_patch(app, id, Fields(&body)).await
+/// `PATCH /api/ventures/{id}`: the fields given are changed; `null` leaves a field as it
+/// is, except `description`, which it clears.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = VentureUpdate)]
+pub struct VentureUpdateBody {
+    name: Option<NonBlank>,
+    icon: Option<Name>,
+    status: Option<VentureStatus>,
+    priority: Option<Priority>,
+    capital_budget: Option<Cost>,
+    capital_spent: Option<Cost>,
+    /// `null` clears it.
+    #[serde(default)]
+    #[schema(value_type = Option<Text>)]
+    description: Clearable<Text>,
 }
 
-/// Edits a venture.
+/// Edits a venture. `PATCH /api/ventures` names it the seed's way, by `?id=` or `id` in the
+/// body.
 #[utoipa::path(
     patch,
     path = "/api/ventures/{id}",
     operation_id = "updateVenture",
     tag = "ventures",
-    params(schema::PathId),
-    request_body(content = schema::VentureUpdate, description = "The fields to change."),
-    responses(
-        (status = 200, description = "The updated venture.", body = VentureJson),
-        (status = 400, description = "A field is of the wrong type, out of range or too long.", body = ErrorBody),
-        (status = 404, description = "No venture has this id.", body = ErrorBody),
-    )
+    params(PathId),
+    request_body(content = VentureUpdateBody, description = "The fields to change."),
+    responses((status = 200, description = "The updated venture.", body = VentureJson), BadRequest, NotFound)
 )]
-pub async fn update_at(
+pub async fn update(
     State(app): State<AppState>,
-    PathId(id): PathId,
-    JsonBody(body): JsonBody,
+    Target { id, fields }: Target<VentureUpdateBody>,
 ) -> Result<Response, ApiError> {
-    apply_patch(app, id, Fields(&body)).await
-}
-
-async fn apply_patch(app: AppState, id: Id, f: Fields<'_>) -> Result<Response, ApiError> {
     let patch = VenturePatch {
-        name: f.non_blank_name("name")?,
-        icon: f.name("icon")?,
-        status: f.one_of("status", VentureStatus::parse, STATUSES)?,
-        priority: f.one_of("priority", Priority::parse, PRIORITIES)?,
-        capital_budget: f.cost("capitalBudget")?,
-        capital_spent: f.cost("capitalSpent")?,
-        description: f.patch_text("description")?,
+        name: fields.name.map(Into::into),
+        icon: fields.icon.map(Into::into),
+        status: fields.status,
+        priority: fields.priority,
+        capital_budget: fields.capital_budget.map(Into::into),
+        capital_spent: fields.capital_spent.map(Into::into),
+        description: fields.description.into_patch(),
     };
     let venture = app.scheduler.update_venture(id, patch).await?;
     Ok(ok(VentureJson::from(&venture)))
 }
 
-/// Deletes the venture named by `?id=` or by `id` in the body (the seed's style), with its
-/// tasks.
-#[utoipa::path(
-    delete,
-    path = "/api/ventures",
-    operation_id = "deleteVentureSeedStyle",
-    tag = "ventures",
-    params(schema::QueryId),
-    request_body(content = schema::TargetId, description = "`id`, unless `?id=` is given."),
-    responses(
-        (status = 200, description = "The deleted venture.", body = VentureJson),
-        (status = 400, description = "No id, or a malformed one.", body = ErrorBody),
-        (status = 404, description = "No venture has this id.", body = ErrorBody),
-        (status = 409, description = "The venture has active tasks (`venture_in_use`).", body = ErrorBody),
-    )
-)]
-pub async fn delete(
-    State(app): State<AppState>,
-    RawQuery(query): RawQuery,
-    JsonBody(body): JsonBody,
-) -> Result<Response, ApiError> {
-    let id = target_id(&Query::parse(query.as_deref())?, &body)?;
-    let venture = app.scheduler.delete_venture(id).await?;
-    Ok(ok(VentureJson::from(&venture)))
-}
-
-/// Deletes a venture with its tasks.
+/// Deletes a venture with its tasks. `DELETE /api/ventures` names it the seed's way, by
+/// `?id=` or `id` in the body.
 #[utoipa::path(
     delete,
     path = "/api/ventures/{id}",
     operation_id = "deleteVenture",
     tag = "ventures",
-    params(schema::PathId),
-    responses(
-        (status = 200, description = "The deleted venture.", body = VentureJson),
-        (status = 400, description = "The id is malformed.", body = ErrorBody),
-        (status = 404, description = "No venture has this id.", body = ErrorBody),
-        (status = 409, description = "The venture has active tasks (`venture_in_use`).", body = ErrorBody),
-    )
+    params(PathId),
+    responses((status = 200, description = "The deleted venture.", body = VentureJson), BadRequest, NotFound, Conflict)
 )]
-pub async fn delete_at(State(app): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
+pub async fn delete(State(app): State<AppState>, TargetId(id): TargetId) -> Result<Response, ApiError> {
     let venture = app.scheduler.delete_venture(id).await?;
     Ok(ok(VentureJson::from(&venture)))
 }

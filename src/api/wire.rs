@@ -20,9 +20,9 @@ pub struct VentureJson<'a> {
     id: &'a str,
     name: &'a str,
     icon: &'a str,
-    #[schema(value_type = super::schema::VentureStatus)]
+    #[schema(value_type = crate::domain::VentureStatus)]
     status: &'static str,
-    #[schema(value_type = super::schema::Priority)]
+    #[schema(value_type = crate::domain::Priority)]
     priority: &'static str,
     /// The sum of `actualCost` over the venture's completions, plus direct edits.
     #[schema(minimum = 0)]
@@ -85,9 +85,9 @@ pub struct TaskJson<'a> {
     title: &'a str,
     #[schema(required = true)]
     description: Option<&'a str>,
-    #[schema(value_type = super::schema::TaskStatus)]
+    #[schema(value_type = crate::domain::TaskStatus)]
     status: &'static str,
-    #[schema(value_type = super::schema::Priority)]
+    #[schema(value_type = crate::domain::Priority)]
     priority: &'static str,
     #[schema(required = true, minimum = 0)]
     estimated_cost: Option<f64>,
@@ -161,7 +161,7 @@ impl<'a> From<&'a TaskView> for TaskJson<'a> {
 pub struct AgentJson<'a> {
     id: &'a str,
     name: &'a str,
-    #[schema(value_type = super::schema::AgentStatus)]
+    #[schema(value_type = crate::domain::AgentStatus)]
     status: &'static str,
     model: &'a str,
     /// The id of the task it holds (the most recently claimed one), derived, never input.

@@ -52,7 +52,7 @@ pub enum AgentStatus {
 macro_rules! wire_names {
     ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
         impl $ty {
-            /// Every value, in declaration order.
+            /// Every value, in the order listed here: the order the API lists them in.
             pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
 
             /// The name the API and the database use.
@@ -79,7 +79,7 @@ impl TaskStatus {
 }
 
 wire_names!(TaskStatus { Queue => "queue", Active => "active", Completed => "completed", Failed => "failed" });
-wire_names!(Priority { High => "high", Medium => "medium", Low => "low" });
+wire_names!(Priority { Low => "low", Medium => "medium", High => "high" });
 wire_names!(VentureStatus { Active => "active", Paused => "paused", Completed => "completed" });
 wire_names!(AgentStatus { Online => "online", Offline => "offline", Busy => "busy", Error => "error" });
 

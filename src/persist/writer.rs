@@ -177,8 +177,9 @@ const UPSERT_AGENT: &str = "INSERT INTO Agent (id, name, status, model, currentT
         currentTask = excluded.currentTask, tokensUsed = excluded.tokensUsed, maxTokens = excluded.maxTokens,
         sessionsCount = excluded.sessionsCount, lastActiveAt = excluded.lastActiveAt, updatedAt = excluded.updatedAt";
 
-// The API refuses a taken client-chosen id before it gets here; `DO NOTHING` only keeps a
-// duplicate from poisoning a whole batch.
+// The first row with an id wins; `DO NOTHING` refuses the others without failing the whole
+// batch. The API answers a create with a client-chosen id only after reading back that the
+// committed row is its own (`docs/ARCHITECTURE.md`, "Activity ids").
 const INSERT_ACTIVITY: &str =
     "INSERT INTO Activity (id, type, title, description, ventureId, taskId, agentId, createdAt)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO NOTHING";
@@ -265,7 +266,7 @@ pub fn write_changes<'a>(tx: &Transaction<'_>, changes: impl IntoIterator<Item =
                 tx.prepare_cached("DELETE FROM Agent WHERE id = ?1")?.execute([&**id])?;
             }
             Change::Activity(a) => {
-                tx.prepare_cached(INSERT_ACTIVITY)?.execute(params![
+                let inserted = tx.prepare_cached(INSERT_ACTIVITY)?.execute(params![
                     &*a.id,
                     &*a.kind,
                     &*a.title,
@@ -275,6 +276,9 @@ pub fn write_changes<'a>(tx: &Transaction<'_>, changes: impl IntoIterator<Item =
                     a.agent_id.as_deref(),
                     a.created_at.to_string(),
                 ])?;
+                if inserted == 0 {
+                    tracing::warn!(id = &*a.id, "an activity id was taken; the later activity was not logged");
+                }
             }
         }
     }
@@ -379,6 +383,20 @@ mod tests {
         write_changes(&tx, &changes).unwrap();
         tx.commit().unwrap();
         assert_eq!(titles(&conn), ["second"]);
+    }
+
+    #[test]
+    fn a_taken_activity_id_keeps_the_first_row_and_the_batch_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = migrated(&dir.path().join("w.db"));
+        let Change::Activity(first) = activity("dup") else { unreachable!() };
+        let later = Activity { title: "later".into(), ..(*first).clone() };
+        let changes = vec![Change::Activity(first), Change::Activity(Arc::new(later)), Change::Task(task("a", "kept"))];
+        let tx = conn.transaction().unwrap();
+        write_changes(&tx, &changes).unwrap();
+        tx.commit().unwrap();
+        let title: String = conn.query_row("SELECT title FROM Activity WHERE id = 'dup'", [], |r| r.get(0)).unwrap();
+        assert_eq!((title.as_str(), titles(&conn)), ("t", vec!["kept".to_owned()]));
     }
 
     #[test]
