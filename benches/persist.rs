@@ -15,8 +15,9 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
 use mission_control::domain::{Id, Millis, TaskStatus};
-use mission_control::persist::{write_changes, Change};
+use mission_control::scheduler::Change;
 use mission_control::store;
+use mission_control::store::write_changes;
 
 const BATCH_SIZES: [usize; 3] = [1, 100, 10_000];
 /// Rows in the Task table; a multiple of every batch size.

@@ -13,11 +13,11 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use mission_control::config::Durability;
 use mission_control::domain::{Id, Millis};
 use mission_control::events::EventHub;
 use mission_control::persist::{PersisterConfig, PersisterHandle};
 use mission_control::scheduler::queued_index::{QueueKey, QueuedIndex};
+use mission_control::scheduler::Durability;
 use mission_control::scheduler::{
     ClaimRequest, CompleteRequest, NewTask, Scheduler, SchedulerConfig, SchedulerOptions, SchedulerState, Snapshot,
     SystemClock, TaskView,

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "mission-control", version, about = "An atomic task scheduler for fleets of AI agents.")]
@@ -63,13 +63,7 @@ fn database_url_path(url: &str) -> Option<PathBuf> {
     (!path.is_empty()).then(|| PathBuf::from(path))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Durability {
-    /// A reply that reports a change waits until it is committed: `kill -9` loses nothing acknowledged.
-    Batch,
-    /// Replies do not wait; a crash can lose at most the last flush interval.
-    Async,
-}
+pub use crate::scheduler::Durability;
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::broadcast;
 
 use crate::domain::Millis;
-use crate::persist::Change;
+use crate::scheduler::{Change, ChangeFeed};
 
 /// Events kept for resuming.
 pub const REPLAY_CAPACITY: usize = 10_000;
@@ -91,20 +91,6 @@ impl EventHub {
         EventHub { inner: Mutex::new(inner) }
     }
 
-    pub fn publish(&self, changes: &[Change]) {
-        let mut inner = self.inner.lock().expect("event hub lock");
-        for change in changes {
-            let id = inner.next_id;
-            inner.next_id += 1;
-            let event = Arc::new(Event { id, change: change.clone(), encoded: OnceLock::new() });
-            inner.keep(event.clone());
-            if let Some(sender) = &inner.sender {
-                // No subscriber is not an error.
-                let _ = sender.send(event);
-            }
-        }
-    }
-
     /// A live receiver, and what to send before its first event. After `close`, the
     /// receiver is already closed.
     pub fn subscribe(&self, last_event_id: Option<u64>) -> (Start, broadcast::Receiver<Arc<Event>>) {
@@ -160,6 +146,22 @@ impl Inner {
             }
             self.kept -= oldest.len();
             self.sealed.pop_front();
+        }
+    }
+}
+
+impl ChangeFeed for EventHub {
+    fn publish(&self, changes: &[Change]) {
+        let mut inner = self.inner.lock().expect("event hub lock");
+        for change in changes {
+            let id = inner.next_id;
+            inner.next_id += 1;
+            let event = Arc::new(Event { id, change: change.clone(), encoded: OnceLock::new() });
+            inner.keep(event.clone());
+            if let Some(sender) = &inner.sender {
+                // No subscriber is not an error.
+                let _ = sender.send(event);
+            }
         }
     }
 }

@@ -34,13 +34,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use mission_control::domain::{AgentStatus, Id, Millis, Priority, TaskStatus, VentureStatus};
-use mission_control::persist::write_changes;
 use mission_control::scheduler::{
     ClaimRequest, CompleteRequest, CompletionOutcome, HeartbeatRequest, HistoryRecord, NewTask, NewVenture,
     SchedulerConfig, SchedulerError, SchedulerState, Snapshot, TaskFilter, TaskHistory, TaskPatch, TaskView,
     VenturePatch,
 };
-use mission_control::store::{self, TaskReader};
+use mission_control::store::{self, write_changes, TaskReader};
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
 use proptest::test_runner::FileFailurePersistence;

@@ -29,7 +29,7 @@ use super::extract::decode_query;
 use super::wire::{ActivityJson, AgentJson, TaskJson, VentureJson};
 use super::AppState;
 use crate::events::{Event, Start};
-use crate::persist::Change;
+use crate::scheduler::Change;
 use crate::scheduler::TaskView;
 
 /// The live feed of changes as Server-Sent Events.

@@ -5,8 +5,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::{Activity, Agent, Millis, Task, Venture};
-use crate::persist::tags_json;
 use crate::scheduler::{TaskView, VentureView};
+use crate::store::tags_json;
 
 fn time(t: Millis) -> String {
     t.to_string()

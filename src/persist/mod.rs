@@ -8,21 +8,17 @@
 //! Memory stays bounded because the scheduler refuses new writes while `pending()` is
 //! over its limit.
 
-mod change;
 mod retention;
 mod writer;
 
-pub use change::Change;
 pub use retention::Retention;
-pub use writer::{tags_json, write_changes};
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use crate::scheduler::{Change, ChangeLog, Progress, Pruned};
 
 /// One scheduler message's changes, which commit together.
 #[derive(Debug)]
@@ -43,64 +39,12 @@ pub struct PersisterConfig {
     pub retention: Retention,
 }
 
-/// What the persister tells the rest of the process.
-#[derive(Debug)]
-pub struct Progress {
-    committed: watch::Sender<u64>,
-    /// Changes sent but not yet committed.
-    pending: AtomicUsize,
-    /// The last sequence number handed to the persister.
-    sent: AtomicU64,
-    writable: AtomicBool,
-    last_error: Mutex<Option<String>>,
-}
-
-impl Progress {
-    fn new() -> Progress {
-        Progress {
-            committed: watch::Sender::new(0),
-            pending: AtomicUsize::new(0),
-            sent: AtomicU64::new(0),
-            writable: AtomicBool::new(true),
-            last_error: Mutex::new(None),
-        }
-    }
-
-    pub fn committed(&self) -> u64 {
-        *self.committed.borrow()
-    }
-
-    pub fn pending(&self) -> usize {
-        self.pending.load(Ordering::Relaxed)
-    }
-
-    /// False while the last commit failed (disk full, read-only file); the persister retries.
-    pub fn is_writable(&self) -> bool {
-        self.writable.load(Ordering::Relaxed)
-    }
-
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().expect("progress lock").clone()
-    }
-
-    /// The sequence number of the last envelope sent.
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
-    }
-
-    /// Waits until `seq` is committed, or `timeout` passes (then `false`).
-    pub async fn wait_committed(&self, seq: u64, timeout: Duration) -> bool {
-        let mut receiver = self.committed.subscribe();
-        tokio::time::timeout(timeout, receiver.wait_for(|committed| *committed >= seq)).await.is_ok_and(|r| r.is_ok())
-    }
-}
-
 /// The sending side, owned by the scheduler actor.
 pub struct PersisterHandle {
     sender: Option<crossbeam_channel::Sender<Envelope>>,
     progress: Arc<Progress>,
     /// What pruning removed, for the scheduler's counts.
-    pruned: crossbeam_channel::Receiver<crate::scheduler::Pruned>,
+    pruned: crossbeam_channel::Receiver<Pruned>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -120,28 +64,29 @@ impl PersisterHandle {
             .expect("spawning the persister thread");
         Ok(PersisterHandle { sender: Some(sender), progress, pruned, thread: Some(thread) })
     }
+}
 
-    /// The next report of what pruning removed, if any.
-    pub fn try_pruned(&self) -> Option<crate::scheduler::Pruned> {
-        self.pruned.try_recv().ok()
-    }
-
-    pub fn progress(&self) -> Arc<Progress> {
+impl ChangeLog for PersisterHandle {
+    fn progress(&self) -> Arc<Progress> {
         self.progress.clone()
     }
 
     /// Hands changes to the writer; never blocks. Returns the envelope's sequence number.
-    pub fn send(&self, changes: Vec<Change>) -> u64 {
-        let seq = self.progress.sent.fetch_add(1, Ordering::Relaxed) + 1;
-        self.progress.pending.fetch_add(changes.len(), Ordering::Relaxed);
+    fn send(&self, changes: Vec<Change>) -> u64 {
+        let seq = self.progress.record_sent(changes.len());
         let sender = self.sender.as_ref().expect("sender lives until shutdown");
         // The receiver lives until every sender is gone, so this cannot fail.
         let _ = sender.send(Envelope { seq, changes });
         seq
     }
 
+    /// The next report of what pruning removed, if any.
+    fn try_pruned(&self) -> Option<Pruned> {
+        self.pruned.try_recv().ok()
+    }
+
     /// Closes the channel and waits until everything sent is committed.
-    pub fn shutdown(&mut self) {
+    fn shutdown(&mut self) {
         self.sender.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

@@ -16,10 +16,8 @@ use tokio::sync::oneshot;
 
 use super::commands::{ClaimRequest, TaskView};
 use super::state::SchedulerState;
-use super::{Clock, SchedulerError};
+use super::{ChangeFeed, ChangeLog, Clock, SchedulerError};
 use crate::domain::{Id, Priority, TaskStatus};
-use crate::events::EventHub;
-use crate::persist::PersisterHandle;
 
 /// How often the actor expires leases and refreshes its gauges. Expiry pops from an
 /// ordered index, so a tick with nothing due costs one comparison.
@@ -39,8 +37,8 @@ struct Waiter {
 
 pub(super) struct TaskQueue {
     state: SchedulerState,
-    persister: PersisterHandle,
-    events: Arc<EventHub>,
+    persister: Box<dyn ChangeLog>,
+    events: Arc<dyn ChangeFeed>,
     clock: Arc<dyn Clock>,
     /// Past this many uncommitted changes, writes are refused until the persister catches up.
     max_pending: usize,
@@ -69,8 +67,8 @@ impl Actor for TaskQueue {
 impl TaskQueue {
     pub(super) fn new(
         state: SchedulerState,
-        persister: PersisterHandle,
-        events: Arc<EventHub>,
+        persister: Box<dyn ChangeLog>,
+        events: Arc<dyn ChangeFeed>,
         clock: Arc<dyn Clock>,
         max_pending: usize,
         max_waiters: usize,

@@ -4,11 +4,15 @@
 //! Architecture invariant: nothing outside this module mutates tasks, ventures or agents.
 
 mod actor;
+mod change;
 pub mod commands;
+mod progress;
 pub mod queued_index;
 mod state;
 
+pub use change::Change;
 pub use commands::*;
+pub use progress::Progress;
 pub use state::{CompletionOutcome, Pruned, SchedulerConfig, SchedulerState, Snapshot};
 
 use std::sync::{Arc, Mutex};
@@ -18,15 +22,40 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::config::Durability;
 use crate::domain::{Activity, Agent, Id, Millis, Task};
-use crate::events::EventHub;
-use crate::persist::{PersisterHandle, Progress};
 use actor::{Claim, ClaimAnswer, Read, Release, Stop, TaskQueue, Write};
 
 /// Where the scheduler gets the time; tests substitute their own.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Millis;
+}
+
+/// How the handle waits for the disk before it answers a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Durability {
+    /// A reply that reports a change waits until it is committed: `kill -9` loses nothing acknowledged.
+    Batch,
+    /// Replies do not wait; a crash can lose at most the last flush interval.
+    Async,
+}
+
+/// Where the scheduler's changes go: the persister, which keeps the record. The actor owns
+/// it; it must never block.
+pub trait ChangeLog: Send + 'static {
+    /// How far the record has caught up.
+    fn progress(&self) -> Arc<Progress>;
+    /// Hands over one message's changes; returns their envelope's sequence number.
+    fn send(&self, changes: Vec<Change>) -> u64;
+    /// The next report of what retention pruned from the record, if any.
+    fn try_pruned(&self) -> Option<Pruned>;
+    /// Waits until everything sent is in the record.
+    fn shutdown(&mut self);
+}
+
+/// Who else hears of every change as it is made: the live event feed. `publish` must not
+/// block.
+pub trait ChangeFeed: Send + Sync + 'static {
+    fn publish(&self, changes: &[Change]);
 }
 
 /// Where the scheduler reads the finished tasks it no longer holds: the database.
@@ -79,9 +108,9 @@ impl Scheduler {
     pub fn start(
         options: SchedulerOptions,
         snapshot: Snapshot,
-        persister: PersisterHandle,
+        persister: impl ChangeLog,
         history: Arc<dyn TaskHistory>,
-        events: Arc<EventHub>,
+        events: Arc<dyn ChangeFeed>,
         clock: Arc<dyn Clock>,
     ) -> Scheduler {
         let progress = persister.progress();
@@ -93,7 +122,7 @@ impl Scheduler {
             .spawn(move || {
                 let system = System::new();
                 system.block_on(async move {
-                    let queue = TaskQueue::new(state, persister, events, clock, max_pending, max_waiters);
+                    let queue = TaskQueue::new(state, Box::new(persister), events, clock, max_pending, max_waiters);
                     let _ = addr_sender.send(queue.start());
                 });
                 if let Err(error) = system.run() {

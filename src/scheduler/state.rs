@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use super::commands::*;
 use super::queued_index::{fits, QueueKey, QueuedIndex};
+use super::Change;
 use crate::domain::{Activity, Agent, AgentStatus, Id, Millis, Priority, Task, TaskStatus, Venture, VentureStatus};
-use crate::persist::Change;
 
 /// Scheduler settings that shape its answers.
 #[derive(Debug, Clone, Copy)]

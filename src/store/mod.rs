@@ -9,12 +9,14 @@ mod load;
 mod pool;
 mod seed;
 mod tasks;
+mod write;
 
 pub use activities::{ActivityFilter, ActivityReader};
 pub use load::load_snapshot;
 pub use pool::ReadPool;
 pub use seed::seed_sample_data;
 pub use tasks::TaskReader;
+pub use write::{tags_json, write_changes};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

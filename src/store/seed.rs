@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use rusqlite::Connection;
 
+use super::write_changes;
 use super::StoreError;
 use crate::domain::{Activity, Agent, AgentStatus, Millis, Priority, Task, TaskStatus, Venture, VentureStatus};
-use crate::persist::{write_changes, Change};
+use crate::scheduler::Change;
 
 /// Writes the sample data; rows whose id already exists are replaced by the sample's.
 pub fn seed_sample_data(conn: &mut Connection, now: Millis) -> Result<(), StoreError> {
