@@ -145,10 +145,12 @@ impl<const MIN: u64, const MAX: u64> From<Whole<MIN, MAX>> for u64 {
     }
 }
 
-/// Only for bounds within `u32` (`MaxAttempts`, `Attempt`, `LeaseSeconds`).
+/// Only for bounds within `u32` (`MaxAttempts`, `Attempt`, `LeaseSeconds`): wider ones do
+/// not compile.
 impl<const MIN: u64, const MAX: u64> From<Whole<MIN, MAX>> for u32 {
     fn from(whole: Whole<MIN, MAX>) -> u32 {
-        u32::try_from(whole.0).unwrap_or(u32::MAX)
+        const { assert!(MAX <= U32_MAX, "this bound does not fit a u32") };
+        whole.0 as u32
     }
 }
 
