@@ -151,29 +151,9 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Activity;
     use crate::persist::{PersisterConfig, PersisterHandle};
     use crate::scheduler::ChangeLog;
-    use std::path::Path;
-
-    fn activity(id: &str) -> Change {
-        Change::Activity(Arc::new(Activity {
-            id: id.into(),
-            kind: "note".into(),
-            title: "t".into(),
-            description: None,
-            venture_id: None,
-            task_id: None,
-            agent_id: None,
-            created_at: Millis(1),
-        }))
-    }
-
-    fn migrated(path: &Path) -> Connection {
-        let mut conn = crate::store::open(path).unwrap();
-        crate::store::migrate(&mut conn, path).unwrap();
-        conn
-    }
+    use crate::store::write_fixtures::{activity, migrated};
 
     #[test]
     fn gather_drains_what_is_waiting_up_to_the_batch_size() {

@@ -249,11 +249,6 @@ impl SchedulerState {
         }
     }
 
-    /// The history epoch, for a record read from the database.
-    pub fn history_epoch(&self) -> u64 {
-        self.history_epoch
-    }
-
     // ----- ventures -----
 
     pub fn list_ventures(&self) -> Vec<VentureView> {
@@ -349,7 +344,9 @@ impl SchedulerState {
             if !shadowed.insert(id.clone()) || self.tasks.contains_key(id) {
                 continue;
             }
-            if let Some(task) = record.as_ref().filter(|t| t.status.is_finished() && wanted(t)) {
+            let live =
+                |t: &&Arc<Task>| t.status.is_finished() && wanted(t) && self.ventures.contains_key(&t.venture_id);
+            if let Some(task) = record.as_ref().filter(live) {
                 tasks.push(self.task_view(task));
             }
         }
@@ -377,11 +374,11 @@ impl SchedulerState {
         if let Some(task) = self.tasks.get(id) {
             return Ok(task.clone());
         }
-        if let Some(record) = self.unsent.iter().rev().find(|(unsent, _)| unsent == id).map(|(_, r)| r) {
-            return record.clone().ok_or_else(|| not_found("task", id, field));
-        }
-        if let Some((record, _)) = self.unwritten.get(id) {
-            return record.clone().ok_or_else(|| not_found("task", id, field));
+        let unsent = self.unsent.iter().rev().find(|(unsent, _)| unsent == id).map(|(_, record)| record);
+        if let Some(record) = unsent.or_else(|| self.unwritten.get(id).map(|(record, _)| record)) {
+            // A record whose venture is gone went with it (its delete is on its way).
+            let live = record.as_ref().filter(|t| self.ventures.contains_key(&t.venture_id));
+            return live.cloned().ok_or_else(|| not_found("task", id, field));
         }
         match history {
             Some(record) if record.epoch == self.history_epoch => match &record.task {

@@ -16,6 +16,8 @@ pub use load::load_snapshot;
 pub use pool::ReadPool;
 pub use seed::seed_sample_data;
 pub use tasks::TaskReader;
+#[cfg(test)]
+pub(crate) use write::fixtures as write_fixtures;
 pub use write::{tags_json, write_changes};
 
 use std::path::{Path, PathBuf};

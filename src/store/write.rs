@@ -167,14 +167,15 @@ pub fn tags_json(task: &Task) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
+    //! Records and a migrated file for the writer's tests.
     use super::*;
     use crate::domain::{Activity, Priority, TaskStatus};
     use rusqlite::Connection;
     use std::path::Path;
     use std::sync::Arc;
 
-    fn task(id: &str, title: &str) -> Arc<Task> {
+    pub fn task(id: &str, title: &str) -> Arc<Task> {
         Arc::new(Task {
             id: id.into(),
             title: title.into(),
@@ -201,7 +202,7 @@ mod tests {
         })
     }
 
-    fn activity(id: &str) -> Change {
+    pub fn activity(id: &str) -> Change {
         Change::Activity(Arc::new(Activity {
             id: id.into(),
             kind: "note".into(),
@@ -214,11 +215,20 @@ mod tests {
         }))
     }
 
-    fn migrated(path: &Path) -> Connection {
+    pub fn migrated(path: &Path) -> Connection {
         let mut conn = crate::store::open(path).unwrap();
         crate::store::migrate(&mut conn, path).unwrap();
         conn
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{activity, migrated, task};
+    use super::*;
+    use crate::domain::Activity;
+    use rusqlite::Connection;
+    use std::sync::Arc;
 
     fn titles(conn: &Connection) -> Vec<String> {
         let mut statement = conn.prepare("SELECT title FROM Task ORDER BY id").unwrap();
