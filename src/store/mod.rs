@@ -64,6 +64,9 @@ pub const SYNCHRONOUS: i64 = 1;
 /// Page cache of the write connection: 64 MiB (a negative `cache_size` is in KiB).
 pub const CACHE_SIZE_KIB: i64 = -65_536;
 
+/// Page cache of each read-only connection: 1 MiB.
+pub const READ_CACHE_SIZE_KIB: i64 = -1_024;
+
 /// Opens (or creates) the database for writing and sets its pragmas.
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
     if path.is_dir() {
@@ -82,6 +85,8 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     let conn =
         Connection::open_with_flags(path, flags).map_err(StoreError::sqlite(format!("opening {}", path.display())))?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(StoreError::sqlite("setting busy_timeout"))?;
+    // Reads are point lookups and ordered scans: a small cache each, since many stay open.
+    conn.pragma_update(None, "cache_size", READ_CACHE_SIZE_KIB).map_err(StoreError::sqlite("setting cache_size"))?;
     Ok(conn)
 }
 
@@ -202,5 +207,8 @@ mod tests {
         let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
         let cache: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0)).unwrap();
         assert_eq!((mode.as_str(), sync, cache), (JOURNAL_MODE, SYNCHRONOUS, CACHE_SIZE_KIB));
+        let reader = open_read_only(&path).unwrap();
+        let cache: i64 = reader.query_row("PRAGMA cache_size", [], |r| r.get(0)).unwrap();
+        assert_eq!(cache, READ_CACHE_SIZE_KIB);
     }
 }

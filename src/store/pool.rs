@@ -7,8 +7,10 @@ use rusqlite::Connection;
 
 use super::{open_read_only, StoreError};
 
-/// Connections kept open between queries; more may be open while queries run.
-const MAX_IDLE: usize = 4;
+/// Connections kept open between queries; more may be open while queries run. Creates with
+/// client-chosen ids read one row each, from as many requests at once as a fleet sends, so
+/// enough stay open that a busy server does not open and close one per request.
+const MAX_IDLE: usize = 16;
 
 #[derive(Clone)]
 pub struct ReadPool {
