@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# A/B throughput of two release builds, alternating on the same machine in one run, so the
+# ratio means something on a noisy machine. Each run is a fresh server on a fresh file and
+# one loadtest of AGENTS agents (default 64) for 5 s after a 1 s warm-up, claim -> complete.
+# Usage: loadtest/ab.sh DIR_A DIR_B   (each holding mission-control and loadtest binaries,
+# e.g. copies of target/release from two commits). Prints one line per run. Loopback only.
+set -euo pipefail
+a=${1:?usage: ab.sh DIR_A DIR_B}
+b=${2:?usage: ab.sh DIR_A DIR_B}
+rounds=${ROUNDS:-3}
+agents=${AGENTS:-64}
+mode=${MODE:-batch}
+port=${AB_PORT:-3931}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+printf 'build\tcycles_per_s\tclaim_p99_ms\tdouble_claims\tcapital_consistent\terrors\n'
+for _ in $(seq "$rounds"); do
+  for dir in "$a" "$b"; do
+    rm -f "$work"/m.db*
+    "$dir/mission-control" --db "$work/m.db" --addr "127.0.0.1:$port" --no-seed --durability "$mode" >"$work/server.log" 2>&1 &
+    server=$!
+    for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
+    result=$("$b/loadtest" --url "http://127.0.0.1:$port" --agents "$agents" --tasks 140000 --duration 5 --warmup 1 || true)
+    kill -TERM $server; wait $server || true
+    echo "$result" | python3 -c '
+import json, sys
+d = json.loads(sys.stdin.read())
+print("\t".join(str(x) for x in [sys.argv[1], d["cycles_per_s"], d["claim_ms"]["p99"], d["double_claims"],
+      d["capital_consistent"], sum(d["errors"].values())]))' "$dir"
+  done
+done
