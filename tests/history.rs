@@ -365,4 +365,21 @@ async fn memory_does_not_grow_with_finished_tasks() {
         metric(&server, "mission_control_tasks{status=\"completed\"}").await == Some(30_000.0)
     })
     .await;
+
+    // The whole list (about 500 MB of JSON) is streamed: the server never holds the answer.
+    let before = rss_kib(server.pid());
+    let mut response = server.client.get(format!("{}/api/tasks", server.base)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let needle: &[u8] = b"\"status\":\"completed\"";
+    let (mut peak, mut listed, mut window) = (before, 0, Vec::new());
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        window.extend_from_slice(&chunk);
+        listed += window.windows(needle.len()).filter(|w| *w == needle).count();
+        // Keep a partial match's bytes for the next chunk, never a whole one.
+        window.drain(..window.len().saturating_sub(needle.len() - 1));
+        peak = peak.max(rss_kib(server.pid()));
+    }
+    eprintln!("listing 30,000 tasks: resident memory {before} KiB before, {peak} KiB at most while streaming");
+    assert_eq!(listed, 30_000);
+    assert!(peak < before + 64 * 1024, "memory rose by {} KiB while listing", peak - before);
 }
