@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::wire::TaskJson;
 use super::AppState;
 use crate::domain::Id;
-use crate::scheduler::{ListKey, MemoryListing, TaskFilter, TaskView};
+use crate::scheduler::{MemoryListing, TaskFilter, TaskView};
 
 /// What a listing asks for besides its filter.
 #[derive(Debug, Clone, Default)]
@@ -63,8 +63,7 @@ pub async fn stream_tasks(app: &AppState, filter: TaskFilter, page: Page) -> Res
                 }
                 // The venture was deleted; its tasks' rows are on their way out.
                 let Some(venture) = ventures.get(&task.venture_id).cloned() else { return true };
-                let key: ListKey = (task.created_at, task.id.clone());
-                while memory.peek().is_some_and(|m| (m.task.created_at, &m.task.id) < (key.0, &key.1)) {
+                while memory.peek().is_some_and(|m| (m.task.created_at, &m.task.id) < (task.created_at, &task.id)) {
                     if !out.push(&memory.next().expect("peeked")) {
                         return false;
                     }
