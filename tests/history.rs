@@ -182,6 +182,33 @@ async fn finished_tasks_still_answer_reports_edits_and_deletes() {
     assert_eq!(ids(&server.ok("/api/tasks").await), ["b_dead", "c_busy", "d_done", "e_next"]);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_venture_takes_its_history_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("venture.db");
+    let server = TestServer::start_on(&db, &["--no-seed"]);
+    mixed_history(&server).await;
+    venture(&server, "w", 0.0).await;
+    task(&server, "w_task", "w", 1).await;
+    claim(&server, "a2", "w", "w_task").await;
+    assert_eq!(report(&server, "w_task", "a2", json!({"output": "kept"})).await.0, StatusCode::OK);
+    assert!(server.terminate().success());
+    let server = TestServer::start_on(&db, &["--no-seed"]);
+    // `v` still has an active task; finish it first, as the contract asks.
+    assert_eq!(report(&server, "c_busy", "a1", json!({"output": "done"})).await.0, StatusCode::OK);
+    assert_eq!(server.delete("/api/ventures/v").await.0, StatusCode::OK);
+    for id in ["a_done", "b_dead", "c_busy", "d_done", "e_next"] {
+        assert_eq!(server.get(&format!("/api/tasks/{id}")).await.0, StatusCode::NOT_FOUND, "{id}");
+    }
+    assert_eq!(ids(&server.ok("/api/tasks").await), ["w_task"]);
+    until("the counts leave with the venture", async || {
+        metric(&server, "mission_control_tasks{status=\"completed\"}").await == Some(1.0)
+    })
+    .await;
+    assert_eq!(metric(&server, "mission_control_tasks{status=\"failed\"}").await, Some(0.0));
+    assert_eq!(count_rows(&db, "SELECT count(*) FROM Task WHERE ventureId = 'v'"), 0);
+}
+
 /// Concurrent requeues of one failed task: it comes back into memory exactly once.
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_requeues_of_a_finished_task_have_one_winner() {
