@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use mission_control::domain::{AgentStatus, Id, Millis, Priority, TaskStatus, VentureStatus};
 use mission_control::scheduler::{
-    ClaimRequest, CompleteRequest, CompletionOutcome, HeartbeatRequest, HistoryRecord, NewTask, NewVenture,
+    ClaimRequest, CompleteRequest, CompletionOutcome, HeartbeatRequest, HistoryRecord, NewTask, NewVenture, Pruned,
     SchedulerConfig, SchedulerError, SchedulerState, Snapshot, TaskFilter, TaskHistory, TaskPatch, TaskView,
     VenturePatch,
 };
@@ -1496,4 +1496,96 @@ fn a_report_repeated_after_the_task_was_handed_out_again_is_stale() {
     assert_eq!(expired, [CompletionOutcome::Requeued]);
     // a0 retries its report of attempt 1, which was superseded by attempt 2.
     assert_eq!(report(&mut state, "t0", "a0", true, None), Err(ErrKind::StaleLease));
+}
+
+// ----------------------------------------------------------------------------------------
+// Retention's reports against the counts: pruning runs on the persister between batches, so
+// its report can meet a task the scheduler changed after the pruning looked
+// ----------------------------------------------------------------------------------------
+
+/// A finished task `task` of venture `v0`, with everything committed.
+fn finished(real: &mut Real, task: &str, error: bool) {
+    add_task(real, task, "v0", Priority::Medium, 1);
+    assert_eq!(claim_as(real, "a0", None), format!("claimed {task}"));
+    report(real, task, "a0", error, None).expect("reported");
+    real.commit();
+    real.state.changes_committed(real.seq);
+}
+
+/// What the pruner does with everything committed: deletes the row, then reports it with
+/// the sequence it had committed.
+fn prune(real: &mut Real, task: &str, status: TaskStatus) {
+    real.conn.execute("DELETE FROM Task WHERE id = ?1", [task]).expect("delete");
+    let after_seq = real.seq;
+    real.state.apply_pruned(Pruned { after_seq, tasks: vec![(id(task), id("v0"), status)] });
+}
+
+/// The record a request read before the pruning, and the epoch it was read at.
+fn read_before_pruning(real: &Real, task: &str) -> HistoryRecord {
+    match real.state.get_task_in(&id(task), None) {
+        Err(SchedulerError::InHistory { id, epoch }) => real.record(&id, epoch),
+        other => panic!("{task} should be in the database only: {other:?}"),
+    }
+}
+
+#[test]
+fn pruning_takes_finished_tasks_out_of_the_counts() {
+    let mut real = fresh_state();
+    add_venture(&mut real, "v0", 0.0);
+    finished(&mut real, "t0", false);
+    finished(&mut real, "t1", false);
+    prune(&mut real, "t0", TaskStatus::Completed);
+    assert_eq!(real.state.task_count(TaskStatus::Completed), 1);
+    assert_eq!(
+        real.get_task(&id("t0")).map(|_| ()),
+        Err(SchedulerError::NotFound { entity: "task", id: id("t0"), field: None })
+    );
+}
+
+#[test]
+fn a_requeue_that_raced_the_pruning_is_counted_once() {
+    let mut real = fresh_state();
+    add_venture(&mut real, "v0", 0.0);
+    finished(&mut real, "t0", true);
+    finished(&mut real, "t1", true);
+    let record = read_before_pruning(&real, "t0");
+    let pruned_after = real.seq;
+    real.conn.execute("DELETE FROM Task WHERE id = 't0'", []).expect("delete");
+    // The requeue, with the record it read, reaches the scheduler before the report.
+    let patch = TaskPatch { status: Some(TaskStatus::Queue), ..TaskPatch::default() };
+    real.state.update_task(&id("t0"), patch, Some(&record)).expect("requeued");
+    real.commit();
+    real.state.apply_pruned(Pruned { after_seq: pruned_after, tasks: vec![(id("t0"), id("v0"), TaskStatus::Failed)] });
+    assert_eq!(real.state.task_count(TaskStatus::Failed), 1, "t1 is still failed; t0 left the count once");
+    assert_eq!(real.state.task_count(TaskStatus::Queue), 1);
+    assert_eq!(claim_as(&mut real, "a1", None), "claimed t0", "the requeued task is written back and claimable");
+}
+
+#[test]
+fn a_delete_that_raced_the_pruning_is_counted_once() {
+    let mut real = fresh_state();
+    add_venture(&mut real, "v0", 0.0);
+    finished(&mut real, "t0", false);
+    finished(&mut real, "t1", false);
+    let record = read_before_pruning(&real, "t0");
+    let pruned_after = real.seq;
+    real.conn.execute("DELETE FROM Task WHERE id = 't0'", []).expect("delete");
+    real.state.delete_task(&id("t0"), Some(&record)).expect("deleted");
+    real.commit();
+    real.state
+        .apply_pruned(Pruned { after_seq: pruned_after, tasks: vec![(id("t0"), id("v0"), TaskStatus::Completed)] });
+    assert_eq!(real.state.task_count(TaskStatus::Completed), 1);
+}
+
+#[test]
+fn a_record_read_before_the_pruning_is_read_again() {
+    let mut real = fresh_state();
+    add_venture(&mut real, "v0", 0.0);
+    finished(&mut real, "t0", false);
+    let record = read_before_pruning(&real, "t0");
+    prune(&mut real, "t0", TaskStatus::Completed);
+    let patch = TaskPatch { title: Some("renamed".into()), ..TaskPatch::default() };
+    let answer = real.state.update_task(&id("t0"), patch, Some(&record));
+    assert!(matches!(answer, Err(SchedulerError::InHistory { .. })), "the stale record is refused: {answer:?}");
+    assert_eq!(real.state.task_count(TaskStatus::Completed), 0);
 }
