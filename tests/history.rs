@@ -183,6 +183,20 @@ async fn finished_tasks_still_answer_reports_edits_and_deletes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn light_listings_carry_only_the_fields_asked_for() {
+    let server = TestServer::start_with(&["--no-seed"]);
+    mixed_history(&server).await;
+    let light = server.ok("/api/tasks?fields=id,status&status=completed").await;
+    assert_eq!(light, json!([{"id": "a_done", "status": "completed"}, {"id": "d_done", "status": "completed"}]));
+    let light = server.ok("/api/tasks?fields=%20title%20,venture&limit=1").await;
+    assert_eq!(light, json!([{"title": "a_done", "venture": {"id": "v", "name": "v", "icon": "🚀"}}]));
+    for bad in ["output,nope", "", "id,,status"] {
+        let (status, body) = server.get(&format!("/api/tasks?fields={bad}")).await;
+        assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("fields")), "{bad}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn deleting_a_venture_takes_its_history_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("venture.db");

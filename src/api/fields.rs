@@ -57,6 +57,10 @@ pub struct QueryId(pub Id);
 /// A whole number from `MIN` to `MAX` in a query string.
 pub struct QueryWhole<const MIN: u64, const MAX: u64>(pub u64);
 
+/// `?fields=id,title,status`: the task fields a listing keeps, each a field of the task
+/// shape (`TaskJson`'s own names, so the list cannot drift from the shape).
+pub struct TaskFieldList(pub Arc<[String]>);
+
 /// The largest `u32`, as a bound of `Whole`.
 pub const U32_MAX: u64 = u32::MAX as u64;
 /// The largest `i64` (SQLite's integers), as a bound of `Whole`.
@@ -231,6 +235,23 @@ impl<'de> Deserialize<'de> for QueryId {
             Ok(())
         }
         d.deserialize_any(Checked(check)).map(QueryId)
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskFieldList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        fn check(s: &str) -> Result<(), String> {
+            let known = super::wire::task_field_names();
+            match s.split(',').map(str::trim).find(|name| !known.iter().any(|k| k == name)) {
+                Some(unknown) => Err(format!(
+                    "`{{field}}` names `{unknown}`, which is not a task field; the fields are {}",
+                    known.join(", ")
+                )),
+                None => Ok(()),
+            }
+        }
+        let list = d.deserialize_any(Checked(check))?;
+        Ok(TaskFieldList(list.split(',').map(|name| name.trim().to_owned()).collect()))
     }
 }
 
@@ -437,6 +458,19 @@ impl PartialSchema for QueryId {
 }
 
 impl ToSchema for QueryId {}
+
+impl PartialSchema for TaskFieldList {
+    fn schema() -> RefOr<Schema> {
+        let names = super::wire::task_field_names().join("|");
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(format!("^\\s*({names})\\s*(,\\s*({names})\\s*)*$")))
+            .description(Some("Task field names, comma-separated."))
+            .into()
+    }
+}
+
+impl ToSchema for TaskFieldList {}
 
 impl<const MIN: u64, const MAX: u64> PartialSchema for QueryWhole<MIN, MAX> {
     fn schema() -> RefOr<Schema> {

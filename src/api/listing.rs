@@ -23,6 +23,8 @@ use crate::scheduler::{MemoryListing, TaskFilter, TaskView};
 pub struct Page {
     /// Only tasks after this one in list order (`?after=`).
     pub after: Option<Id>,
+    /// Only these fields of each task (`?fields=`); all when `None`.
+    pub fields: Option<Arc<[String]>>,
     pub offset: u64,
     pub limit: u64,
 }
@@ -52,7 +54,7 @@ pub async fn stream_tasks(app: &AppState, filter: TaskFilter, page: Page) -> Res
     let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
     let reader = app.tasks.clone();
     tokio::task::spawn_blocking(move || {
-        let mut out = ArrayWriter::new(sender, page.offset, page.limit);
+        let mut out = ArrayWriter::new(sender, page.offset, page.limit, page.fields);
         let mut memory = in_memory.into_iter().peekable();
         if reads_history {
             let result = reader.for_each_finished(&filter, after.as_ref(), |task| {
@@ -91,20 +93,34 @@ pub async fn stream_tasks(app: &AppState, filter: TaskFilter, page: Page) -> Res
     Ok(response)
 }
 
-/// Writes a JSON array in chunks to the response, applying `offset` and `limit`.
+/// The named fields of a task, in the order named.
+fn only(task: &TaskJson, fields: &[String]) -> serde_json::Map<String, serde_json::Value> {
+    let serde_json::Value::Object(mut all) = serde_json::to_value(task).expect("a task always encodes") else {
+        unreachable!("a task encodes as an object")
+    };
+    fields.iter().filter_map(|name| all.remove(name).map(|value| (name.clone(), value))).collect()
+}
+
+/// Writes a JSON array in chunks to the response, applying `offset`, `limit` and `fields`.
 struct ArrayWriter {
     sender: mpsc::Sender<Result<Bytes, std::io::Error>>,
     buffer: Vec<u8>,
     skip: u64,
     left: u64,
+    fields: Option<Arc<[String]>>,
     first: bool,
     /// The client went away: stop reading.
     closed: bool,
 }
 
 impl ArrayWriter {
-    fn new(sender: mpsc::Sender<Result<Bytes, std::io::Error>>, offset: u64, limit: u64) -> ArrayWriter {
-        ArrayWriter { sender, buffer: b"[".to_vec(), skip: offset, left: limit, first: true, closed: false }
+    fn new(
+        sender: mpsc::Sender<Result<Bytes, std::io::Error>>,
+        offset: u64,
+        limit: u64,
+        fields: Option<Arc<[String]>>,
+    ) -> ArrayWriter {
+        ArrayWriter { sender, buffer: b"[".to_vec(), skip: offset, left: limit, fields, first: true, closed: false }
     }
 
     /// Adds a task; `false` once the page is full or the client has gone.
@@ -121,7 +137,12 @@ impl ArrayWriter {
             self.buffer.push(b',');
         }
         self.first = false;
-        serde_json::to_writer(&mut self.buffer, &TaskJson::from(view)).expect("a task always encodes");
+        let task = TaskJson::from(view);
+        match &self.fields {
+            None => serde_json::to_writer(&mut self.buffer, &task),
+            Some(fields) => serde_json::to_writer(&mut self.buffer, &only(&task, fields)),
+        }
+        .expect("a task always encodes");
         if self.buffer.len() >= CHUNK_BYTES {
             self.flush();
         }

@@ -76,6 +76,17 @@ pub struct VentureRef<'a> {
     icon: &'a str,
 }
 
+/// The field names of the task shape, from its schema: the one list `?fields=` checks against.
+pub fn task_field_names() -> &'static [String] {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| match <TaskJson as utoipa::PartialSchema>::schema() {
+        utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(object)) => {
+            object.properties.keys().cloned().collect()
+        }
+        _ => unreachable!("the task shape is an object schema"),
+    })
+}
+
 /// A task.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
