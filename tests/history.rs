@@ -196,6 +196,27 @@ async fn light_listings_carry_only_the_fields_asked_for() {
     }
 }
 
+/// A venture with $2 left and three $3 tasks says why its work waits.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_venture_says_how_many_queued_tasks_its_budget_holds_back() {
+    let server = TestServer::start_with(&["--no-seed"]);
+    let body = json!({"id": "v", "name": "v", "capitalBudget": 10, "capitalSpent": 8});
+    assert_eq!(server.post("/api/ventures", body).await.0, StatusCode::CREATED);
+    for id in ["t1", "t2", "t3"] {
+        let body = json!({"id": id, "title": id, "ventureId": "v", "estimatedCost": 3});
+        assert_eq!(server.post("/api/tasks", body).await.0, StatusCode::CREATED);
+    }
+    assert_eq!(server.ok("/api/ventures/v").await["budgetHeld"], 3);
+    let claim = json!({"agentId": "a1", "ventureId": "v"});
+    assert_eq!(server.post("/api/tasks/claim", claim.clone()).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(server.patch("/api/ventures/v", json!({"capitalBudget": 13})).await.0, StatusCode::OK);
+    assert_eq!(server.ok("/api/ventures/v").await["budgetHeld"], 0, "$5 left: every $3 task fits");
+    assert_eq!(server.post("/api/tasks/claim", claim).await.0, StatusCode::OK);
+    let venture = &server.ok("/api/ventures").await[0];
+    let seen = (venture["capitalReserved"].as_f64(), venture["budgetHeld"].as_u64());
+    assert_eq!(seen, (Some(3.0), Some(2)), "$2 left after the claim's reservation: {venture}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn deleting_a_venture_takes_its_history_with_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -157,6 +157,20 @@ impl Model {
             .sum()
     }
 
+    /// Queued tasks of the venture whose cost does not fit what its budget leaves.
+    fn budget_held(&self, venture: &str) -> u64 {
+        let v = &self.ventures[venture];
+        if v.budget <= 0.0 {
+            return 0;
+        }
+        let room = v.budget - v.spent - self.reserved(venture);
+        let held = self
+            .tasks
+            .values()
+            .filter(|t| t.venture == venture && t.status == TaskStatus::Queue && t.cost.unwrap_or(0.0) > room + EPS);
+        held.count() as u64
+    }
+
     fn eligible(&self, task: &MTask, venture_filter: Option<&str>, tags: &[&'static str]) -> bool {
         let venture = &self.ventures[&task.venture];
         let budget_ok = venture.budget <= 0.0
@@ -1169,6 +1183,13 @@ impl Harness {
                 close(view.capital_reserved, reserved),
                 "venture {venture_id} reserved {} expected {reserved}",
                 view.capital_reserved
+            );
+            let held = model.budget_held(venture_id);
+            ensure!(
+                self,
+                view.budget_held == held,
+                "venture {venture_id} budgetHeld {} expected {held}",
+                view.budget_held
             );
         }
 

@@ -35,6 +35,12 @@ pub struct VentureJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = f64, required = true, minimum = 0)]
     capital_reserved: Option<f64>,
+    /// How many of the venture's queued tasks its budget holds back right now (each costs
+    /// more than `capitalBudget − capitalSpent − capitalReserved`): why work waits. Left out
+    /// of live events, like `capitalReserved`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = u64, required = true, minimum = 0)]
+    budget_held: Option<u64>,
     #[schema(required = true)]
     description: Option<&'a str>,
     #[schema(format = DateTime)]
@@ -45,7 +51,11 @@ pub struct VentureJson<'a> {
 
 impl<'a> From<&'a VentureView> for VentureJson<'a> {
     fn from(view: &'a VentureView) -> Self {
-        VentureJson { capital_reserved: Some(view.capital_reserved), ..VentureJson::from(&*view.venture) }
+        VentureJson {
+            capital_reserved: Some(view.capital_reserved),
+            budget_held: Some(view.budget_held),
+            ..VentureJson::from(&*view.venture)
+        }
     }
 }
 
@@ -60,6 +70,7 @@ impl<'a> From<&'a Venture> for VentureJson<'a> {
             capital_spent: v.capital_spent,
             capital_budget: v.capital_budget,
             capital_reserved: None,
+            budget_held: None,
             description: v.description.as_deref(),
             created_at: time(v.created_at),
             updated_at: time(v.updated_at),

@@ -135,6 +135,8 @@ pub struct VentureView {
     pub venture: Arc<Venture>,
     /// Sum of the estimated costs of the venture's active tasks.
     pub capital_reserved: f64,
+    /// How many of its queued tasks the budget holds back right now.
+    pub budget_held: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -29,6 +29,9 @@ impl QueueKey {
 #[derive(Debug, Default)]
 pub struct QueuedIndex {
     by_venture: HashMap<Id, BTreeMap<QueueKey, f64>>,
+    /// Each venture's queued costs as a multiset (the bits of a non-negative `f64` sort as
+    /// the number): how many tasks a budget holds back is a range count, not a scan.
+    costs_by_venture: HashMap<Id, BTreeMap<u64, usize>>,
     by_tag: HashMap<Arc<str>, BTreeMap<QueueKey, (Id, f64)>>,
     depth_by_priority: [usize; 3],
 }
@@ -40,9 +43,13 @@ impl QueuedIndex {
         }
         let priority = key.priority;
         let previous = self.by_venture.entry(venture_id.clone()).or_default().insert(key, estimated_cost);
-        if previous.is_none() {
+        if let Some(previous) = previous {
+            self.forget_cost(venture_id, previous);
+        } else {
             self.depth_by_priority[priority as usize] += 1;
         }
+        *self.costs_by_venture.entry(venture_id.clone()).or_default().entry(cost_bits(estimated_cost)).or_default() +=
+            1;
     }
 
     /// Removes a task; returns whether it was there.
@@ -56,14 +63,39 @@ impl QueuedIndex {
             }
         }
         let Some(queue) = self.by_venture.get_mut(venture_id) else { return false };
-        let removed = queue.remove(key).is_some();
-        if removed {
-            self.depth_by_priority[key.priority as usize] -= 1;
-        }
+        let removed = queue.remove(key);
         if queue.is_empty() {
             self.by_venture.remove(venture_id);
         }
-        removed
+        let Some(cost) = removed else { return false };
+        self.depth_by_priority[key.priority as usize] -= 1;
+        self.forget_cost(venture_id, cost);
+        true
+    }
+
+    fn forget_cost(&mut self, venture_id: &Id, cost: f64) {
+        let Some(costs) = self.costs_by_venture.get_mut(venture_id) else { return };
+        if let Some(n) = costs.get_mut(&cost_bits(cost)) {
+            *n -= 1;
+            if *n == 0 {
+                costs.remove(&cost_bits(cost));
+            }
+        }
+        if costs.is_empty() {
+            self.costs_by_venture.remove(venture_id);
+        }
+    }
+
+    /// How many of the venture's queued tasks cost more than `room`: what its budget holds
+    /// back. O(log n) plus one step per distinct cost held back.
+    pub fn held_back(&self, venture_id: &Id, room: f64) -> usize {
+        let Some(costs) = self.costs_by_venture.get(venture_id) else { return 0 };
+        let fitting = room + FIT_TOLERANCE;
+        if fitting < 0.0 {
+            // Overspent: not even a free task fits.
+            return costs.values().sum();
+        }
+        costs.range((std::ops::Bound::Excluded(cost_bits(fitting)), std::ops::Bound::Unbounded)).map(|(_, n)| n).sum()
     }
 
     /// The queued tasks carrying the rarest of `tags`, in claim order, with venture and
@@ -112,8 +144,15 @@ impl QueuedIndex {
 
 /// Costs are user-supplied decimals summed in floating point; a tolerance far below a cent
 /// keeps `9 × 1.1 + 1.1 ≤ 11` true.
+const FIT_TOLERANCE: f64 = 1e-9;
+
 pub fn fits(cost: f64, room: f64) -> bool {
-    cost <= room + 1e-9
+    cost <= room + FIT_TOLERANCE
+}
+
+/// A non-negative cost as bits that sort as the number does.
+fn cost_bits(cost: f64) -> u64 {
+    cost.max(0.0).to_bits()
 }
 
 #[cfg(test)]

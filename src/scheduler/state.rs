@@ -252,13 +252,13 @@ impl SchedulerState {
     // ----- ventures -----
 
     pub fn list_ventures(&self) -> Vec<VentureView> {
-        let mut all: Vec<VentureView> = self.ventures.values().map(venture_view).collect();
+        let mut all: Vec<VentureView> = self.ventures.values().map(|e| self.venture_view(e)).collect();
         all.sort_by(|a, b| (a.venture.created_at, &a.venture.id).cmp(&(b.venture.created_at, &b.venture.id)));
         all
     }
 
     pub fn get_venture(&self, id: &Id) -> Result<VentureView, SchedulerError> {
-        self.ventures.get(id).map(venture_view).ok_or_else(|| not_found("venture", id, None))
+        self.ventures.get(id).map(|e| self.venture_view(e)).ok_or_else(|| not_found("venture", id, None))
     }
 
     pub fn create_venture(&mut self, new: NewVenture) -> Result<VentureView, SchedulerError> {
@@ -308,7 +308,7 @@ impl SchedulerState {
                 field: None,
             });
         }
-        let view = venture_view(entry);
+        let view = self.venture_view(entry);
         // Venture deletion is a rare operator action, so a scan of the task table is acceptable.
         let doomed: Vec<Arc<Task>> = self.tasks.values().filter(|t| t.venture_id == *id).cloned().collect();
         for task in &doomed {
@@ -773,6 +773,14 @@ impl SchedulerState {
 
     // ----- internals -----
 
+    fn venture_view(&self, entry: &VentureEntry) -> VentureView {
+        let budget_held = match entry.venture.capital_budget > 0.0 {
+            true => self.queued.held_back(&entry.venture.id, entry.room()) as u64,
+            false => 0,
+        };
+        VentureView { venture: entry.venture.clone(), capital_reserved: entry.reserved, budget_held }
+    }
+
     fn task_view(&self, task: &Arc<Task>) -> TaskView {
         TaskView { task: task.clone(), venture: self.ventures.get(&task.venture_id).map(|e| e.venture.clone()) }
     }
@@ -1064,10 +1072,6 @@ impl SchedulerState {
         };
         self.changes.push(Change::Activity(Arc::new(activity)));
     }
-}
-
-fn venture_view(entry: &VentureEntry) -> VentureView {
-    VentureView { venture: entry.venture.clone(), capital_reserved: entry.reserved }
 }
 
 fn not_found(entity: &'static str, id: &Id, field: Option<&'static str>) -> SchedulerError {
