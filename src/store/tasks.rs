@@ -72,7 +72,7 @@ impl TaskReader {
             values.push(Value::Text(id.to_string()));
         }
         sql.push_str(" ORDER BY createdAt, id");
-        self.pool.with_connection("listing finished tasks", |conn| {
+        self.pool.with_own_connection("listing finished tasks", |conn| {
             let mut statement = conn.prepare_cached(&sql)?;
             let mut rows = statement.query(rusqlite::params_from_iter(values))?;
             while let Some(row) = rows.next()? {
