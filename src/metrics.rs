@@ -3,6 +3,7 @@
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 
 /// Latency buckets from 50 µs to 10 s: claims take microseconds in memory and
 /// milliseconds when they wait for a commit.
@@ -13,6 +14,9 @@ const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 5
 
 /// How often buffered histogram samples are folded into their buckets.
 const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Gauges are set on every scheduler tick; one not set for this long belongs to something
+/// gone (a deleted venture) and leaves the exposition.
+const GAUGE_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The process's recorder; the first call installs it.
 pub fn recorder() -> PrometheusHandle {
@@ -25,9 +29,11 @@ pub fn recorder() -> PrometheusHandle {
                     b.set_buckets_for_metric(Matcher::Full("mission_control_persist_batch_size".into()), BATCH_BUCKETS)
                 })
                 .expect("bucket lists are not empty")
+                .idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE))
                 .install_recorder()
                 .expect("no other metrics recorder is installed");
             describe();
+            register_families();
             // Histogram samples wait in buckets until drained; without a scrape nothing
             // drains them, so a server nobody scrapes would grow without bound.
             let upkeep = handle.clone();
@@ -41,6 +47,35 @@ pub fn recorder() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// Every family an alert may name exists from the start, at zero, so that a rule such as
+/// `rate(mission_control_failures_total[5m])` or an absent-series check works before the
+/// first event. (Families labelled by venture or route appear with their first venture or
+/// request; the scheduler publishes every venture's gauges on its first tick.)
+fn register_families() {
+    for result in ["claimed", "empty", "error"] {
+        metrics::counter!("mission_control_claims_total", "result" => result).increment(0);
+    }
+    for outcome in ["completed", "requeued", "failed", "repeated"] {
+        metrics::counter!("mission_control_completions_total", "outcome" => outcome).increment(0);
+    }
+    for outcome in ["requeued", "failed"] {
+        metrics::counter!("mission_control_lease_expiries_total", "outcome" => outcome).increment(0);
+    }
+    for kind in ["task", "activity"] {
+        metrics::counter!("mission_control_pruned_total", "kind" => kind).increment(0);
+    }
+    metrics::counter!("mission_control_persist_failures_total").increment(0);
+    metrics::counter!("mission_control_claims_released_total").increment(0);
+    for name in [
+        "mission_control_claim_duration_seconds",
+        "mission_control_long_poll_duration_seconds",
+        "mission_control_persist_batch_size",
+        "mission_control_persist_commit_duration_seconds",
+    ] {
+        drop(metrics::histogram!(name));
+    }
 }
 
 fn describe() {
@@ -71,5 +106,35 @@ fn describe() {
         "mission_control_http_request_duration_seconds",
         Unit::Seconds,
         "HTTP request latency by route pattern."
+    );
+    describe_histogram!(
+        "mission_control_long_poll_duration_seconds",
+        Unit::Seconds,
+        "Latency of claims that asked to wait (waitMs > 0), including the wait."
+    );
+    describe_gauge!("mission_control_claim_waiters", "Claims parked waiting for work (long polls).");
+    describe_counter!(
+        "mission_control_claims_released_total",
+        "Claimed tasks given back because the answer never reached the agent."
+    );
+    describe_counter!("mission_control_pruned_total", "Records deleted by retention, by kind: task or activity.");
+    describe_gauge!(
+        "mission_control_venture_capital",
+        "A venture's capital by kind: spent, reserved (estimated cost of its active tasks) or budget (0 = none)."
+    );
+    describe_gauge!("mission_control_venture_queued", "Queued tasks by venture.");
+    describe_gauge!(
+        "mission_control_budget_held_tasks",
+        "Queued tasks each venture's budget holds back right now (they cost more than what is left)."
+    );
+    describe_gauge!(
+        "mission_control_oldest_queued_seconds",
+        Unit::Seconds,
+        "Age of the oldest claimable queued task (0 when none): work that waits."
+    );
+    describe_gauge!("mission_control_agents", "Agents by status.");
+    describe_counter!(
+        "mission_control_failures_total",
+        "Failed attempts (error reports and expired leases) by venture, since the server started."
     );
 }

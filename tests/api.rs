@@ -386,3 +386,69 @@ async fn health_readiness_metrics_and_dashboard_answer() {
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
 }
+
+/// Prometheus text for one series, or `None` while it is absent.
+async fn series(server: &TestServer, series: &str) -> Option<f64> {
+    let text = server.get("/metrics").await.1.as_str().unwrap_or_default().to_owned();
+    text.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+}
+
+/// Alerts can be written before anything happens: every family exists from the start with
+/// a HELP line, and the per-venture and fleet gauges say what an operator alerts on.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_for_alerts_exist_from_the_start_and_follow_the_fleet() {
+    let server = TestServer::start();
+    let text = server.get("/metrics").await.1.as_str().unwrap().to_owned();
+    for family in [
+        "mission_control_claims_total",
+        "mission_control_completions_total",
+        "mission_control_lease_expiries_total",
+        "mission_control_pruned_total",
+        "mission_control_persist_failures_total",
+        "mission_control_claim_duration_seconds",
+        "mission_control_persist_batch_size",
+        "mission_control_persist_commit_duration_seconds",
+    ] {
+        assert!(text.contains(&format!("# HELP {family} ")), "no HELP for {family}:\n{text}");
+        assert!(text.lines().any(|l| l.starts_with(family)), "no series of {family} yet:\n{text}");
+    }
+    assert!(text.contains("mission_control_completions_total{outcome=\"failed\"} 0"), "{text}");
+    // The gauges come with the scheduler's first ticks.
+    for needle in [
+        "mission_control_venture_capital{venture=\"clxyz-allbirds\",kind=\"spent\"} 45",
+        "mission_control_venture_capital{venture=\"clxyz-allbirds\",kind=\"budget\"} 80",
+        "mission_control_venture_queued{venture=\"clxyz-ecommerce\"} 2",
+        "mission_control_agents{status=\"online\"} 2",
+    ] {
+        let (name, value) = needle.rsplit_once(' ').unwrap();
+        let value: f64 = value.parse().unwrap();
+        let mut seen = None;
+        for _ in 0..100 {
+            seen = series(&server, name).await;
+            if seen == Some(value) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(seen, Some(value), "{name}");
+    }
+    assert!(series(&server, "mission_control_oldest_queued_seconds").await.is_some());
+
+    // A failure report counts against its venture; a budget that holds work back says so.
+    let (_, task) = server.post("/api/tasks/claim", json!({"agentId": "a", "ventureId": "clxyz-allbirds"})).await;
+    let report = json!({"taskId": task["id"], "agentId": "a", "error": "blocked"});
+    assert_eq!(server.post("/api/tasks/complete", report).await.0, StatusCode::OK);
+    assert_eq!(server.patch("/api/ventures/clxyz-allbirds", json!({"capitalSpent": 79})).await.0, StatusCode::OK);
+    let mut seen = (None, None);
+    for _ in 0..100 {
+        seen = (
+            series(&server, "mission_control_failures_total{venture=\"clxyz-allbirds\"}").await,
+            series(&server, "mission_control_budget_held_tasks{venture=\"clxyz-allbirds\"}").await,
+        );
+        if seen == (Some(1.0), Some(1.0)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, (Some(1.0), Some(1.0)), "one failure; the $5 scraper does not fit the $1 left");
+}

@@ -81,6 +81,11 @@ impl TaskStatus {
 wire_names!(TaskStatus { Queue => "queue", Active => "active", Completed => "completed", Failed => "failed" });
 wire_names!(Priority { Low => "low", Medium => "medium", High => "high" });
 wire_names!(VentureStatus { Active => "active", Paused => "paused", Completed => "completed" });
+impl AgentStatus {
+    /// How many statuses there are, for arrays indexed by `status as usize`.
+    pub const COUNT: usize = AgentStatus::ALL.len();
+}
+
 wire_names!(AgentStatus { Online => "online", Offline => "offline", Busy => "busy", Error => "error" });
 
 /// A project with a capital budget. `capital_budget == 0.0` means no budget.

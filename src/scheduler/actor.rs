@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use super::commands::{ClaimRequest, TaskView};
 use super::state::SchedulerState;
 use super::{ChangeFeed, ChangeLog, Clock, SchedulerError};
-use crate::domain::{Id, Priority, TaskStatus};
+use crate::domain::{AgentStatus, Id, Priority, TaskStatus};
 
 /// How often the actor expires leases and refreshes its gauges. Expiry pops from an
 /// ordered index, so a tick with nothing due costs one comparison.
@@ -92,6 +92,32 @@ impl TaskQueue {
         for status in TaskStatus::ALL {
             metrics::gauge!("mission_control_tasks", "status" => status.as_str())
                 .set(self.state.task_count(*status) as f64);
+        }
+        self.publish_fleet_gauges();
+    }
+
+    /// The gauges an operator alerts on: per venture, the fleet's agents, the oldest wait.
+    /// Computed from what the state keeps anyway, never on the claim path.
+    fn publish_fleet_gauges(&self) {
+        for v in self.state.venture_gauges() {
+            let venture = v.id.to_string();
+            for (kind, value) in [("spent", v.spent), ("reserved", v.reserved), ("budget", v.budget)] {
+                metrics::gauge!("mission_control_venture_capital", "venture" => venture.clone(), "kind" => kind)
+                    .set(value);
+            }
+            metrics::gauge!("mission_control_venture_queued", "venture" => venture.clone()).set(v.queued as f64);
+            metrics::gauge!("mission_control_budget_held_tasks", "venture" => venture.clone())
+                .set(v.budget_held as f64);
+            metrics::counter!("mission_control_failures_total", "venture" => venture).absolute(v.failures);
+        }
+        let oldest = self
+            .state
+            .oldest_claimable_since()
+            .map_or(0.0, |since| (self.state.now().0 - since.0).max(0) as f64 / 1000.0);
+        metrics::gauge!("mission_control_oldest_queued_seconds").set(oldest);
+        let agents = self.state.agent_counts();
+        for status in AgentStatus::ALL {
+            metrics::gauge!("mission_control_agents", "status" => status.as_str()).set(agents[*status as usize] as f64);
         }
     }
 

@@ -130,6 +130,19 @@ pub struct TaskView {
     pub venture: Option<Arc<Venture>>,
 }
 
+/// One venture's figures for the per-venture gauges.
+#[derive(Debug, Clone)]
+pub struct VentureGauges {
+    pub id: Id,
+    pub spent: f64,
+    pub reserved: f64,
+    pub budget: f64,
+    pub queued: u64,
+    pub budget_held: u64,
+    /// Failed attempts since start.
+    pub failures: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct VentureView {
     pub venture: Arc<Venture>,

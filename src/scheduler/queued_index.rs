@@ -22,6 +22,11 @@ impl QueueKey {
     pub fn of(task: &Task) -> QueueKey {
         QueueKey { priority: task.priority, created_at: task.created_at, id: task.id.clone() }
     }
+
+    /// A key before every task of `priority`.
+    fn first_of(priority: Priority) -> QueueKey {
+        QueueKey { priority, created_at: Millis(i64::MIN), id: Id::from("") }
+    }
 }
 
 /// Queued tasks by venture, in claim order, each with the cost the budget guard checks;
@@ -126,6 +131,22 @@ impl QueuedIndex {
     /// The first of the venture's queued tasks, in claim order, whose cost fits in `room`.
     pub fn first_fitting(&self, venture_id: &Id, room: f64) -> Option<&QueueKey> {
         self.iter_venture(venture_id).find(|(_, cost)| fits(*cost, room)).map(|(key, _)| key)
+    }
+
+    /// How many tasks the venture has queued.
+    pub fn venture_len(&self, venture_id: &Id) -> usize {
+        self.by_venture.get(venture_id).map_or(0, BTreeMap::len)
+    }
+
+    /// The venture's oldest queued task of each priority, with its cost: the first of each
+    /// priority's run in claim order.
+    pub fn oldest_by_priority<'a>(&'a self, venture_id: &Id) -> impl Iterator<Item = (&'a QueueKey, f64)> + 'a {
+        let queue = self.by_venture.get(venture_id);
+        Priority::ALL.iter().filter_map(move |priority| {
+            let queue = queue?;
+            let (key, cost) = queue.range(QueueKey::first_of(*priority)..).next()?;
+            (key.priority == *priority).then_some((key, *cost))
+        })
     }
 
     /// Queued tasks by priority, for the `queue_depth` gauge.

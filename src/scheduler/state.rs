@@ -68,6 +68,8 @@ struct VentureEntry {
     n_active: u32,
     /// The venture's finished tasks in the database, by status.
     finished: [u64; TaskStatus::COUNT],
+    /// Failed attempts (error reports and expired leases) since start, for the metric.
+    failures: u64,
 }
 
 impl VentureEntry {
@@ -147,6 +149,7 @@ impl SchedulerState {
                 reserved: 0.0,
                 n_active: 0,
                 finished: [0; TaskStatus::COUNT],
+                failures: 0,
             };
             state.ventures.insert(entry.venture.id.clone(), entry);
         }
@@ -616,6 +619,7 @@ impl SchedulerState {
             }
             Some(error) => {
                 task.error = Some(error);
+                self.count_failure(&task.venture_id);
                 if task.attempts < task.max_attempts {
                     task.return_to_queue();
                     CompletionOutcome::Requeued
@@ -762,6 +766,47 @@ impl SchedulerState {
 
     // ----- gauges -----
 
+    /// Each venture's figures for the per-venture gauges, computed from what is kept anyway.
+    pub fn venture_gauges(&self) -> Vec<VentureGauges> {
+        self.ventures
+            .values()
+            .map(|entry| VentureGauges {
+                id: entry.venture.id.clone(),
+                spent: entry.venture.capital_spent,
+                reserved: entry.reserved,
+                budget: entry.venture.capital_budget,
+                queued: self.queued.venture_len(&entry.venture.id) as u64,
+                budget_held: self.venture_view(entry).budget_held,
+                failures: entry.failures,
+            })
+            .collect()
+    }
+
+    /// When the oldest claimable queued task was created: over active ventures, the oldest
+    /// task at the head of each priority that the budget lets out. O(ventures).
+    pub fn oldest_claimable_since(&self) -> Option<Millis> {
+        self.ventures
+            .values()
+            .filter(|entry| entry.venture.status == VentureStatus::Active)
+            .flat_map(|entry| {
+                let room = entry.room();
+                self.queued
+                    .oldest_by_priority(&entry.venture.id)
+                    .filter(move |(_, cost)| fits(*cost, room))
+                    .map(|(key, _)| key.created_at)
+            })
+            .min()
+    }
+
+    /// Agents by status, for the `agents` gauge.
+    pub fn agent_counts(&self) -> [u64; AgentStatus::COUNT] {
+        let mut counts = [0; AgentStatus::COUNT];
+        for entry in self.agents.values() {
+            counts[entry.agent.status as usize] += 1;
+        }
+        counts
+    }
+
     pub fn queue_depth(&self, priority: Priority) -> usize {
         self.queued.depth(priority)
     }
@@ -860,6 +905,7 @@ impl SchedulerState {
         let mut task = Task::clone(&old);
         task.lease_expires_at = None;
         task.updated_at = self.now;
+        self.count_failure(&task.venture_id);
         let outcome = if task.attempts >= task.max_attempts {
             task.status = TaskStatus::Failed;
             task.error = Some("lease expired on the last attempt".into());
@@ -969,11 +1015,18 @@ impl SchedulerState {
         match self.ventures.get_mut(&id) {
             Some(entry) => entry.venture = venture,
             None => {
-                let entry = VentureEntry { venture, reserved: 0.0, n_active: 0, finished: [0; TaskStatus::COUNT] };
+                let entry =
+                    VentureEntry { venture, reserved: 0.0, n_active: 0, finished: [0; TaskStatus::COUNT], failures: 0 };
                 self.ventures.insert(id.clone(), entry);
             }
         }
         self.refresh_candidate(&id);
+    }
+
+    fn count_failure(&mut self, venture_id: &Id) {
+        if let Some(entry) = self.ventures.get_mut(venture_id) {
+            entry.failures += 1;
+        }
     }
 
     /// Adds `delta` finished tasks of this status to the venture's and the total counts.
