@@ -86,6 +86,12 @@ function applyEvent(type, data, alreadyCounted) {
   if (parts.length) view.invalidate(...parts);
 }
 
+/** The task fields the board shows: a light listing, without every `output` and `description`. */
+const BOARD_FIELDS = [
+  'id', 'title', 'status', 'priority', 'estimatedCost', 'actualCost', 'tags', 'error', 'assignedTo', 'ventureId',
+  'venture', 'attempts', 'maxAttempts', 'leaseExpiresAt', 'claimedAt', 'createdAt', 'updatedAt', 'completedAt',
+].join(',');
+
 let loads = 0;
 
 async function loadLists(es) {
@@ -94,7 +100,7 @@ async function loadLists(es) {
   try {
     const [ventures, tasks, agents, activities] = await Promise.all([
       getJson('/api/ventures'),
-      getJson('/api/tasks'),
+      getJson(`/api/tasks?fields=${BOARD_FIELDS}`),
       getJson('/api/agents'),
       getJson('/api/activities?limit=1000'),
     ]);
