@@ -287,15 +287,11 @@ impl Model {
             return Ok(true);
         }
         match &task.last_report {
-            // The agent repeats its last report: fine "as long as the task has not been
-            // handed out again since (then: 409 stale_lease)".
-            Some((reporter, handouts)) if reporter == agent => {
-                if repeat_ok && *handouts == task.handouts {
-                    Ok(false)
-                } else {
-                    Err(ErrKind::StaleLease)
-                }
-            }
+            // The agent repeats its last report: fine as long as the task has not been
+            // handed out again since. Otherwise "a heartbeat or report without `attempt`
+            // from an agent that does not hold the task is a 409 `not_holder`; `stale_lease`
+            // is only for an `attempt` that is not the current one".
+            Some((reporter, handouts)) if reporter == agent && repeat_ok && *handouts == task.handouts => Ok(false),
             _ => Err(ErrKind::NotHolder),
         }
     }
@@ -332,7 +328,7 @@ impl Model {
     }
 
     fn heartbeat(&mut self, c: &HeartbeatCall) -> MResult {
-        // A heartbeat is never a repeat: the agent that already reported gets stale_lease.
+        // A heartbeat is never a repeat: the agent that already reported is not the holder.
         self.holder_check(&c.task, &c.agent, c.attempt, false)?;
         let now = self.now;
         let task = self.tasks.get_mut(&c.task).unwrap();
@@ -1480,12 +1476,13 @@ fn a_success_without_actual_cost_charges_nothing_even_after_a_costed_failure() {
     assert_eq!(spent, 0.0, "the only successful completion reported no actualCost, yet {spent} was charged");
 }
 
-/// Found by the model: the contract lets an agent repeat its last report "as long as the
-/// task has not been handed out again since (then: 409 `stale_lease`)". The scheduler once
-/// remembered only who reported, not for which attempt, so after a later attempt's lease
-/// ran out the old report was answered 200 as a repeat.
+/// Found by the model: the contract lets an agent repeat its last report only as long as
+/// the task has not been handed out again since. The scheduler once remembered only who
+/// reported, not for which attempt, so after a later attempt's lease ran out the old report
+/// was answered 200 as a repeat. Without an `attempt` the refusal is `not_holder`
+/// ("Honest answers": `stale_lease` is only for an `attempt` that is not the current one).
 #[test]
-fn a_report_repeated_after_the_task_was_handed_out_again_is_stale() {
+fn a_report_repeated_after_the_task_was_handed_out_again_is_refused() {
     let mut state = fresh_state();
     add_venture(&mut state, "v0", 0.0);
     add_task(&mut state, "t0", "v0", Priority::Medium, 3);
@@ -1495,5 +1492,5 @@ fn a_report_repeated_after_the_task_was_handed_out_again_is_stale() {
     let expired = state.state.advance(Millis(START + 1000));
     assert_eq!(expired, [CompletionOutcome::Requeued]);
     // a0 retries its report of attempt 1, which was superseded by attempt 2.
-    assert_eq!(report(&mut state, "t0", "a0", true, None), Err(ErrKind::StaleLease));
+    assert_eq!(report(&mut state, "t0", "a0", true, None), Err(ErrKind::NotHolder));
 }

@@ -828,13 +828,8 @@ impl SchedulerState {
         history: Option<&HistoryRecord>,
     ) -> Result<Arc<Task>, SchedulerError> {
         let task = &self.find_task(task_id, history, Some("taskId"))?;
-        let stale = || SchedulerError::StaleLease {
-            task_id: task_id.clone(),
-            given: attempt.unwrap_or(task.attempts.saturating_sub(1)),
-            current: task.attempts,
-        };
-        if attempt.is_some_and(|a| a != task.attempts) {
-            return Err(stale());
+        if let Some(given) = attempt.filter(|a| *a != task.attempts) {
+            return Err(SchedulerError::StaleLease { task_id: task_id.clone(), given, current: task.attempts });
         }
         if task.status == TaskStatus::Active && task.assigned_to.as_ref() == Some(agent_id) {
             return Ok(task.clone());
@@ -842,8 +837,12 @@ impl SchedulerState {
         if task.reported_by.as_ref() == Some(agent_id) {
             // The agent's report was applied; it may repeat it until someone claims the task again.
             let no_claim_since = task.reported_attempt == task.attempts && task.status != TaskStatus::Active;
-            return if allow_repeat && no_claim_since { Ok(task.clone()) } else { Err(stale()) };
+            if allow_repeat && no_claim_since {
+                return Ok(task.clone());
+            }
         }
+        // `stale_lease` answers only an attempt number that is not the current one (checked
+        // above); otherwise an agent that does not hold the task is simply not its holder.
         Err(SchedulerError::NotHolder { task_id: task_id.clone(), agent_id: agent_id.clone() })
     }
 

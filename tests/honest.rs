@@ -1,0 +1,59 @@
+//! "Honest answers": what the API says is true, over real HTTP.
+
+mod common;
+
+use common::TestServer;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+async fn create_venture(server: &TestServer, id: &str, budget: f64) {
+    let (s, body) = server.post("/api/ventures", json!({"id": id, "name": id, "capitalBudget": budget})).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+}
+
+async fn create_task(server: &TestServer, id: &str, venture: &str, max_attempts: u32) {
+    let (s, body) = server
+        .post(
+            "/api/tasks",
+            json!({"id": id, "title": format!("job {id}"), "ventureId": venture, "maxAttempts": max_attempts}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+}
+
+/// Claims as `agent` and returns the task it got.
+async fn claim(server: &TestServer, agent: &str) -> Value {
+    let (s, task) = server.post("/api/tasks/claim", json!({"agentId": agent})).await;
+    assert_eq!(s, StatusCode::OK, "{task}");
+    task
+}
+
+/// The refusal's status and code.
+async fn refusal(server: &TestServer, path: &str, body: Value) -> (StatusCode, String) {
+    let (s, answer) = server.post(path, body).await;
+    (s, answer["code"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_an_attempt_an_agent_that_no_longer_holds_the_task_is_not_its_holder() {
+    let server = TestServer::start_with(&["--no-seed"]);
+    create_venture(&server, "v", 0.0).await;
+    create_task(&server, "t", "v", 3).await;
+    claim(&server, "first").await;
+    let (s, _) = server.post("/api/tasks/complete", json!({"taskId": "t", "agentId": "first", "error": "boom"})).await;
+    assert_eq!(s, StatusCode::OK);
+    claim(&server, "second").await;
+
+    let conflict = (StatusCode::CONFLICT, "not_holder".to_owned());
+    let beat = json!({"taskId": "t", "agentId": "first"});
+    assert_eq!(refusal(&server, "/api/tasks/heartbeat", beat).await, conflict);
+    let report = json!({"taskId": "t", "agentId": "first", "error": "boom"});
+    assert_eq!(refusal(&server, "/api/tasks/complete", report).await, conflict);
+
+    // With the old attempt given, the answer says it is stale.
+    let stale = (StatusCode::CONFLICT, "stale_lease".to_owned());
+    let beat = json!({"taskId": "t", "agentId": "first", "attempt": 1});
+    assert_eq!(refusal(&server, "/api/tasks/heartbeat", beat).await, stale);
+    let report = json!({"taskId": "t", "agentId": "first", "attempt": 1, "error": "boom"});
+    assert_eq!(refusal(&server, "/api/tasks/complete", report).await, stale);
+}
