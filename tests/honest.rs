@@ -57,3 +57,53 @@ async fn without_an_attempt_an_agent_that_no_longer_holds_the_task_is_not_its_ho
     let report = json!({"taskId": "t", "agentId": "first", "attempt": 1, "error": "boom"});
     assert_eq!(refusal(&server, "/api/tasks/complete", report).await, stale);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attempt_takes_one_report_repeats_are_answered_and_different_reports_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("mission-control.db");
+    let server = TestServer::start_on(&db, &["--no-seed"]);
+    create_venture(&server, "v", 0.0).await;
+    create_task(&server, "ok", "v", 3).await;
+    create_task(&server, "bad", "v", 3).await;
+    claim(&server, "agent").await;
+    claim(&server, "agent").await;
+    let success = json!({"taskId": "ok", "agentId": "agent", "actualCost": 2.5, "output": "done"});
+    let failure = json!({"taskId": "bad", "agentId": "agent", "actualCost": 1.0, "error": "boom"});
+    for report in [&success, &failure] {
+        let (s, body) = server.post("/api/tasks/complete", report.clone()).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+    }
+
+    let differently = |report: &Value, field: &str, value: Value| {
+        let mut other = report.clone();
+        other[field] = value;
+        other
+    };
+    let conflicts = [
+        differently(&success, "actualCost", json!(3.0)),
+        differently(&success, "output", json!("other")),
+        differently(&success, "error", json!("boom after all")),
+        differently(&failure, "error", json!("another error")),
+        differently(&failure, "actualCost", Value::Null),
+    ];
+    // The finished task is answered from memory first, then from the database after a restart.
+    let mut server = server;
+    for round in ["before", "after"] {
+        let before = server.state().await;
+        for report in [&success, &failure] {
+            let (s, body) = server.post("/api/tasks/complete", report.clone()).await;
+            assert_eq!(s, StatusCode::OK, "{round} restart, repeat of {report}: {body}");
+        }
+        for report in &conflicts {
+            let (s, body) = server.post("/api/tasks/complete", report.clone()).await;
+            assert_eq!(s, StatusCode::CONFLICT, "{round} restart, {report}: {body}");
+            assert_eq!(body["code"], "conflicting_report", "{body}");
+        }
+        assert_eq!(server.state().await, before, "{round} restart, a repeat or a refused report changed something");
+        if round == "before" {
+            assert!(server.terminate().success());
+            server = TestServer::start_on(&db, &["--no-seed"]);
+        }
+    }
+}

@@ -111,8 +111,9 @@ struct MTask {
     handouts: u32,
     /// The agent whose report the task last took, and `handouts` at the time.
     last_report: Option<(String, u32)>,
-    /// The last `actualCost` any report gave (only used to mirror known deviations).
-    reported_cost: Option<f64>,
+    /// What the report last applied said: whether it was an error, and its `actualCost`.
+    /// "A different report for an attempt already reported is a 409 `conflicting_report`".
+    applied_report: Option<(bool, Option<f64>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -237,7 +238,7 @@ impl Model {
             created_at: self.now,
             handouts: 0,
             last_report: None,
-            reported_cost: None,
+            applied_report: None,
         };
         self.tasks.insert(c.id.clone(), task);
         Ok(("ok".into(), true))
@@ -298,14 +299,15 @@ impl Model {
 
     fn complete(&mut self, c: &CompleteCall) -> MResult {
         if !self.holder_check(&c.task, &c.agent, c.attempt, true)? {
-            return Ok(("repeated".into(), false));
+            // "Repeating the report already applied for an attempt ... answers 200 and
+            // changes nothing"; anything else is a conflict.
+            let same = self.tasks[&c.task].applied_report == Some((c.error, c.actual_cost));
+            return if same { Ok(("repeated".into(), false)) } else { Err(ErrKind::Conflict) };
         }
         let task = self.tasks.get_mut(&c.task).unwrap();
         task.lease_expires_at = None;
         task.last_report = Some((c.agent.clone(), task.handouts));
-        if c.actual_cost.is_some() {
-            task.reported_cost = c.actual_cost;
-        }
+        task.applied_report = Some((c.error, c.actual_cost));
         let answer = if c.error {
             // No capital is charged for a failed attempt.
             if task.attempts < task.max_attempts {

@@ -441,6 +441,7 @@ impl SchedulerState {
             completed_at: None,
             reported_by: None,
             reported_attempt: 0,
+            reported_cost: None,
         };
         let task = self.put_task(task);
         let title = format!("Task created: {}", task.title);
@@ -597,12 +598,24 @@ impl SchedulerState {
     ) -> Result<(TaskView, CompletionOutcome), SchedulerError> {
         let old = self.held_task(&report.task_id, &report.agent_id, report.attempt, true, history)?;
         if old.status != TaskStatus::Active {
+            if !is_the_applied_report(&old, &report) {
+                return Err(SchedulerError::Conflict {
+                    code: "conflicting_report",
+                    message: format!(
+                        "attempt {} of task `{}` was already reported otherwise; a repeat must give the same outcome, \
+                         actualCost, output and error",
+                        old.reported_attempt, old.id
+                    ),
+                    field: None,
+                });
+            }
             return Ok((self.task_view(&old), CompletionOutcome::Repeated));
         }
         let mut task = Task::clone(&old);
         task.lease_expires_at = None;
         task.reported_by = Some(report.agent_id.clone());
         task.reported_attempt = task.attempts;
+        task.reported_cost = report.actual_cost;
         task.updated_at = self.now;
         // Each report describes its own attempt: nothing of an earlier one carries over.
         task.output = report.output;
@@ -1077,6 +1090,12 @@ fn set<T>(slot: &mut T, value: Option<T>) {
     if let Some(value) = value {
         *slot = value;
     }
+}
+
+/// Whether `report` repeats the report the task last took: the same outcome, cost, output
+/// and error (the caller has checked that it comes from the same agent for that attempt).
+fn is_the_applied_report(task: &Task, report: &CompleteRequest) -> bool {
+    task.error == report.error && task.output == report.output && task.reported_cost == report.actual_cost
 }
 
 /// The status changes an operator may make with `PATCH`; `active` is reached only by a claim.
