@@ -107,3 +107,25 @@ async fn an_attempt_takes_one_report_repeats_are_answered_and_different_reports_
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_attempts_are_charged_what_they_cost_and_the_task_shows_the_total() {
+    let server = TestServer::start_with(&["--no-seed"]);
+    create_venture(&server, "v", 0.0).await;
+    create_task(&server, "t", "v", 4).await;
+    let reports = [
+        (json!({"error": "out of context", "actualCost": 3}), 3.0),
+        (json!({"error": "timed out"}), 3.0),
+        (json!({"actualCost": 2.5, "output": "done"}), 5.5),
+    ];
+    for (report, spent) in reports {
+        let task = claim(&server, "agent").await;
+        let mut body = json!({"taskId": "t", "agentId": "agent", "attempt": task["attempts"]});
+        body.as_object_mut().unwrap().extend(report.as_object().unwrap().clone());
+        let (s, answer) = server.post("/api/tasks/complete", body).await;
+        assert_eq!(s, StatusCode::OK, "{answer}");
+        assert_eq!(answer["actualCost"], spent, "the task's actualCost is the total over its attempts: {answer}");
+        let venture = server.ok("/api/ventures/v").await;
+        assert_eq!(venture["capitalSpent"], spent, "after {report}: {venture}");
+    }
+}

@@ -308,8 +308,11 @@ impl Model {
         task.lease_expires_at = None;
         task.last_report = Some((c.agent.clone(), task.handouts));
         task.applied_report = Some((c.error, c.actual_cost));
+        // "A failure report's `actualCost`, when given, is charged to the venture like a
+        // success's": the cost this report gives, whatever its outcome.
+        let venture = task.venture.clone();
+        self.ventures.get_mut(&venture).unwrap().spent += c.actual_cost.unwrap_or(0.0);
         let answer = if c.error {
-            // No capital is charged for a failed attempt.
             if task.attempts < task.max_attempts {
                 task.status = TaskStatus::Queue;
                 task.assigned_to = None;
@@ -320,9 +323,6 @@ impl Model {
             }
         } else {
             task.status = TaskStatus::Completed;
-            // "the venture's capitalSpent grows by actualCost": the cost this report gives.
-            let venture = task.venture.clone();
-            self.ventures.get_mut(&venture).unwrap().spent += c.actual_cost.unwrap_or(0.0);
             "completed"
         };
         self.release(&c.agent, &c.task, c.tokens.unwrap_or(0), AgentStatus::Online);
@@ -1460,22 +1460,22 @@ fn claim_order_is_priority_then_age_then_id() {
 }
 
 /// Found by the model: `actualCost` given with an error report was kept on the task, and a
-/// later successful completion that gave no `actualCost` charged that stale figure. The contract: "Without `error`: ...
-/// `actualCost` stored; the venture's `capitalSpent` grows by `actualCost`", and "With
-/// `error`: no capital is charged"; the Durability invariant says `capitalSpent` moves by
-/// exactly the `actualCost` of the completions acknowledged.
+/// later successful completion that gave no `actualCost` charged that stale figure again.
+/// The contract ("Honest answers"): "A failure report's `actualCost`, when given, is charged
+/// to the venture like a success's; without it nothing is charged". So the failure's cost
+/// is charged once, when it is reported, and the success that gives none adds nothing.
 #[test]
-fn a_success_without_actual_cost_charges_nothing_even_after_a_costed_failure() {
+fn a_success_without_actual_cost_charges_nothing_more_after_a_costed_failure() {
     let mut state = fresh_state();
     add_venture(&mut state, "v0", 0.0);
     add_task(&mut state, "t0", "v0", Priority::Medium, 3);
     assert_eq!(claim_as(&mut state, "a0", None), "claimed t0");
     assert_eq!(report(&mut state, "t0", "a0", true, Some(4.0)), Ok("requeued".into()));
-    assert_eq!(state.state.get_venture(&id("v0")).unwrap().venture.capital_spent, 0.0);
+    assert_eq!(state.state.get_venture(&id("v0")).unwrap().venture.capital_spent, 4.0);
     assert_eq!(claim_as(&mut state, "a0", None), "claimed t0");
     assert_eq!(report(&mut state, "t0", "a0", false, None), Ok("completed".into()));
     let spent = state.state.get_venture(&id("v0")).unwrap().venture.capital_spent;
-    assert_eq!(spent, 0.0, "the only successful completion reported no actualCost, yet {spent} was charged");
+    assert_eq!(spent, 4.0, "only the failure reported an actualCost (4), yet {spent} was charged");
 }
 
 /// Found by the model: the contract lets an agent repeat its last report only as long as

@@ -91,6 +91,7 @@ pub struct TaskJson<'a> {
     priority: &'static str,
     #[schema(required = true, minimum = 0)]
     estimated_cost: Option<f64>,
+    /// The total charged for the task over all its attempts.
     #[schema(required = true, minimum = 0)]
     actual_cost: Option<f64>,
     /// A string holding a JSON array, as the seed stored and returned it.

@@ -617,9 +617,14 @@ impl SchedulerState {
         task.reported_attempt = task.attempts;
         task.reported_cost = report.actual_cost;
         task.updated_at = self.now;
-        // Each report describes its own attempt: nothing of an earlier one carries over.
+        // Each report describes its own attempt: nothing of an earlier one carries over,
+        // except the cost, which is the total charged over all attempts.
         task.output = report.output;
-        task.actual_cost = report.actual_cost;
+        let charge = report.actual_cost.unwrap_or(0.0);
+        task.actual_cost = match (old.actual_cost, report.actual_cost) {
+            (Some(earlier), Some(this)) => Some(earlier + this),
+            (earlier, this) => this.or(earlier),
+        };
         let outcome = match report.error {
             None => {
                 task.status = TaskStatus::Completed;
@@ -638,8 +643,8 @@ impl SchedulerState {
                 }
             }
         };
-        if outcome == CompletionOutcome::Completed {
-            let charge = task.actual_cost.unwrap_or(0.0);
+        // A failed attempt spent its money too: any report's `actualCost` is charged.
+        if report.actual_cost.is_some() {
             let mut venture = Venture::clone(&self.ventures[&task.venture_id].venture);
             venture.capital_spent += charge;
             venture.updated_at = self.now;
@@ -651,13 +656,13 @@ impl SchedulerState {
             CompletionOutcome::Completed => (
                 "task_completed",
                 format!("Task completed: {}", task.title),
-                format!("Completed by {}; cost {}", report.agent_id, task.actual_cost.unwrap_or(0.0)),
+                format!("Completed by {}; cost {charge}", report.agent_id),
             ),
             _ => (
                 "task_failed",
                 format!("Task failed: {}", task.error.as_deref().unwrap_or_default()),
                 format!(
-                    "{} reported attempt {} of {} failed; the task is now {}",
+                    "{} reported attempt {} of {} failed; cost {charge}; the task is now {}",
                     report.agent_id,
                     task.attempts,
                     task.max_attempts,
