@@ -129,3 +129,51 @@ async fn failed_attempts_are_charged_what_they_cost_and_the_task_shows_the_total
         assert_eq!(venture["capitalSpent"], spent, "after {report}: {venture}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_at_its_token_limit_takes_no_new_task_but_finishes_what_it_holds() {
+    let server = TestServer::start_with(&["--no-seed"]);
+    create_venture(&server, "v", 0.0).await;
+    for id in ["held", "next"] {
+        create_task(&server, id, "v", 3).await;
+    }
+    let (s, body) = server.post("/api/agents", json!({"id": "spender", "name": "spender", "maxTokens": 1000})).await;
+    assert!(s.is_success(), "{body}");
+    claim(&server, "spender").await;
+    let (s, body) = server.patch("/api/agents/spender", json!({"tokensUsed": 1000})).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+
+    let limit = (StatusCode::CONFLICT, "token_limit".to_owned());
+    assert_eq!(refusal(&server, "/api/tasks/claim", json!({"agentId": "spender"})).await, limit);
+    let (s, body) = server.post("/api/tasks/heartbeat", json!({"taskId": "held", "agentId": "spender"})).await;
+    assert_eq!(s, StatusCode::OK, "the task it holds goes on: {body}");
+    let (s, body) = server.post("/api/tasks/complete", json!({"taskId": "held", "agentId": "spender"})).await;
+    assert_eq!(s, StatusCode::OK, "the task it holds goes on: {body}");
+    assert_eq!(server.ok("/api/tasks/next").await["status"], "queue");
+    // Another agent takes the work.
+    assert_eq!(claim(&server, "other").await["id"], "next");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parked_claim_is_not_handed_work_once_its_agent_reaches_its_token_limit() {
+    let server = std::sync::Arc::new(TestServer::start_with(&["--no-seed"]));
+    create_venture(&server, "v", 0.0).await;
+    create_task(&server, "first", "v", 3).await;
+    let (s, body) = server.post("/api/agents", json!({"id": "spender", "name": "spender", "maxTokens": 1000})).await;
+    assert!(s.is_success(), "{body}");
+    claim(&server, "spender").await;
+    let parked = {
+        let server = server.clone();
+        tokio::spawn(
+            async move { server.post("/api/tasks/claim", json!({"agentId": "spender", "waitMs": 10000})).await },
+        )
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let report = json!({"taskId": "first", "agentId": "spender", "tokensUsed": 1000});
+    let (s, body) = server.post("/api/tasks/complete", report).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    create_task(&server, "second", "v", 3).await;
+    let (s, body) = parked.await.unwrap();
+    assert_eq!((s, body["code"].as_str()), (StatusCode::CONFLICT, Some("token_limit")), "{body}");
+    assert_eq!(server.ok("/api/tasks/second").await["status"], "queue");
+}

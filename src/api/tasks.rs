@@ -295,6 +295,7 @@ pub struct ClaimBody {
         (status = 204, description = "Nothing was eligible within `waitMs`."),
         BadRequest,
         NotFound,
+        Conflict,
     )
 )]
 pub async fn claim(State(app): State<AppState>, AppJson(body): AppJson<ClaimBody>) -> Result<Response, ApiError> {

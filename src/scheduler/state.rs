@@ -525,6 +525,21 @@ impl SchedulerState {
                 return Err(not_found("venture", venture_id, Some("ventureId")));
             }
         }
+        // Checked here, not only when the claim arrives, so that a parked claim is refused
+        // too once its agent reaches the limit (say by reporting another task's tokens).
+        if let Some(agent) = self.agents.get(&request.agent_id).map(|entry| &entry.agent) {
+            if agent.max_tokens > 0 && agent.tokens_used >= agent.max_tokens {
+                return Err(SchedulerError::Conflict {
+                    code: "token_limit",
+                    message: format!(
+                        "agent `{}` has used {} of its {} tokens (maxTokens) and takes no new task; \
+                         raise maxTokens or reset tokensUsed with PATCH /api/agents/{}",
+                        agent.id, agent.tokens_used, agent.max_tokens, agent.id
+                    ),
+                    field: None,
+                });
+            }
+        }
         let Some(key) = self.find_claimable(&request) else { return Ok(None) };
         let old = self.tasks[&key.id].clone();
         let lease_seconds = request.lease_seconds.unwrap_or(self.config.default_lease_seconds);
