@@ -177,3 +177,71 @@ async fn a_parked_claim_is_not_handed_work_once_its_agent_reaches_its_token_limi
     assert_eq!((s, body["code"].as_str()), (StatusCode::CONFLICT, Some("token_limit")), "{body}");
     assert_eq!(server.ok("/api/tasks/second").await["status"], "queue");
 }
+
+/// The newest activities of a type.
+async fn activities(server: &TestServer, kind: &str) -> Vec<Value> {
+    server.ok(&format!("/api/activities?type={kind}")).await.as_array().expect("a list").clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_error_makes_a_short_failure_title_that_names_the_task() {
+    let server = TestServer::start_with(&["--no-seed"]);
+    create_venture(&server, "v", 0.0).await;
+    create_task(&server, "t", "v", 1).await;
+    claim(&server, "agent").await;
+    let traceback = format!("ValueError: bad input\n{}", "  File \"agent.py\", line 1, in run\n".repeat(3_000));
+    assert!(traceback.len() > 95_000);
+    let report = json!({"taskId": "t", "agentId": "agent", "error": traceback});
+    let (s, body) = server.post("/api/tasks/complete", report).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["error"], traceback, "the whole error stays on the task");
+
+    let failed = activities(&server, "task_failed").await;
+    let title = failed[0]["title"].as_str().unwrap();
+    assert!(title.chars().count() <= 1_000, "a title of {} characters", title.chars().count());
+    assert_eq!(title, "Task failed: job t: ValueError: bad input");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn long_titles_are_cut_to_the_limit() {
+    let server = TestServer::start_with(&["--no-seed"]);
+    create_venture(&server, "v", 0.0).await;
+    let title = "x".repeat(1_000);
+    let (s, body) =
+        server.post("/api/tasks", json!({"id": "t", "title": title, "ventureId": "v", "maxAttempts": 1})).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    claim(&server, "agent").await;
+    let report = json!({"taskId": "t", "agentId": "agent", "error": "e".repeat(5_000)});
+    let (s, body) = server.post("/api/tasks/complete", report).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    for kind in ["task_created", "task_claimed", "task_failed"] {
+        let title = activities(&server, kind).await[0]["title"].as_str().unwrap().to_owned();
+        assert_eq!(title.chars().count(), 1_000, "{kind}");
+        assert!(title.ends_with('…'), "{kind}: a cut title says so");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn budget_spending_and_status_edits_of_a_venture_are_logged_with_old_and_new_values() {
+    let server = TestServer::start_with(&["--no-seed"]);
+    create_venture(&server, "v", 100.0).await;
+    let edits = [
+        (json!({"capitalBudget": 250}), vec!["capitalBudget 100 → 250"]),
+        (json!({"capitalSpent": 12.5}), vec!["capitalSpent 0 → 12.5"]),
+        (json!({"status": "paused", "capitalSpent": 0}), vec!["capitalSpent 12.5 → 0", "status active → paused"]),
+    ];
+    for (edit, said) in edits {
+        let (s, body) = server.patch("/api/ventures/v", edit.clone()).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let logged = activities(&server, "venture_updated").await;
+        let description = logged[0]["description"].as_str().unwrap_or_default();
+        for words in said {
+            assert!(description.contains(words), "{edit}: {description:?} lacks {words:?}");
+        }
+        assert_eq!(logged[0]["ventureId"], "v");
+    }
+    // An edit that changes none of them is not logged.
+    let (s, _) = server.patch("/api/ventures/v", json!({"description": "new words"})).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(activities(&server, "venture_updated").await.len(), 3);
+}

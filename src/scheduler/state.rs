@@ -12,6 +12,15 @@ use super::queued_index::{fits, QueueKey, QueuedIndex};
 use super::Change;
 use crate::domain::{Activity, Agent, AgentStatus, Id, Millis, Priority, Task, TaskStatus, Venture, VentureStatus};
 
+/// The longest activity title the log takes, in characters: the limit the API sets on the
+/// titles clients write, so that no title the scheduler writes (one that quotes an agent's
+/// error, say) is longer than those.
+pub const MAX_ACTIVITY_TITLE_CHARS: usize = 1_000;
+
+/// How much of an error's first line a `task_failed` title quotes; the whole error stays
+/// on the task.
+const ERROR_IN_TITLE_CHARS: usize = 200;
+
 /// Scheduler settings that shape its answers.
 #[derive(Debug, Clone, Copy)]
 pub struct SchedulerConfig {
@@ -292,7 +301,23 @@ impl SchedulerState {
         set(&mut venture.capital_spent, patch.capital_spent);
         set(&mut venture.description, patch.description);
         venture.updated_at = self.now;
+        let old = entry.venture.clone();
+        let mut edits = Vec::new();
+        if venture.capital_budget != old.capital_budget {
+            edits.push(format!("capitalBudget {} → {}", old.capital_budget, venture.capital_budget));
+        }
+        if venture.capital_spent != old.capital_spent {
+            edits.push(format!("capitalSpent {} → {}", old.capital_spent, venture.capital_spent));
+        }
+        if venture.status != old.status {
+            edits.push(format!("status {} → {}", old.status.as_str(), venture.status.as_str()));
+        }
+        let title = format!("Venture updated: {}", venture.name);
         self.put_venture(venture);
+        // Money and whether work flows are what an operator audits; other edits are not logged.
+        if !edits.is_empty() {
+            self.log("venture_updated", title, Some(edits.join("; ")), Some(id), None, None);
+        }
         self.get_venture(id)
     }
 
@@ -675,7 +700,14 @@ impl SchedulerState {
             ),
             _ => (
                 "task_failed",
-                format!("Task failed: {}", task.error.as_deref().unwrap_or_default()),
+                format!(
+                    "Task failed: {}: {}",
+                    task.title,
+                    shortened(
+                        task.error.as_deref().unwrap_or_default().lines().next().unwrap_or_default(),
+                        ERROR_IN_TITLE_CHARS
+                    )
+                ),
                 format!(
                     "{} reported attempt {} of {} failed; cost {charge}; the task is now {}",
                     report.agent_id,
@@ -1087,7 +1119,7 @@ impl SchedulerState {
         let activity = Activity {
             id: self.generate_id(),
             kind: kind.into(),
-            title: title.into(),
+            title: shortened(&title, MAX_ACTIVITY_TITLE_CHARS).into(),
             description: description.map(Into::into),
             venture_id: venture_id.cloned(),
             task_id: task_id.cloned(),
@@ -1095,6 +1127,14 @@ impl SchedulerState {
             created_at: self.now,
         };
         self.changes.push(Change::Activity(Arc::new(activity)));
+    }
+}
+
+/// `text` cut to at most `max_chars` characters, the last of them `…` when it was cut.
+fn shortened(text: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max_chars.saturating_sub(1)) {
+        Some((cut, _)) if text[cut..].chars().nth(1).is_some() => format!("{}…", &text[..cut]).into(),
+        _ => text.into(),
     }
 }
 
