@@ -112,8 +112,9 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 /// How long requests in flight get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(35);
 
-/// Serves until `shutdown` resolves, then stops taking requests, lets the ones in flight
-/// finish, and waits until every accepted change is committed.
+/// Serves until `shutdown` resolves, then stops taking requests, answers parked claims
+/// with 204, lets the requests in flight finish, and waits until every accepted change is
+/// committed.
 pub async fn run(
     listener: TcpListener,
     running: Running,
@@ -151,6 +152,8 @@ pub async fn run(
         });
     }
     drop(listener);
+    // Parked claims would otherwise hold the drain for up to their `waitMs`.
+    scheduler.close_parking().await;
     events.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
         tracing::warn!("some requests were still running after {DRAIN_TIMEOUT:?}; closing them");

@@ -245,3 +245,24 @@ async fn budget_spending_and_status_edits_of_a_venture_are_logged_with_old_and_n
     assert_eq!(s, StatusCode::OK);
     assert_eq!(activities(&server, "venture_updated").await.len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stopping_answers_a_parked_claim_at_once_and_exits_without_waiting_it_out() {
+    let server = TestServer::start_with(&["--no-seed"]);
+    let (client, url) = (server.client.clone(), format!("{}/api/tasks/claim", server.base));
+    let parked = tokio::spawn(async move {
+        let response = client.post(url).json(&json!({"agentId": "idle", "waitMs": 25_000})).send().await;
+        (response.map(|r| r.status()), std::time::Instant::now())
+    });
+    // Let the claim reach the server and park.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let signalled = std::time::Instant::now();
+    let stopped = tokio::task::spawn_blocking(move || (server.terminate(), std::time::Instant::now()));
+    let (exit, exited) = stopped.await.unwrap();
+    let (answer, answered) = parked.await.unwrap();
+    assert_eq!(answer.expect("the parked claim is answered"), StatusCode::NO_CONTENT);
+    assert!(exit.success(), "{exit:?}");
+    assert!(answered <= exited, "the parked claim was answered before the server exited");
+    let took = exited - signalled;
+    assert!(took < std::time::Duration::from_secs(15), "the server took {took:?} to stop");
+}

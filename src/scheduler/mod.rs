@@ -23,7 +23,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::domain::{Activity, Agent, Id, Millis, Task};
-use actor::{Claim, ClaimAnswer, Read, Release, Stop, TaskQueue, Write};
+use actor::{Claim, ClaimAnswer, CloseParking, Read, Release, Stop, TaskQueue, Write};
 
 /// Where the scheduler gets the time; tests substitute their own.
 pub trait Clock: Send + Sync + 'static {
@@ -143,6 +143,12 @@ impl Scheduler {
 
     pub fn progress(&self) -> &Arc<Progress> {
         &self.progress
+    }
+
+    /// Answers every parked long poll with "nothing" (204) at once and parks no more
+    /// claims: the first step of stopping, so that requests in flight finish quickly.
+    pub async fn close_parking(&self) {
+        let _ = self.addr.send(CloseParking).await;
     }
 
     /// Stops the actor and waits until every accepted change is committed.
