@@ -67,7 +67,10 @@ pub fn start(args: &ServeArgs) -> Result<Running, StoreError> {
         },
     })?;
     let options = SchedulerOptions {
-        config: SchedulerConfig { default_lease_seconds: args.lease_seconds },
+        config: SchedulerConfig {
+            default_lease_seconds: args.lease_seconds,
+            agent_timeout_seconds: args.agent_timeout,
+        },
         durability: args.durability,
         max_pending: args.max_pending,
         commit_timeout: Duration::from_millis(args.commit_timeout_ms),

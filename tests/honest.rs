@@ -266,3 +266,55 @@ async fn stopping_answers_a_parked_claim_at_once_and_exits_without_waiting_it_ou
     let took = exited - signalled;
     assert!(took < std::time::Duration::from_secs(15), "the server took {took:?} to stop");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_agent_not_heard_from_goes_offline_and_is_online_again_at_its_next_request() {
+    let server = TestServer::start_with(&["--no-seed", "--agent-timeout", "1"]);
+    let (s, body) = server.post("/api/agents", json!({"id": "quiet", "name": "quiet"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (s, body) = server.post("/api/agents/nobody/heartbeat", json!({})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+
+    // A heartbeat keeps it alive past the timeout.
+    for _ in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let (s, agent) = server.post("/api/agents/quiet/heartbeat", json!({})).await;
+        assert_eq!(s, StatusCode::OK, "{agent}");
+        assert_eq!(agent["status"], "online");
+    }
+    // So does a claim that finds nothing, and its lastActiveAt moves.
+    let seen = server.ok("/api/agents/quiet").await["lastActiveAt"].clone();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let (s, _) = server.post("/api/tasks/claim", json!({"agentId": "quiet"})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let agent = server.ok("/api/agents/quiet").await;
+    assert_eq!(agent["status"], "online");
+    assert_ne!(agent["lastActiveAt"], seen, "an empty claim is activity");
+
+    // Silence: offline, and the log says so.
+    tokio::time::sleep(std::time::Duration::from_millis(1_800)).await;
+    assert_eq!(server.ok("/api/agents/quiet").await["status"], "offline");
+    let offline = activities(&server, "agent_offline").await;
+    assert_eq!(offline.len(), 1, "{offline:?}");
+    assert_eq!(offline[0]["agentId"], "quiet");
+
+    // The next request brings it back.
+    let (s, _) = server.post("/api/tasks/claim", json!({"agentId": "quiet", "waitMs": 100})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(server.ok("/api/agents/quiet").await["status"], "online");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_holding_a_task_does_not_time_out() {
+    let server = TestServer::start_with(&["--no-seed", "--agent-timeout", "1"]);
+    create_venture(&server, "v", 0.0).await;
+    create_task(&server, "t", "v", 3).await;
+    claim(&server, "worker").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_800)).await;
+    assert_eq!(server.ok("/api/agents/worker").await["status"], "busy");
+    let (s, body) = server.post("/api/tasks/complete", json!({"taskId": "t", "agentId": "worker"})).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(server.ok("/api/agents/worker").await["status"], "online");
+    tokio::time::sleep(std::time::Duration::from_millis(1_800)).await;
+    assert_eq!(server.ok("/api/agents/worker").await["status"], "offline", "timed out once it held nothing");
+}

@@ -46,6 +46,8 @@ use proptest::test_runner::FileFailurePersistence;
 
 const START: i64 = 1_800_000_000_000;
 const DEFAULT_LEASE_SECONDS: u32 = 3;
+/// Far beyond any run's clock, so agents never time out: the model does not know timeouts.
+const AGENT_TIMEOUT_SECONDS: u32 = 86_400 * 365;
 const AGENTS: [&str; 4] = ["a0", "a1", "a2", "a3"];
 const TAGS: [&str; 3] = ["gpu", "web", "ml"];
 /// The tolerance of the budget guard, as the contract's sums are floating point.
@@ -920,7 +922,10 @@ impl Real {
         let path = dir.path().join("model.db");
         let mut conn = store::open(&path).expect("open");
         store::migrate(&mut conn, &path).expect("migrate");
-        let config = SchedulerConfig { default_lease_seconds: DEFAULT_LEASE_SECONDS };
+        let config = SchedulerConfig {
+            default_lease_seconds: DEFAULT_LEASE_SECONDS,
+            agent_timeout_seconds: AGENT_TIMEOUT_SECONDS,
+        };
         let state = SchedulerState::new(config, Snapshot::default(), Millis(START));
         Real { state, conn, reader: TaskReader::new(path), seq: 0, _dir: dir }
     }
@@ -947,7 +952,10 @@ impl Real {
     fn restart(&mut self) {
         self.commit();
         let snapshot = store::load_snapshot(&self.conn).expect("the loader reads what the writer wrote");
-        let config = SchedulerConfig { default_lease_seconds: DEFAULT_LEASE_SECONDS };
+        let config = SchedulerConfig {
+            default_lease_seconds: DEFAULT_LEASE_SECONDS,
+            agent_timeout_seconds: AGENT_TIMEOUT_SECONDS,
+        };
         self.state = SchedulerState::new(config, snapshot, self.state.now());
     }
 

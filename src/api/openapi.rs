@@ -59,6 +59,7 @@ use super::{activities, agents, events, ops, tasks, ventures};
         agents::get,
         agents::update,
         agents::delete,
+        agents::heartbeat,
         activities::list,
         activities::create,
         activities::get,

@@ -272,7 +272,12 @@ impl Handler<Claim> for TaskQueue {
             return;
         }
         self.advance();
-        let answer = match self.state.claim(request.clone()) {
+        let answer = self.state.claim(request.clone());
+        if matches!(answer, Ok(None)) {
+            // A claim that finds nothing, or waits, still shows the agent is alive.
+            self.state.agent_seen(&request.agent_id);
+        }
+        let answer = match answer {
             Ok(None) if !wait.is_zero() && !self.parking_closed => {
                 if self.waiters.len() >= self.max_waiters {
                     Err(SchedulerError::Unavailable {

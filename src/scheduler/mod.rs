@@ -368,6 +368,11 @@ impl Scheduler {
         self.write(move |s| s.upsert_agent(id, fields)).await
     }
 
+    /// The agent is alive: seen now, `online` again if it was `offline`.
+    pub async fn agent_heartbeat(&self, id: Id) -> Result<Arc<Agent>, SchedulerError> {
+        self.write(move |s| s.agent_heartbeat(&id)).await
+    }
+
     pub async fn update_agent(&self, id: Id, fields: AgentFields) -> Result<Arc<Agent>, SchedulerError> {
         self.write(move |s| s.update_agent(&id, fields)).await
     }

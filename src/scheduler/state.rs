@@ -26,6 +26,8 @@ const ERROR_IN_TITLE_CHARS: usize = 200;
 pub struct SchedulerConfig {
     /// Lease length for a claim that does not ask for one.
     pub default_lease_seconds: u32,
+    /// An agent holding no task and not heard from for this long is set `offline`.
+    pub agent_timeout_seconds: u32,
 }
 
 /// What `complete` did, for the completions metric.
@@ -95,6 +97,9 @@ struct AgentEntry {
     agent: Arc<Agent>,
     /// Active tasks the agent holds, oldest claim first.
     held: Vec<Id>,
+    /// When the agent goes `offline` unless heard from: its key in `idle_agents`. `None`
+    /// while it holds a task or is offline already.
+    idle_deadline: Option<Millis>,
 }
 
 pub struct SchedulerState {
@@ -109,6 +114,9 @@ pub struct SchedulerState {
     candidate_of: HashMap<Id, QueueKey>,
     /// Active tasks by lease expiry, so expiry pops instead of scanning.
     leases: BTreeSet<(Millis, Id)>,
+    /// Agents that hold no task and are not offline, by the time they go offline unless
+    /// heard from: popped like `leases`, never a scan of all agents.
+    idle_agents: BTreeSet<(Millis, Id)>,
     tasks_by_status: [u64; TaskStatus::COUNT],
     /// Never goes backwards, so `createdAt` order is creation order.
     now: Millis,
@@ -140,6 +148,7 @@ impl SchedulerState {
             candidates: BTreeMap::new(),
             candidate_of: HashMap::new(),
             leases: BTreeSet::new(),
+            idle_agents: BTreeSet::new(),
             tasks_by_status: [0; TaskStatus::COUNT],
             now,
             ids: ulid::Generator::new(),
@@ -163,7 +172,7 @@ impl SchedulerState {
             state.count_finished(&venture_id, status, n as i64);
         }
         for agent in snapshot.agents {
-            let entry = AgentEntry { agent: Arc::new(agent), held: Vec::new() };
+            let entry = AgentEntry { agent: Arc::new(agent), held: Vec::new(), idle_deadline: None };
             state.agents.insert(entry.agent.id.clone(), entry);
         }
         let mut active: Vec<(Millis, Id, Id)> = Vec::new();
@@ -189,6 +198,10 @@ impl SchedulerState {
                 entry.held.push(task_id);
             }
         }
+        let agent_ids: Vec<Id> = state.agents.keys().cloned().collect();
+        for id in agent_ids {
+            state.reindex_idle(&id);
+        }
         let venture_ids: Vec<Id> = state.ventures.keys().cloned().collect();
         for id in venture_ids {
             state.refresh_candidate(&id);
@@ -196,8 +209,9 @@ impl SchedulerState {
         state
     }
 
-    /// Moves the clock forward (never back) and expires leases that ran out.
-    /// Returns the outcome of each expiry, for the metrics.
+    /// Moves the clock forward (never back), expires leases that ran out and sets agents
+    /// not heard from in time `offline`. Returns the outcome of each lease expiry, for the
+    /// metrics.
     pub fn advance(&mut self, now: Millis) -> Vec<CompletionOutcome> {
         self.now = self.now.max(now);
         let mut outcomes = Vec::new();
@@ -206,6 +220,16 @@ impl SchedulerState {
                 break;
             }
             outcomes.push(self.expire_lease(&task_id));
+        }
+        while let Some((deadline, agent_id)) = self.idle_agents.first().cloned() {
+            if deadline > self.now {
+                break;
+            }
+            self.idle_agents.pop_first();
+            if let Some(entry) = self.agents.get_mut(&agent_id) {
+                entry.idle_deadline = None;
+            }
+            self.set_offline(&agent_id);
         }
         outcomes
     }
@@ -739,6 +763,23 @@ impl SchedulerState {
 
     // ----- agents -----
 
+    /// The agent made a request: it is seen now, and `online` again if it was `offline`.
+    /// Does nothing for an agent that is not registered.
+    pub fn agent_seen(&mut self, id: &Id) -> Option<Arc<Agent>> {
+        let now = self.now;
+        self.edit_agent(id, |agent, held| {
+            agent.last_active_at = now;
+            if agent.status == AgentStatus::Offline {
+                agent.status = if held.is_empty() { AgentStatus::Online } else { AgentStatus::Busy };
+            }
+        })
+    }
+
+    /// `POST /api/agents/<id>/heartbeat`: keeps an idle agent alive.
+    pub fn agent_heartbeat(&mut self, id: &Id) -> Result<Arc<Agent>, SchedulerError> {
+        self.agent_seen(id).ok_or_else(|| not_found("agent", id, None))
+    }
+
     pub fn list_agents(&self) -> Vec<Arc<Agent>> {
         let mut all: Vec<Arc<Agent>> = self.agents.values().map(|e| e.agent.clone()).collect();
         all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
@@ -781,6 +822,9 @@ impl SchedulerState {
     /// Removes the agent; the tasks it held go back to the queue.
     pub fn delete_agent(&mut self, id: &Id) -> Result<Arc<Agent>, SchedulerError> {
         let entry = self.agents.remove(id).ok_or_else(|| not_found("agent", id, None))?;
+        if let Some(deadline) = entry.idle_deadline {
+            self.idle_agents.remove(&(deadline, id.clone()));
+        }
         for task_id in &entry.held {
             let mut task = Task::clone(&self.tasks[task_id]);
             task.return_to_queue();
@@ -875,7 +919,8 @@ impl SchedulerState {
             created_at: self.now,
             updated_at: self.now,
         });
-        self.agents.insert(id.clone(), AgentEntry { agent: agent.clone(), held: Vec::new() });
+        self.agents.insert(id.clone(), AgentEntry { agent: agent.clone(), held: Vec::new(), idle_deadline: None });
+        self.reindex_idle(&id);
         self.changes.push(Change::Agent(agent.clone()));
         let title = format!("Agent registered: {}", agent.name);
         self.log("agent_registered", title, None, None, None, Some(&id));
@@ -970,8 +1015,40 @@ impl SchedulerState {
         let agent = Arc::make_mut(&mut entry.agent);
         edit(agent, &mut entry.held);
         agent.updated_at = self.now;
-        self.changes.push(Change::Agent(entry.agent.clone()));
-        Some(entry.agent.clone())
+        let agent = entry.agent.clone();
+        self.changes.push(Change::Agent(agent.clone()));
+        self.reindex_idle(id);
+        Some(agent)
+    }
+
+    /// Puts the agent in `idle_agents` under its current deadline if it holds no task and
+    /// is not offline, and takes it out otherwise.
+    fn reindex_idle(&mut self, id: &Id) {
+        let timeout = self.config.agent_timeout_seconds;
+        let Some(entry) = self.agents.get_mut(id) else { return };
+        let idle = entry.held.is_empty() && entry.agent.status != AgentStatus::Offline;
+        let deadline = idle.then(|| entry.agent.last_active_at.plus_seconds(timeout));
+        if deadline == entry.idle_deadline {
+            return;
+        }
+        if let Some(old) = entry.idle_deadline.take() {
+            self.idle_agents.remove(&(old, id.clone()));
+        }
+        if let Some(new) = deadline {
+            self.idle_agents.insert((new, id.clone()));
+        }
+        entry.idle_deadline = deadline;
+    }
+
+    /// An agent holding no task was not heard from in time: it is shown `offline`.
+    fn set_offline(&mut self, id: &Id) {
+        let Some(agent) = self.edit_agent(id, |agent, _| agent.status = AgentStatus::Offline) else { return };
+        let title = format!("Agent offline: {}", agent.name);
+        let description = format!(
+            "not heard from for {} s (--agent-timeout) while holding no task",
+            self.config.agent_timeout_seconds
+        );
+        self.log("agent_offline", title, Some(description), None, None, Some(id));
     }
 
     fn find_claimable(&self, request: &ClaimRequest) -> Option<QueueKey> {
