@@ -318,3 +318,21 @@ async fn an_agent_holding_a_task_does_not_time_out() {
     tokio::time::sleep(std::time::Duration::from_millis(1_800)).await;
     assert_eq!(server.ok("/api/agents/worker").await["status"], "offline", "timed out once it held nothing");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_event_shows_its_venture_as_rest_does() {
+    let server = TestServer::start_with(&["--no-seed"]);
+    create_venture(&server, "v", 0.0).await;
+    let mut stream = common::EventStream::open(&server, None).await;
+    create_task(&server, "t", "v", 3).await;
+    let wait = std::time::Duration::from_secs(5);
+    let event = loop {
+        let event = stream.next(wait).await.expect("an event");
+        if event.event == "task" {
+            break event;
+        }
+    };
+    let rest = server.ok("/api/tasks/t").await;
+    assert_eq!(event.data["venture"], json!({"id": "v", "name": "v", "icon": "🚀"}));
+    assert_eq!(event.data["venture"], rest["venture"]);
+}

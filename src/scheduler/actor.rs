@@ -120,7 +120,8 @@ impl TaskQueue {
             return None;
         }
         let changes = self.state.take_changes();
-        self.events.publish(&changes);
+        let state = &self.state;
+        self.events.publish(&changes, &|id| state.venture_record(id));
         let seq = self.persister.send(changes);
         self.state.changes_sent(seq);
         self.settle_committed();

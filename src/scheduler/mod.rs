@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::domain::{Activity, Agent, Id, Millis, Task};
+use crate::domain::{Activity, Agent, Id, Millis, Task, Venture};
 use actor::{Claim, ClaimAnswer, CloseParking, Read, Release, Stop, TaskQueue, Write};
 
 /// Where the scheduler gets the time; tests substitute their own.
@@ -55,7 +55,9 @@ pub trait ChangeLog: Send + 'static {
 /// Who else hears of every change as it is made: the live event feed. `publish` must not
 /// block.
 pub trait ChangeFeed: Send + Sync + 'static {
-    fn publish(&self, changes: &[Change]);
+    /// `venture_of` finds a venture by id as the change left it, so that a task's event can
+    /// show its venture as the REST API does.
+    fn publish(&self, changes: &[Change], venture_of: &dyn Fn(&Id) -> Option<Arc<Venture>>);
 }
 
 /// Where the scheduler reads the finished tasks it no longer holds: the database.

@@ -290,6 +290,11 @@ impl SchedulerState {
         all
     }
 
+    /// The venture's record, for what a task shows of it.
+    pub fn venture_record(&self, id: &Id) -> Option<Arc<Venture>> {
+        self.ventures.get(id).map(|entry| entry.venture.clone())
+    }
+
     pub fn get_venture(&self, id: &Id) -> Result<VentureView, SchedulerError> {
         self.ventures.get(id).map(venture_view).ok_or_else(|| not_found("venture", id, None))
     }
