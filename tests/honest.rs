@@ -336,3 +336,25 @@ async fn a_task_event_shows_its_venture_as_rest_does() {
     assert_eq!(event.data["venture"], json!({"id": "v", "name": "v", "icon": "🚀"}));
     assert_eq!(event.data["venture"], rest["venture"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_limit_of_zero_is_told_the_lower_bound_not_the_type_limit() {
+    let server = TestServer::start_with(&["--no-seed"]);
+    for path in ["/api/tasks?limit=0", "/api/tasks?offset=-1"] {
+        let (s, body) = server.get(path).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains("of at least"), "{path}: {error}");
+        assert!(!error.contains(&u64::MAX.to_string()), "{path}: {error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_written_to_a_file_carry_no_colour_codes() {
+    let server = TestServer::start_with(&["--no-seed"]);
+    // The server logs its start; its standard error is a file.
+    server.ok("/healthz").await;
+    let log = std::fs::read_to_string(server.db.with_extension("log")).unwrap();
+    assert!(!log.is_empty(), "the server logged nothing");
+    assert!(!log.contains('\u{1b}'), "colour codes in a log file:\n{log}");
+}
