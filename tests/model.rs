@@ -46,8 +46,9 @@ use proptest::test_runner::FileFailurePersistence;
 
 const START: i64 = 1_800_000_000_000;
 const DEFAULT_LEASE_SECONDS: u32 = 3;
-/// Far beyond any run's clock, so agents never time out: the model does not know timeouts.
-const AGENT_TIMEOUT_SECONDS: u32 = 86_400 * 365;
+/// "An agent holding no task and not seen for `--agent-timeout` seconds becomes `offline`":
+/// short enough that runs (up to 7 s per clock step) see agents time out and come back.
+const AGENT_TIMEOUT_SECONDS: u32 = 10;
 const AGENTS: [&str; 4] = ["a0", "a1", "a2", "a3"];
 const TAGS: [&str; 3] = ["gpu", "web", "ml"];
 /// The tolerance of the budget guard, as the contract's sums are floating point.
@@ -124,6 +125,8 @@ struct MAgent {
     /// Active tasks held, in claim order: the last one is `currentTask`.
     held: Vec<String>,
     tokens_used: u64,
+    /// When a request of the agent's was last accepted (`lastActiveAt`).
+    last_seen: i64,
 }
 
 #[derive(Debug, Default)]
@@ -173,9 +176,11 @@ impl Model {
 
     /// Takes a task out of an agent's hands; an agent left holding nothing goes `idle`.
     fn release(&mut self, agent: &str, task: &str, tokens: u64, idle: AgentStatus) {
+        let now = self.now;
         if let Some(a) = self.agents.get_mut(agent) {
             a.held.retain(|held| held != task);
             a.tokens_used += tokens;
+            a.last_seen = now;
             if a.held.is_empty() {
                 a.status = idle;
             }
@@ -209,6 +214,20 @@ impl Model {
             self.release(&holder, &id, 0, AgentStatus::Offline);
         }
         outcomes
+    }
+
+    /// Agents holding no task, not offline and not seen for the timeout go `offline`;
+    /// returns them.
+    fn expire_idle_agents(&mut self) -> Vec<String> {
+        let timeout = i64::from(AGENT_TIMEOUT_SECONDS) * 1000;
+        let mut gone = Vec::new();
+        for (id, agent) in &mut self.agents {
+            if agent.held.is_empty() && agent.status != AgentStatus::Offline && agent.last_seen + timeout <= self.now {
+                agent.status = AgentStatus::Offline;
+                gone.push(id.clone());
+            }
+        }
+        gone
     }
 
     fn create_venture(&mut self, id: &str, budget: f64, spent: f64, status: VentureStatus) -> MResult {
@@ -260,7 +279,17 @@ impl Model {
                 }
             }
         }
-        let Some((_, _, id)) = best else { return Ok(("empty".into(), false)) };
+        let Some((_, _, id)) = best else {
+            // "Every request that names an agent (a claim, also one that finds nothing ...)
+            // updates its lastActiveAt"; an offline agent "is online again at its next request".
+            let now = self.now;
+            let Some(a) = self.agents.get_mut(agent) else { return Ok(("empty".into(), false)) };
+            a.last_seen = now;
+            if a.status == AgentStatus::Offline {
+                a.status = if a.held.is_empty() { AgentStatus::Online } else { AgentStatus::Busy };
+            }
+            return Ok(("empty".into(), true));
+        };
         let now = self.now;
         let task = self.tasks.get_mut(&id).unwrap();
         task.status = TaskStatus::Active;
@@ -273,7 +302,9 @@ impl Model {
             status: AgentStatus::Online,
             held: Vec::new(),
             tokens_used: 0,
+            last_seen: now,
         });
+        a.last_seen = now;
         a.held.push(id.clone());
         a.status = AgentStatus::Busy;
         Ok((format!("claimed {id}"), true))
@@ -337,6 +368,9 @@ impl Model {
         let now = self.now;
         let task = self.tasks.get_mut(&c.task).unwrap();
         task.lease_expires_at = Some(now + i64::from(c.lease.unwrap_or(task.lease_seconds)) * 1000);
+        if let Some(agent) = self.agents.get_mut(&c.agent) {
+            agent.last_seen = now;
+        }
         Ok(("ok".into(), true))
     }
 
@@ -838,7 +872,11 @@ fn apply_call(
             })
             .map(|claimed| match claimed {
                 Some(view) => format!("claimed {}", view.task.id),
-                None => "empty".into(),
+                None => {
+                    // As the actor does for a claim that finds nothing.
+                    state.agent_seen(&id(agent));
+                    "empty".into()
+                }
             })
             .map_err(kind),
         Call::Complete(c) => state
@@ -1053,19 +1091,24 @@ impl Harness {
         self.model.now += dt;
         let outcomes = self.real.state.advance(Millis(self.model.now));
         let expired = self.model.expire_leases();
+        let gone = self.model.expire_idle_agents();
         let expected_outcomes: Vec<CompletionOutcome> = expired.iter().map(|(_, outcome)| *outcome).collect();
         let n_changes = self.real.commit();
         if !expired.is_empty() || matches!(op, Op::Advance { .. }) {
             let expired: Vec<String> = expired.iter().map(|(id, o)| format!("{id} {}", o.as_str())).collect();
             let what = if matches!(op, Op::Advance { .. }) { "clock advanced" } else { "clock ticked" };
-            self.trace.push(format!("+{}ms {what}; leases expired: {expired:?}", self.model.now - START));
+            self.trace.push(format!(
+                "+{}ms {what}; leases expired: {expired:?}; agents offline: {gone:?}",
+                self.model.now - START
+            ));
         }
         ensure!(self, outcomes == expected_outcomes, "lease expiry: got {outcomes:?}, expected {expected_outcomes:?}");
         ensure!(
             self,
-            (n_changes == 0) == expected_outcomes.is_empty(),
-            "lease expiry emitted {n_changes} change(s) for {} expiries",
-            expected_outcomes.len()
+            (n_changes == 0) == (expected_outcomes.is_empty() && gone.is_empty()),
+            "the clock emitted {n_changes} change(s) for {} lease expiries and {} agent(s) offline",
+            expected_outcomes.len(),
+            gone.len()
         );
         self.check_state()?;
 
@@ -1184,12 +1227,12 @@ impl Harness {
         ensure!(self, listed == want, "agents {listed:?}, expected {want:?}");
         for (agent_id, m) in &model.agents {
             let a = state.get_agent(&id(agent_id)).map_err(|e| self.fail(format!("{e}")))?;
-            let got = (a.status, a.current_task.as_deref(), a.tokens_used);
-            let want = (m.status, m.held.last().map(String::as_str), m.tokens_used);
+            let got = (a.status, a.current_task.as_deref(), a.tokens_used, a.last_active_at);
+            let want = (m.status, m.held.last().map(String::as_str), m.tokens_used, Millis(m.last_seen));
             ensure!(
                 self,
                 got == want,
-                "agent {agent_id} (status, currentTask, tokensUsed): got {got:?}, expected {want:?}"
+                "agent {agent_id} (status, currentTask, tokensUsed, lastActiveAt): got {got:?}, expected {want:?}"
             );
         }
 
