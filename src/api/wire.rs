@@ -24,7 +24,7 @@ pub struct VentureJson<'a> {
     status: &'static str,
     #[schema(value_type = crate::domain::Priority)]
     priority: &'static str,
-    /// The sum of `actualCost` over the venture's completions, plus direct edits.
+    /// The sum of `actualCost` over the reports on the venture's tasks (successes and failures), plus direct edits.
     #[schema(minimum = 0)]
     capital_spent: f64,
     /// 0 means no budget.
