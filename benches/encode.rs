@@ -71,6 +71,7 @@ fn task(i: usize, venture: &Arc<Venture>) -> TaskView {
         completed_at: None,
         reported_by: None,
         reported_attempt: 0,
+        reported_cost: None,
     };
     TaskView { task: Arc::new(task), venture: Some(venture.clone()) }
 }

@@ -35,7 +35,7 @@ const INDEX_SIZES: [usize; 2] = [100_000, 1_000_000];
 /// tasks (the best ones in turn) while the queue stays within `CHUNK` of its size.
 const CHUNK: u64 = 64;
 
-const CONFIG: SchedulerConfig = SchedulerConfig { default_lease_seconds: 1800 };
+const CONFIG: SchedulerConfig = SchedulerConfig { default_lease_seconds: 1800, agent_timeout_seconds: 90 };
 
 fn claim_request() -> ClaimRequest {
     ClaimRequest { agent_id: common::AGENT.into(), ..ClaimRequest::default() }

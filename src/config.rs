@@ -80,6 +80,9 @@ pub struct ServeArgs {
     /// Lease length for a claim that does not ask for one.
     #[arg(long, env = "MC_LEASE_SECONDS", default_value_t = 1800, value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub lease_seconds: u32,
+    /// Seconds after which an agent holding no task and not heard from is shown `offline`.
+    #[arg(long, env = "MC_AGENT_TIMEOUT", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=86_400 * 365))]
+    pub agent_timeout: u32,
     /// Require `Authorization: Bearer <token>` on every /api request.
     #[arg(long, env = "MC_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
@@ -135,6 +138,7 @@ mod tests {
         assert_eq!(cli.serve.durability, Durability::Batch);
         assert_eq!(cli.serve.addr.to_string(), "127.0.0.1:3000");
         assert!(Cli::try_parse_from(["mission-control", "--lease-seconds", "0"]).is_err());
+        assert_eq!(cli.serve.agent_timeout, 90, "an idle agent is offline after 90 s by default");
         assert_eq!(cli.serve.retain_completed, None, "history is kept forever by default");
     }
 

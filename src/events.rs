@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::broadcast;
 
-use crate::domain::Millis;
+use crate::domain::{Id, Millis, Venture};
 use crate::scheduler::{Change, ChangeFeed};
 
 /// Events kept for resuming.
@@ -31,6 +31,8 @@ const CHUNK_LEN: usize = 256;
 pub struct Event {
     pub id: u64,
     pub change: Change,
+    /// A task's venture as it was when the task changed, shown as the REST API shows it.
+    pub venture: Option<Arc<Venture>>,
     encoded: OnceLock<String>,
 }
 
@@ -151,12 +153,20 @@ impl Inner {
 }
 
 impl ChangeFeed for EventHub {
-    fn publish(&self, changes: &[Change]) {
+    fn publish(&self, changes: &[Change], venture_of: &dyn Fn(&Id) -> Option<Arc<Venture>>) {
+        // Looked up before the lock, which subscribers share.
+        let ventures: Vec<Option<Arc<Venture>>> = changes
+            .iter()
+            .map(|change| match change {
+                Change::Task(task) => venture_of(&task.venture_id),
+                _ => None,
+            })
+            .collect();
         let mut inner = self.inner.lock().expect("event hub lock");
-        for change in changes {
+        for (change, venture) in changes.iter().zip(ventures) {
             let id = inner.next_id;
             inner.next_id += 1;
-            let event = Arc::new(Event { id, change: change.clone(), encoded: OnceLock::new() });
+            let event = Arc::new(Event { id, change: change.clone(), venture, encoded: OnceLock::new() });
             inner.keep(event.clone());
             if let Some(sender) = &inner.sender {
                 // No subscriber is not an error.
@@ -181,13 +191,13 @@ mod tests {
     #[test]
     fn resume_replays_exactly_what_came_after() {
         let hub = EventHub::new(Millis(1));
-        hub.publish(&[delete("a"), delete("b"), delete("c")]);
+        hub.publish(&[delete("a"), delete("b"), delete("c")], &|_| None);
         let first = 1001;
         let Start::Resume(replay) = hub.subscribe(Some(first)).0 else { panic!("expected a resume") };
         assert_eq!(ids(&replay), [first + 1, first + 2]);
         let (start, mut live) = hub.subscribe(Some(first + 2));
         assert!(matches!(start, Start::Resume(r) if r.is_empty()));
-        hub.publish(&[delete("d")]);
+        hub.publish(&[delete("d")], &|_| None);
         assert_eq!(live.try_recv().unwrap().id, first + 3);
     }
 
@@ -195,7 +205,7 @@ mod tests {
     fn unknown_or_forgotten_ids_must_reload() {
         let hub = EventHub::new(Millis(1));
         for i in 0..REPLAY_CAPACITY + 5 {
-            hub.publish(&[delete(&i.to_string())]);
+            hub.publish(&[delete(&i.to_string())], &|_| None);
         }
         assert!(matches!(hub.subscribe(Some(1001)).0, Start::Reload), "dropped from the buffer");
         assert!(matches!(hub.subscribe(Some(5)).0, Start::Reload), "from an earlier run");
@@ -211,7 +221,7 @@ mod tests {
         assert!(matches!(live.try_recv(), Err(broadcast::error::TryRecvError::Closed)));
         let (_, mut late) = hub.subscribe(None);
         assert!(matches!(late.try_recv(), Err(broadcast::error::TryRecvError::Closed)));
-        hub.publish(&[delete("after")]);
+        hub.publish(&[delete("after")], &|_| None);
     }
 
     #[test]
@@ -219,7 +229,7 @@ mod tests {
         let hub = EventHub::new(Millis(1));
         let (_, mut slow) = hub.subscribe(None);
         for i in 0..SUBSCRIBER_CAPACITY + 10 {
-            hub.publish(&[delete(&i.to_string())]);
+            hub.publish(&[delete(&i.to_string())], &|_| None);
         }
         assert!(matches!(slow.try_recv(), Err(broadcast::error::TryRecvError::Lagged(_))));
     }

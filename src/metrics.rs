@@ -67,6 +67,8 @@ fn register_families() {
         metrics::counter!("mission_control_pruned_total", "kind" => kind).increment(0);
     }
     metrics::counter!("mission_control_persist_failures_total").increment(0);
+    metrics::gauge!("mission_control_persist_pending").set(0.0);
+    metrics::gauge!("mission_control_claim_waiters").set(0.0);
     metrics::counter!("mission_control_claims_released_total").increment(0);
     for name in [
         "mission_control_claim_duration_seconds",

@@ -67,7 +67,10 @@ pub fn start(args: &ServeArgs) -> Result<Running, StoreError> {
         },
     })?;
     let options = SchedulerOptions {
-        config: SchedulerConfig { default_lease_seconds: args.lease_seconds },
+        config: SchedulerConfig {
+            default_lease_seconds: args.lease_seconds,
+            agent_timeout_seconds: args.agent_timeout,
+        },
         durability: args.durability,
         max_pending: args.max_pending,
         commit_timeout: Duration::from_millis(args.commit_timeout_ms),
@@ -112,8 +115,9 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 /// How long requests in flight get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(35);
 
-/// Serves until `shutdown` resolves, then stops taking requests, lets the ones in flight
-/// finish, and waits until every accepted change is committed.
+/// Serves until `shutdown` resolves, then stops taking requests, answers parked claims
+/// with 204, lets the requests in flight finish, and waits until every accepted change is
+/// committed.
 pub async fn run(
     listener: TcpListener,
     running: Running,
@@ -151,6 +155,8 @@ pub async fn run(
         });
     }
     drop(listener);
+    // Parked claims would otherwise hold the drain for up to their `waitMs`.
+    scheduler.close_parking().await;
     events.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
         tracing::warn!("some requests were still running after {DRAIN_TIMEOUT:?}; closing them");

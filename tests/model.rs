@@ -46,6 +46,9 @@ use proptest::test_runner::FileFailurePersistence;
 
 const START: i64 = 1_800_000_000_000;
 const DEFAULT_LEASE_SECONDS: u32 = 3;
+/// "An agent holding no task and not seen for `--agent-timeout` seconds becomes `offline`":
+/// short enough that runs (up to 7 s per clock step) see agents time out and come back.
+const AGENT_TIMEOUT_SECONDS: u32 = 10;
 const AGENTS: [&str; 4] = ["a0", "a1", "a2", "a3"];
 const TAGS: [&str; 3] = ["gpu", "web", "ml"];
 /// The tolerance of the budget guard, as the contract's sums are floating point.
@@ -111,8 +114,9 @@ struct MTask {
     handouts: u32,
     /// The agent whose report the task last took, and `handouts` at the time.
     last_report: Option<(String, u32)>,
-    /// The last `actualCost` any report gave (only used to mirror known deviations).
-    reported_cost: Option<f64>,
+    /// What the report last applied said: whether it was an error, and its `actualCost`.
+    /// "A different report for an attempt already reported is a 409 `conflicting_report`".
+    applied_report: Option<(bool, Option<f64>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +125,8 @@ struct MAgent {
     /// Active tasks held, in claim order: the last one is `currentTask`.
     held: Vec<String>,
     tokens_used: u64,
+    /// When a request of the agent's was last accepted (`lastActiveAt`).
+    last_seen: i64,
 }
 
 #[derive(Debug, Default)]
@@ -184,9 +190,11 @@ impl Model {
 
     /// Takes a task out of an agent's hands; an agent left holding nothing goes `idle`.
     fn release(&mut self, agent: &str, task: &str, tokens: u64, idle: AgentStatus) {
+        let now = self.now;
         if let Some(a) = self.agents.get_mut(agent) {
             a.held.retain(|held| held != task);
             a.tokens_used += tokens;
+            a.last_seen = now;
             if a.held.is_empty() {
                 a.status = idle;
             }
@@ -222,6 +230,20 @@ impl Model {
         outcomes
     }
 
+    /// Agents holding no task, not offline and not seen for the timeout go `offline`;
+    /// returns them.
+    fn expire_idle_agents(&mut self) -> Vec<String> {
+        let timeout = i64::from(AGENT_TIMEOUT_SECONDS) * 1000;
+        let mut gone = Vec::new();
+        for (id, agent) in &mut self.agents {
+            if agent.held.is_empty() && agent.status != AgentStatus::Offline && agent.last_seen + timeout <= self.now {
+                agent.status = AgentStatus::Offline;
+                gone.push(id.clone());
+            }
+        }
+        gone
+    }
+
     fn create_venture(&mut self, id: &str, budget: f64, spent: f64, status: VentureStatus) -> MResult {
         if self.ventures.contains_key(id) {
             return Err(ErrKind::AlreadyExists);
@@ -251,7 +273,7 @@ impl Model {
             created_at: self.now,
             handouts: 0,
             last_report: None,
-            reported_cost: None,
+            applied_report: None,
         };
         self.tasks.insert(c.id.clone(), task);
         Ok(("ok".into(), true))
@@ -271,7 +293,17 @@ impl Model {
                 }
             }
         }
-        let Some((_, _, id)) = best else { return Ok(("empty".into(), false)) };
+        let Some((_, _, id)) = best else {
+            // "Every request that names an agent (a claim, also one that finds nothing ...)
+            // updates its lastActiveAt"; an offline agent "is online again at its next request".
+            let now = self.now;
+            let Some(a) = self.agents.get_mut(agent) else { return Ok(("empty".into(), false)) };
+            a.last_seen = now;
+            if a.status == AgentStatus::Offline {
+                a.status = if a.held.is_empty() { AgentStatus::Online } else { AgentStatus::Busy };
+            }
+            return Ok(("empty".into(), true));
+        };
         let now = self.now;
         let task = self.tasks.get_mut(&id).unwrap();
         task.status = TaskStatus::Active;
@@ -284,7 +316,9 @@ impl Model {
             status: AgentStatus::Online,
             held: Vec::new(),
             tokens_used: 0,
+            last_seen: now,
         });
+        a.last_seen = now;
         a.held.push(id.clone());
         a.status = AgentStatus::Busy;
         Ok((format!("claimed {id}"), true))
@@ -301,31 +335,31 @@ impl Model {
             return Ok(true);
         }
         match &task.last_report {
-            // The agent repeats its last report: fine "as long as the task has not been
-            // handed out again since (then: 409 stale_lease)".
-            Some((reporter, handouts)) if reporter == agent => {
-                if repeat_ok && *handouts == task.handouts {
-                    Ok(false)
-                } else {
-                    Err(ErrKind::StaleLease)
-                }
-            }
+            // The agent repeats its last report: fine as long as the task has not been
+            // handed out again since. Otherwise "a heartbeat or report without `attempt`
+            // from an agent that does not hold the task is a 409 `not_holder`; `stale_lease`
+            // is only for an `attempt` that is not the current one".
+            Some((reporter, handouts)) if reporter == agent && repeat_ok && *handouts == task.handouts => Ok(false),
             _ => Err(ErrKind::NotHolder),
         }
     }
 
     fn complete(&mut self, c: &CompleteCall) -> MResult {
         if !self.holder_check(&c.task, &c.agent, c.attempt, true)? {
-            return Ok(("repeated".into(), false));
+            // "Repeating the report already applied for an attempt ... answers 200 and
+            // changes nothing"; anything else is a conflict.
+            let same = self.tasks[&c.task].applied_report == Some((c.error, c.actual_cost));
+            return if same { Ok(("repeated".into(), false)) } else { Err(ErrKind::Conflict) };
         }
         let task = self.tasks.get_mut(&c.task).unwrap();
         task.lease_expires_at = None;
         task.last_report = Some((c.agent.clone(), task.handouts));
-        if c.actual_cost.is_some() {
-            task.reported_cost = c.actual_cost;
-        }
+        task.applied_report = Some((c.error, c.actual_cost));
+        // "A failure report's `actualCost`, when given, is charged to the venture like a
+        // success's": the cost this report gives, whatever its outcome.
+        let venture = task.venture.clone();
+        self.ventures.get_mut(&venture).unwrap().spent += c.actual_cost.unwrap_or(0.0);
         let answer = if c.error {
-            // No capital is charged for a failed attempt.
             if task.attempts < task.max_attempts {
                 task.status = TaskStatus::Queue;
                 task.assigned_to = None;
@@ -336,9 +370,6 @@ impl Model {
             }
         } else {
             task.status = TaskStatus::Completed;
-            // "the venture's capitalSpent grows by actualCost": the cost this report gives.
-            let venture = task.venture.clone();
-            self.ventures.get_mut(&venture).unwrap().spent += c.actual_cost.unwrap_or(0.0);
             "completed"
         };
         self.release(&c.agent, &c.task, c.tokens.unwrap_or(0), AgentStatus::Online);
@@ -346,11 +377,14 @@ impl Model {
     }
 
     fn heartbeat(&mut self, c: &HeartbeatCall) -> MResult {
-        // A heartbeat is never a repeat: the agent that already reported gets stale_lease.
+        // A heartbeat is never a repeat: the agent that already reported is not the holder.
         self.holder_check(&c.task, &c.agent, c.attempt, false)?;
         let now = self.now;
         let task = self.tasks.get_mut(&c.task).unwrap();
         task.lease_expires_at = Some(now + i64::from(c.lease.unwrap_or(task.lease_seconds)) * 1000);
+        if let Some(agent) = self.agents.get_mut(&c.agent) {
+            agent.last_seen = now;
+        }
         Ok(("ok".into(), true))
     }
 
@@ -852,7 +886,11 @@ fn apply_call(
             })
             .map(|claimed| match claimed {
                 Some(view) => format!("claimed {}", view.task.id),
-                None => "empty".into(),
+                None => {
+                    // As the actor does for a claim that finds nothing.
+                    state.agent_seen(&id(agent));
+                    "empty".into()
+                }
             })
             .map_err(kind),
         Call::Complete(c) => state
@@ -936,7 +974,10 @@ impl Real {
         let path = dir.path().join("model.db");
         let mut conn = store::open(&path).expect("open");
         store::migrate(&mut conn, &path).expect("migrate");
-        let config = SchedulerConfig { default_lease_seconds: DEFAULT_LEASE_SECONDS };
+        let config = SchedulerConfig {
+            default_lease_seconds: DEFAULT_LEASE_SECONDS,
+            agent_timeout_seconds: AGENT_TIMEOUT_SECONDS,
+        };
         let state = SchedulerState::new(config, Snapshot::default(), Millis(START));
         Real { state, conn, reader: TaskReader::new(path), seq: 0, _dir: dir }
     }
@@ -963,7 +1004,10 @@ impl Real {
     fn restart(&mut self) {
         self.commit();
         let snapshot = store::load_snapshot(&self.conn).expect("the loader reads what the writer wrote");
-        let config = SchedulerConfig { default_lease_seconds: DEFAULT_LEASE_SECONDS };
+        let config = SchedulerConfig {
+            default_lease_seconds: DEFAULT_LEASE_SECONDS,
+            agent_timeout_seconds: AGENT_TIMEOUT_SECONDS,
+        };
         self.state = SchedulerState::new(config, snapshot, self.state.now());
     }
 
@@ -1061,19 +1105,24 @@ impl Harness {
         self.model.now += dt;
         let outcomes = self.real.state.advance(Millis(self.model.now));
         let expired = self.model.expire_leases();
+        let gone = self.model.expire_idle_agents();
         let expected_outcomes: Vec<CompletionOutcome> = expired.iter().map(|(_, outcome)| *outcome).collect();
         let n_changes = self.real.commit();
         if !expired.is_empty() || matches!(op, Op::Advance { .. }) {
             let expired: Vec<String> = expired.iter().map(|(id, o)| format!("{id} {}", o.as_str())).collect();
             let what = if matches!(op, Op::Advance { .. }) { "clock advanced" } else { "clock ticked" };
-            self.trace.push(format!("+{}ms {what}; leases expired: {expired:?}", self.model.now - START));
+            self.trace.push(format!(
+                "+{}ms {what}; leases expired: {expired:?}; agents offline: {gone:?}",
+                self.model.now - START
+            ));
         }
         ensure!(self, outcomes == expected_outcomes, "lease expiry: got {outcomes:?}, expected {expected_outcomes:?}");
         ensure!(
             self,
-            (n_changes == 0) == expected_outcomes.is_empty(),
-            "lease expiry emitted {n_changes} change(s) for {} expiries",
-            expected_outcomes.len()
+            (n_changes == 0) == (expected_outcomes.is_empty() && gone.is_empty()),
+            "the clock emitted {n_changes} change(s) for {} lease expiries and {} agent(s) offline",
+            expected_outcomes.len(),
+            gone.len()
         );
         self.check_state()?;
 
@@ -1199,12 +1248,12 @@ impl Harness {
         ensure!(self, listed == want, "agents {listed:?}, expected {want:?}");
         for (agent_id, m) in &model.agents {
             let a = state.get_agent(&id(agent_id)).map_err(|e| self.fail(format!("{e}")))?;
-            let got = (a.status, a.current_task.as_deref(), a.tokens_used);
-            let want = (m.status, m.held.last().map(String::as_str), m.tokens_used);
+            let got = (a.status, a.current_task.as_deref(), a.tokens_used, a.last_active_at);
+            let want = (m.status, m.held.last().map(String::as_str), m.tokens_used, Millis(m.last_seen));
             ensure!(
                 self,
                 got == want,
-                "agent {agent_id} (status, currentTask, tokensUsed): got {got:?}, expected {want:?}"
+                "agent {agent_id} (status, currentTask, tokensUsed, lastActiveAt): got {got:?}, expected {want:?}"
             );
         }
 
@@ -1483,30 +1532,31 @@ fn claim_order_is_priority_then_age_then_id() {
 }
 
 /// Found by the model: `actualCost` given with an error report was kept on the task, and a
-/// later successful completion that gave no `actualCost` charged that stale figure. The contract: "Without `error`: ...
-/// `actualCost` stored; the venture's `capitalSpent` grows by `actualCost`", and "With
-/// `error`: no capital is charged"; the Durability invariant says `capitalSpent` moves by
-/// exactly the `actualCost` of the completions acknowledged.
+/// later successful completion that gave no `actualCost` charged that stale figure again.
+/// The contract ("Honest answers"): "A failure report's `actualCost`, when given, is charged
+/// to the venture like a success's; without it nothing is charged". So the failure's cost
+/// is charged once, when it is reported, and the success that gives none adds nothing.
 #[test]
-fn a_success_without_actual_cost_charges_nothing_even_after_a_costed_failure() {
+fn a_success_without_actual_cost_charges_nothing_more_after_a_costed_failure() {
     let mut state = fresh_state();
     add_venture(&mut state, "v0", 0.0);
     add_task(&mut state, "t0", "v0", Priority::Medium, 3);
     assert_eq!(claim_as(&mut state, "a0", None), "claimed t0");
     assert_eq!(report(&mut state, "t0", "a0", true, Some(4.0)), Ok("requeued".into()));
-    assert_eq!(state.state.get_venture(&id("v0")).unwrap().venture.capital_spent, 0.0);
+    assert_eq!(state.state.get_venture(&id("v0")).unwrap().venture.capital_spent, 4.0);
     assert_eq!(claim_as(&mut state, "a0", None), "claimed t0");
     assert_eq!(report(&mut state, "t0", "a0", false, None), Ok("completed".into()));
     let spent = state.state.get_venture(&id("v0")).unwrap().venture.capital_spent;
-    assert_eq!(spent, 0.0, "the only successful completion reported no actualCost, yet {spent} was charged");
+    assert_eq!(spent, 4.0, "only the failure reported an actualCost (4), yet {spent} was charged");
 }
 
-/// Found by the model: the contract lets an agent repeat its last report "as long as the
-/// task has not been handed out again since (then: 409 `stale_lease`)". The scheduler once
-/// remembered only who reported, not for which attempt, so after a later attempt's lease
-/// ran out the old report was answered 200 as a repeat.
+/// Found by the model: the contract lets an agent repeat its last report only as long as
+/// the task has not been handed out again since. The scheduler once remembered only who
+/// reported, not for which attempt, so after a later attempt's lease ran out the old report
+/// was answered 200 as a repeat. Without an `attempt` the refusal is `not_holder`
+/// ("Honest answers": `stale_lease` is only for an `attempt` that is not the current one).
 #[test]
-fn a_report_repeated_after_the_task_was_handed_out_again_is_stale() {
+fn a_report_repeated_after_the_task_was_handed_out_again_is_refused() {
     let mut state = fresh_state();
     add_venture(&mut state, "v0", 0.0);
     add_task(&mut state, "t0", "v0", Priority::Medium, 3);
@@ -1516,7 +1566,7 @@ fn a_report_repeated_after_the_task_was_handed_out_again_is_stale() {
     let expired = state.state.advance(Millis(START + 1000));
     assert_eq!(expired, [CompletionOutcome::Requeued]);
     // a0 retries its report of attempt 1, which was superseded by attempt 2.
-    assert_eq!(report(&mut state, "t0", "a0", true, None), Err(ErrKind::StaleLease));
+    assert_eq!(report(&mut state, "t0", "a0", true, None), Err(ErrKind::NotHolder));
 }
 
 // ----------------------------------------------------------------------------------------

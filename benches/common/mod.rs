@@ -89,6 +89,7 @@ pub fn queued_task(i: usize, venture_ids: &[Id]) -> Task {
         completed_at: None,
         reported_by: None,
         reported_attempt: 0,
+        reported_cost: None,
     }
 }
 

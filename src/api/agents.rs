@@ -114,6 +114,22 @@ pub async fn update(State(app): State<AppState>, target: Target<AgentUpdateBody>
     Ok(ok(AgentJson::from(&*agent)))
 }
 
+/// Keeps an idle agent alive: `lastActiveAt` becomes now, and an `offline` agent is
+/// `online` again. An agent holding no task and not heard from for `--agent-timeout`
+/// seconds is shown `offline`.
+#[utoipa::path(
+    post,
+    path = "/api/agents/{id}/heartbeat",
+    operation_id = "agentHeartbeat",
+    tag = "agents",
+    params(PathId),
+    responses((status = 200, description = "The agent, just seen.", body = AgentJson), BadRequest, NotFound)
+)]
+pub async fn heartbeat(State(app): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
+    let agent = app.scheduler.agent_heartbeat(id).await?;
+    Ok(ok(AgentJson::from(&*agent)))
+}
+
 /// Deletes an agent; its active tasks go back to the queue. `DELETE /api/agents` names it
 /// the seed's way, by `?id=` or `id` in the body.
 #[utoipa::path(

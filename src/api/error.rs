@@ -30,7 +30,8 @@ pub struct ErrorBody<'a> {
     error: &'a str,
     /// `malformed_json`, `bad_body`, `bad_query`, `missing_field`, `validation_error`,
     /// `unauthorized`, `not_found`, `route_not_found`, `method_not_allowed`,
-    /// `request_timeout`, `already_exists`, `not_holder`, `stale_lease`,
+    /// `request_timeout`, `already_exists`, `not_holder`, `stale_lease`, `conflicting_report`,
+    /// `token_limit`,
     /// `invalid_transition`, `venture_in_use`, `payload_too_large`, `unavailable` or
     /// `store_unavailable`.
     #[schema(example = "missing_field")]

@@ -1,7 +1,7 @@
 //! `GET /api/events`: the live feed as Server-Sent Events.
 //!
 //! Event names: `task`, `venture`, `agent`, `activity` (data: the object as the REST API
-//! shows it; a task's `venture` is `null` here, join on `ventureId`), `task_deleted`,
+//! shows it, a task with its `venture` `{id, name, icon}`), `task_deleted`,
 //! `venture_deleted`, `agent_deleted` (data: `{"id"}`), and `reload` (data: `{"reason"}`):
 //! the client missed events and must fetch the lists again. Resume with `Last-Event-ID`
 //! (or `?lastEventId=`, for clients that cannot set headers).
@@ -28,6 +28,7 @@ use super::error::{ApiError, BadRequest};
 use super::extract::decode_query;
 use super::wire::{ActivityJson, AgentJson, TaskJson, VentureJson};
 use super::AppState;
+use crate::domain::Venture;
 use crate::events::{Event, Start};
 use crate::scheduler::Change;
 use crate::scheduler::TaskView;
@@ -35,7 +36,7 @@ use crate::scheduler::TaskView;
 /// The live feed of changes as Server-Sent Events.
 ///
 /// Events `task`, `venture`, `agent`, `activity` carry the object as the REST API shows it
-/// (a task's `venture` is `null`; a venture has no `capitalReserved`); `task_deleted`,
+/// (a task with its `venture` as it was then; a venture has no `capitalReserved`); `task_deleted`,
 /// `venture_deleted`, `agent_deleted` carry `{"id"}`; `reload` carries `{"reason"}` and
 /// means the client missed events and must fetch the lists again, after which the stream
 /// ends. The stream stays open; a keep-alive comment is sent while it is idle.
@@ -158,7 +159,7 @@ fn reload(reason: &str) -> SseEvent {
 }
 
 fn to_sse(event: &Event) -> SseEvent {
-    let data = event.encoded(encode);
+    let data = event.encoded(|change| encode(change, event.venture.clone()));
     SseEvent::default().id(event.id.to_string()).event(kind(&event.change)).data(data)
 }
 
@@ -174,9 +175,9 @@ fn kind(change: &Change) -> &'static str {
     }
 }
 
-fn encode(change: &Change) -> String {
+fn encode(change: &Change, venture: Option<Arc<Venture>>) -> String {
     let encoded = match change {
-        Change::Task(task) => serde_json::to_string(&TaskJson::from(&TaskView { task: task.clone(), venture: None })),
+        Change::Task(task) => serde_json::to_string(&TaskJson::from(&TaskView { task: task.clone(), venture })),
         Change::Venture(venture) => serde_json::to_string(&VentureJson::from(&**venture)),
         Change::Agent(agent) => serde_json::to_string(&AgentJson::from(&**agent)),
         Change::Activity(activity) => serde_json::to_string(&ActivityJson::from(&**activity)),

@@ -334,8 +334,17 @@ impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for QueryWhole<MIN, M
         let text = Cow::<str>::deserialize(d)?;
         match text.parse::<u64>() {
             Ok(x) if (MIN..=MAX).contains(&x) => Ok(QueryWhole(x)),
-            _ => Err(de::Error::custom(format!("`{{field}}` must be a whole number from {MIN} to {MAX}"))),
+            _ => Err(de::Error::custom(format!("`{{field}}` must be a whole number {}", range_words(MIN, MAX)))),
         }
+    }
+}
+
+/// How a range reads in an error: a top that is only the type's limit is not spelled out.
+fn range_words(min: u64, max: u64) -> String {
+    if max == u64::MAX {
+        format!("of at least {min}")
+    } else {
+        format!("from {min} to {max}")
     }
 }
 

@@ -91,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/tasks/{id}", get(tasks::get).patch(tasks::update).delete(tasks::delete))
         .route("/api/agents", get(agents::list).post(agents::upsert).patch(agents::update).delete(agents::delete))
         .route("/api/agents/{id}", get(agents::get).patch(agents::update).delete(agents::delete))
+        .route("/api/agents/{id}/heartbeat", post(agents::heartbeat))
         .route("/api/activities", get(activities::list).post(activities::create))
         .route("/api/activities/{id}", get(activities::get))
         .route("/api/events", get(events::stream))

@@ -59,6 +59,7 @@ use super::{activities, agents, events, ops, tasks, ventures};
         agents::get,
         agents::update,
         agents::delete,
+        agents::heartbeat,
         activities::list,
         activities::create,
         activities::get,
@@ -128,7 +129,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
             "The request conflicts with the state, with `field` naming the field at fault when one is: a \
              client-chosen `id` that is taken (`already_exists`), a refused status change \
              (`invalid_transition`), a venture with active tasks (`venture_in_use`), a task the agent does \
-             not hold (`not_holder`) or a stale `attempt` (`stale_lease`).",
+             not hold (`not_holder`), a stale `attempt` (`stale_lease`) or a report that differs from \
+             the one already applied for that attempt (`conflicting_report`), or a claim by an agent \
+             that has reached its `maxTokens` (`token_limit`).",
             false,
         ),
         ("Unauthorized", "A token is configured and the request lacks it or has a wrong one (`unauthorized`).", false),

@@ -300,6 +300,7 @@ pub struct ClaimBody {
         (status = 204, description = "Nothing was eligible within `waitMs`."),
         BadRequest,
         NotFound,
+        Conflict,
     )
 )]
 pub async fn claim(State(app): State<AppState>, AppJson(body): AppJson<ClaimBody>) -> Result<Response, ApiError> {
@@ -328,6 +329,7 @@ pub struct CompleteBody {
     #[schema(inline)]
     attempt: Option<Attempt>,
     output: Option<Text>,
+    /// What this attempt cost; charged to the venture whether it succeeded or failed.
     actual_cost: Option<Cost>,
     /// When given, the attempt failed.
     error: Option<Text>,
@@ -337,7 +339,8 @@ pub struct CompleteBody {
 }
 
 /// Reports the outcome of a held task: success, or with `error` a failure (requeued while
-/// attempts remain). Repeating the last report is safe.
+/// attempts remain). Repeating the last report is safe; a different report for the same
+/// attempt is refused (`conflicting_report`).
 #[utoipa::path(
     post,
     path = "/api/tasks/complete",

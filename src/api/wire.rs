@@ -24,7 +24,7 @@ pub struct VentureJson<'a> {
     status: &'static str,
     #[schema(value_type = crate::domain::Priority)]
     priority: &'static str,
-    /// The sum of `actualCost` over the venture's completions, plus direct edits.
+    /// The sum of `actualCost` over the reports on the venture's tasks (successes and failures), plus direct edits.
     #[schema(minimum = 0)]
     capital_spent: f64,
     /// 0 means no budget.
@@ -113,6 +113,7 @@ pub struct TaskJson<'a> {
     priority: &'static str,
     #[schema(required = true, minimum = 0)]
     estimated_cost: Option<f64>,
+    /// The total charged for the task over all its attempts.
     #[schema(required = true, minimum = 0)]
     actual_cost: Option<f64>,
     /// A string holding a JSON array, as the seed stored and returned it.

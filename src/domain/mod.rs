@@ -135,6 +135,10 @@ pub struct Task {
     /// and a report from before a later claim is recognised as stale.
     pub reported_by: Option<Id>,
     pub reported_attempt: u32,
+    /// The `actualCost` of that report. With `output` and `error`, which that report set,
+    /// it is what a repeat is compared with: the same report is answered as applied, a
+    /// different one is a conflict. Kept apart from `actual_cost`, the total over attempts.
+    pub reported_cost: Option<f64>,
 }
 
 impl Task {

@@ -46,6 +46,9 @@ pub(super) struct TaskQueue {
     waiters: VecDeque<Waiter>,
     /// Past this many parked long polls, a claim that would park answers 503.
     max_waiters: usize,
+    /// Set once the server is stopping: a claim that finds nothing answers at once, so no
+    /// agent waits out its long poll on a server that is going away.
+    parking_closed: bool,
 }
 
 impl Actor for TaskQueue {
@@ -73,7 +76,16 @@ impl TaskQueue {
         max_pending: usize,
         max_waiters: usize,
     ) -> TaskQueue {
-        TaskQueue { state, persister, events, clock, max_pending, waiters: VecDeque::new(), max_waiters }
+        TaskQueue {
+            state,
+            persister,
+            events,
+            clock,
+            max_pending,
+            waiters: VecDeque::new(),
+            max_waiters,
+            parking_closed: false,
+        }
     }
 
     fn tick(&mut self) {
@@ -134,7 +146,8 @@ impl TaskQueue {
             return None;
         }
         let changes = self.state.take_changes();
-        self.events.publish(&changes);
+        let state = &self.state;
+        self.events.publish(&changes, &|id| state.venture_record(id));
         let seq = self.persister.send(changes);
         self.state.changes_sent(seq);
         self.settle_committed();
@@ -286,8 +299,13 @@ impl Handler<Claim> for TaskQueue {
             return;
         }
         self.advance();
-        let answer = match self.state.claim(request.clone()) {
-            Ok(None) if !wait.is_zero() => {
+        let answer = self.state.claim(request.clone());
+        if matches!(answer, Ok(None)) {
+            // A claim that finds nothing, or waits, still shows the agent is alive.
+            self.state.agent_seen(&request.agent_id);
+        }
+        let answer = match answer {
+            Ok(None) if !wait.is_zero() && !self.parking_closed => {
                 if self.waiters.len() >= self.max_waiters {
                     Err(SchedulerError::Unavailable {
                         message: format!("{} claims are already waiting for work; retry shortly", self.waiters.len()),
@@ -327,6 +345,23 @@ impl Handler<Release> for TaskQueue {
             metrics::counter!("mission_control_claims_released_total").increment(1);
         }
         self.serve_waiters_and_send();
+    }
+}
+
+/// The server is stopping: every parked claim is answered "nothing" now (dropping its
+/// sender says so), and no claim parks from here on.
+pub(super) struct CloseParking;
+
+impl Message for CloseParking {
+    type Result = ();
+}
+
+impl Handler<CloseParking> for TaskQueue {
+    type Result = ();
+
+    fn handle(&mut self, _: CloseParking, _: &mut Self::Context) {
+        self.parking_closed = true;
+        self.waiters.clear();
     }
 }
 

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::domain::{Activity, Agent, Id, Millis, Task};
-use actor::{Claim, ClaimAnswer, Read, Release, Stop, TaskQueue, Write};
+use crate::domain::{Activity, Agent, Id, Millis, Task, Venture};
+use actor::{Claim, ClaimAnswer, CloseParking, Read, Release, Stop, TaskQueue, Write};
 
 /// Where the scheduler gets the time; tests substitute their own.
 pub trait Clock: Send + Sync + 'static {
@@ -55,7 +55,9 @@ pub trait ChangeLog: Send + 'static {
 /// Who else hears of every change as it is made: the live event feed. `publish` must not
 /// block.
 pub trait ChangeFeed: Send + Sync + 'static {
-    fn publish(&self, changes: &[Change]);
+    /// `venture_of` finds a venture by id as the change left it, so that a task's event can
+    /// show its venture as the REST API does.
+    fn publish(&self, changes: &[Change], venture_of: &dyn Fn(&Id) -> Option<Arc<Venture>>);
 }
 
 /// Where the scheduler reads the finished tasks it no longer holds: the database.
@@ -143,6 +145,12 @@ impl Scheduler {
 
     pub fn progress(&self) -> &Arc<Progress> {
         &self.progress
+    }
+
+    /// Answers every parked long poll with "nothing" (204) at once and parks no more
+    /// claims: the first step of stopping, so that requests in flight finish quickly.
+    pub async fn close_parking(&self) {
+        let _ = self.addr.send(CloseParking).await;
     }
 
     /// Stops the actor and waits until every accepted change is committed.
@@ -360,6 +368,11 @@ impl Scheduler {
 
     pub async fn upsert_agent(&self, id: Option<Id>, fields: AgentFields) -> Result<AgentUpserted, SchedulerError> {
         self.write(move |s| s.upsert_agent(id, fields)).await
+    }
+
+    /// The agent is alive: seen now, `online` again if it was `offline`.
+    pub async fn agent_heartbeat(&self, id: Id) -> Result<Arc<Agent>, SchedulerError> {
+        self.write(move |s| s.agent_heartbeat(&id)).await
     }
 
     pub async fn update_agent(&self, id: Id, fields: AgentFields) -> Result<Arc<Agent>, SchedulerError> {

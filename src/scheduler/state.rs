@@ -12,11 +12,22 @@ use super::queued_index::{fits, QueueKey, QueuedIndex};
 use super::Change;
 use crate::domain::{Activity, Agent, AgentStatus, Id, Millis, Priority, Task, TaskStatus, Venture, VentureStatus};
 
+/// The longest activity title the log takes, in characters: the limit the API sets on the
+/// titles clients write, so that no title the scheduler writes (one that quotes an agent's
+/// error, say) is longer than those.
+pub const MAX_ACTIVITY_TITLE_CHARS: usize = 1_000;
+
+/// How much of an error's first line a `task_failed` title quotes; the whole error stays
+/// on the task.
+const ERROR_IN_TITLE_CHARS: usize = 200;
+
 /// Scheduler settings that shape its answers.
 #[derive(Debug, Clone, Copy)]
 pub struct SchedulerConfig {
     /// Lease length for a claim that does not ask for one.
     pub default_lease_seconds: u32,
+    /// An agent holding no task and not heard from for this long is set `offline`.
+    pub agent_timeout_seconds: u32,
 }
 
 /// What `complete` did, for the completions metric.
@@ -88,6 +99,9 @@ struct AgentEntry {
     agent: Arc<Agent>,
     /// Active tasks the agent holds, oldest claim first.
     held: Vec<Id>,
+    /// When the agent goes `offline` unless heard from: its key in `idle_agents`. `None`
+    /// while it holds a task or is offline already.
+    idle_deadline: Option<Millis>,
 }
 
 pub struct SchedulerState {
@@ -102,6 +116,9 @@ pub struct SchedulerState {
     candidate_of: HashMap<Id, QueueKey>,
     /// Active tasks by lease expiry, so expiry pops instead of scanning.
     leases: BTreeSet<(Millis, Id)>,
+    /// Agents that hold no task and are not offline, by the time they go offline unless
+    /// heard from: popped like `leases`, never a scan of all agents.
+    idle_agents: BTreeSet<(Millis, Id)>,
     tasks_by_status: [u64; TaskStatus::COUNT],
     /// Never goes backwards, so `createdAt` order is creation order.
     now: Millis,
@@ -133,6 +150,7 @@ impl SchedulerState {
             candidates: BTreeMap::new(),
             candidate_of: HashMap::new(),
             leases: BTreeSet::new(),
+            idle_agents: BTreeSet::new(),
             tasks_by_status: [0; TaskStatus::COUNT],
             now,
             ids: ulid::Generator::new(),
@@ -157,7 +175,7 @@ impl SchedulerState {
             state.count_finished(&venture_id, status, n as i64);
         }
         for agent in snapshot.agents {
-            let entry = AgentEntry { agent: Arc::new(agent), held: Vec::new() };
+            let entry = AgentEntry { agent: Arc::new(agent), held: Vec::new(), idle_deadline: None };
             state.agents.insert(entry.agent.id.clone(), entry);
         }
         let mut active: Vec<(Millis, Id, Id)> = Vec::new();
@@ -183,6 +201,10 @@ impl SchedulerState {
                 entry.held.push(task_id);
             }
         }
+        let agent_ids: Vec<Id> = state.agents.keys().cloned().collect();
+        for id in agent_ids {
+            state.reindex_idle(&id);
+        }
         let venture_ids: Vec<Id> = state.ventures.keys().cloned().collect();
         for id in venture_ids {
             state.refresh_candidate(&id);
@@ -190,8 +212,9 @@ impl SchedulerState {
         state
     }
 
-    /// Moves the clock forward (never back) and expires leases that ran out.
-    /// Returns the outcome of each expiry, for the metrics.
+    /// Moves the clock forward (never back), expires leases that ran out and sets agents
+    /// not heard from in time `offline`. Returns the outcome of each lease expiry, for the
+    /// metrics.
     pub fn advance(&mut self, now: Millis) -> Vec<CompletionOutcome> {
         self.now = self.now.max(now);
         let mut outcomes = Vec::new();
@@ -200,6 +223,16 @@ impl SchedulerState {
                 break;
             }
             outcomes.push(self.expire_lease(&task_id));
+        }
+        while let Some((deadline, agent_id)) = self.idle_agents.first().cloned() {
+            if deadline > self.now {
+                break;
+            }
+            self.idle_agents.pop_first();
+            if let Some(entry) = self.agents.get_mut(&agent_id) {
+                entry.idle_deadline = None;
+            }
+            self.set_offline(&agent_id);
         }
         outcomes
     }
@@ -260,6 +293,11 @@ impl SchedulerState {
         all
     }
 
+    /// The venture's record, for what a task shows of it.
+    pub fn venture_record(&self, id: &Id) -> Option<Arc<Venture>> {
+        self.ventures.get(id).map(|entry| entry.venture.clone())
+    }
+
     pub fn get_venture(&self, id: &Id) -> Result<VentureView, SchedulerError> {
         self.ventures.get(id).map(|e| self.venture_view(e)).ok_or_else(|| not_found("venture", id, None))
     }
@@ -295,7 +333,23 @@ impl SchedulerState {
         set(&mut venture.capital_spent, patch.capital_spent);
         set(&mut venture.description, patch.description);
         venture.updated_at = self.now;
+        let old = entry.venture.clone();
+        let mut edits = Vec::new();
+        if venture.capital_budget != old.capital_budget {
+            edits.push(format!("capitalBudget {} → {}", old.capital_budget, venture.capital_budget));
+        }
+        if venture.capital_spent != old.capital_spent {
+            edits.push(format!("capitalSpent {} → {}", old.capital_spent, venture.capital_spent));
+        }
+        if venture.status != old.status {
+            edits.push(format!("status {} → {}", old.status.as_str(), venture.status.as_str()));
+        }
+        let title = format!("Venture updated: {}", venture.name);
         self.put_venture(venture);
+        // Money and whether work flows are what an operator audits; other edits are not logged.
+        if !edits.is_empty() {
+            self.log("venture_updated", title, Some(edits.join("; ")), Some(id), None, None);
+        }
         self.get_venture(id)
     }
 
@@ -444,6 +498,7 @@ impl SchedulerState {
             completed_at: None,
             reported_by: None,
             reported_attempt: 0,
+            reported_cost: None,
         };
         let task = self.put_task(task);
         let title = format!("Task created: {}", task.title);
@@ -527,6 +582,21 @@ impl SchedulerState {
                 return Err(not_found("venture", venture_id, Some("ventureId")));
             }
         }
+        // Checked here, not only when the claim arrives, so that a parked claim is refused
+        // too once its agent reaches the limit (say by reporting another task's tokens).
+        if let Some(agent) = self.agents.get(&request.agent_id).map(|entry| &entry.agent) {
+            if agent.max_tokens > 0 && agent.tokens_used >= agent.max_tokens {
+                return Err(SchedulerError::Conflict {
+                    code: "token_limit",
+                    message: format!(
+                        "agent `{}` has used {} of its {} tokens (maxTokens) and takes no new task; \
+                         raise maxTokens or reset tokensUsed with PATCH /api/agents/{}",
+                        agent.id, agent.tokens_used, agent.max_tokens, agent.id
+                    ),
+                    field: None,
+                });
+            }
+        }
         let Some(key) = self.find_claimable(&request) else { return Ok(None) };
         let old = self.tasks[&key.id].clone();
         let lease_seconds = request.lease_seconds.unwrap_or(self.config.default_lease_seconds);
@@ -600,16 +670,33 @@ impl SchedulerState {
     ) -> Result<(TaskView, CompletionOutcome), SchedulerError> {
         let old = self.held_task(&report.task_id, &report.agent_id, report.attempt, true, history)?;
         if old.status != TaskStatus::Active {
+            if !is_the_applied_report(&old, &report) {
+                return Err(SchedulerError::Conflict {
+                    code: "conflicting_report",
+                    message: format!(
+                        "attempt {} of task `{}` was already reported otherwise; a repeat must give the same outcome, \
+                         actualCost, output and error",
+                        old.reported_attempt, old.id
+                    ),
+                    field: None,
+                });
+            }
             return Ok((self.task_view(&old), CompletionOutcome::Repeated));
         }
         let mut task = Task::clone(&old);
         task.lease_expires_at = None;
         task.reported_by = Some(report.agent_id.clone());
         task.reported_attempt = task.attempts;
+        task.reported_cost = report.actual_cost;
         task.updated_at = self.now;
-        // Each report describes its own attempt: nothing of an earlier one carries over.
+        // Each report describes its own attempt: nothing of an earlier one carries over,
+        // except the cost, which is the total charged over all attempts.
         task.output = report.output;
-        task.actual_cost = report.actual_cost;
+        let charge = report.actual_cost.unwrap_or(0.0);
+        task.actual_cost = match (old.actual_cost, report.actual_cost) {
+            (Some(earlier), Some(this)) => Some(earlier + this),
+            (earlier, this) => this.or(earlier),
+        };
         let outcome = match report.error {
             None => {
                 task.status = TaskStatus::Completed;
@@ -629,8 +716,8 @@ impl SchedulerState {
                 }
             }
         };
-        if outcome == CompletionOutcome::Completed {
-            let charge = task.actual_cost.unwrap_or(0.0);
+        // A failed attempt spent its money too: any report's `actualCost` is charged.
+        if report.actual_cost.is_some() {
             let mut venture = Venture::clone(&self.ventures[&task.venture_id].venture);
             venture.capital_spent += charge;
             venture.updated_at = self.now;
@@ -642,13 +729,20 @@ impl SchedulerState {
             CompletionOutcome::Completed => (
                 "task_completed",
                 format!("Task completed: {}", task.title),
-                format!("Completed by {}; cost {}", report.agent_id, task.actual_cost.unwrap_or(0.0)),
+                format!("Completed by {}; cost {charge}", report.agent_id),
             ),
             _ => (
                 "task_failed",
-                format!("Task failed: {}", task.error.as_deref().unwrap_or_default()),
                 format!(
-                    "{} reported attempt {} of {} failed; the task is now {}",
+                    "Task failed: {}: {}",
+                    task.title,
+                    shortened(
+                        task.error.as_deref().unwrap_or_default().lines().next().unwrap_or_default(),
+                        ERROR_IN_TITLE_CHARS
+                    )
+                ),
+                format!(
+                    "{} reported attempt {} of {} failed; cost {charge}; the task is now {}",
                     report.agent_id,
                     task.attempts,
                     task.max_attempts,
@@ -677,6 +771,23 @@ impl SchedulerState {
     }
 
     // ----- agents -----
+
+    /// The agent made a request: it is seen now, and `online` again if it was `offline`.
+    /// Does nothing for an agent that is not registered.
+    pub fn agent_seen(&mut self, id: &Id) -> Option<Arc<Agent>> {
+        let now = self.now;
+        self.edit_agent(id, |agent, held| {
+            agent.last_active_at = now;
+            if agent.status == AgentStatus::Offline {
+                agent.status = if held.is_empty() { AgentStatus::Online } else { AgentStatus::Busy };
+            }
+        })
+    }
+
+    /// `POST /api/agents/<id>/heartbeat`: keeps an idle agent alive.
+    pub fn agent_heartbeat(&mut self, id: &Id) -> Result<Arc<Agent>, SchedulerError> {
+        self.agent_seen(id).ok_or_else(|| not_found("agent", id, None))
+    }
 
     pub fn list_agents(&self) -> Vec<Arc<Agent>> {
         let mut all: Vec<Arc<Agent>> = self.agents.values().map(|e| e.agent.clone()).collect();
@@ -720,6 +831,9 @@ impl SchedulerState {
     /// Removes the agent; the tasks it held go back to the queue.
     pub fn delete_agent(&mut self, id: &Id) -> Result<Arc<Agent>, SchedulerError> {
         let entry = self.agents.remove(id).ok_or_else(|| not_found("agent", id, None))?;
+        if let Some(deadline) = entry.idle_deadline {
+            self.idle_agents.remove(&(deadline, id.clone()));
+        }
         for task_id in &entry.held {
             let mut task = Task::clone(&self.tasks[task_id]);
             task.return_to_queue();
@@ -863,7 +977,8 @@ impl SchedulerState {
             created_at: self.now,
             updated_at: self.now,
         });
-        self.agents.insert(id.clone(), AgentEntry { agent: agent.clone(), held: Vec::new() });
+        self.agents.insert(id.clone(), AgentEntry { agent: agent.clone(), held: Vec::new(), idle_deadline: None });
+        self.reindex_idle(&id);
         self.changes.push(Change::Agent(agent.clone()));
         let title = format!("Agent registered: {}", agent.name);
         self.log("agent_registered", title, None, None, None, Some(&id));
@@ -881,13 +996,8 @@ impl SchedulerState {
         history: Option<&HistoryRecord>,
     ) -> Result<Arc<Task>, SchedulerError> {
         let task = &self.find_task(task_id, history, Some("taskId"))?;
-        let stale = || SchedulerError::StaleLease {
-            task_id: task_id.clone(),
-            given: attempt.unwrap_or(task.attempts.saturating_sub(1)),
-            current: task.attempts,
-        };
-        if attempt.is_some_and(|a| a != task.attempts) {
-            return Err(stale());
+        if let Some(given) = attempt.filter(|a| *a != task.attempts) {
+            return Err(SchedulerError::StaleLease { task_id: task_id.clone(), given, current: task.attempts });
         }
         if task.status == TaskStatus::Active && task.assigned_to.as_ref() == Some(agent_id) {
             return Ok(task.clone());
@@ -895,8 +1005,12 @@ impl SchedulerState {
         if task.reported_by.as_ref() == Some(agent_id) {
             // The agent's report was applied; it may repeat it until someone claims the task again.
             let no_claim_since = task.reported_attempt == task.attempts && task.status != TaskStatus::Active;
-            return if allow_repeat && no_claim_since { Ok(task.clone()) } else { Err(stale()) };
+            if allow_repeat && no_claim_since {
+                return Ok(task.clone());
+            }
         }
+        // `stale_lease` answers only an attempt number that is not the current one (checked
+        // above); otherwise an agent that does not hold the task is simply not its holder.
         Err(SchedulerError::NotHolder { task_id: task_id.clone(), agent_id: agent_id.clone() })
     }
 
@@ -960,8 +1074,40 @@ impl SchedulerState {
         let agent = Arc::make_mut(&mut entry.agent);
         edit(agent, &mut entry.held);
         agent.updated_at = self.now;
-        self.changes.push(Change::Agent(entry.agent.clone()));
-        Some(entry.agent.clone())
+        let agent = entry.agent.clone();
+        self.changes.push(Change::Agent(agent.clone()));
+        self.reindex_idle(id);
+        Some(agent)
+    }
+
+    /// Puts the agent in `idle_agents` under its current deadline if it holds no task and
+    /// is not offline, and takes it out otherwise.
+    fn reindex_idle(&mut self, id: &Id) {
+        let timeout = self.config.agent_timeout_seconds;
+        let Some(entry) = self.agents.get_mut(id) else { return };
+        let idle = entry.held.is_empty() && entry.agent.status != AgentStatus::Offline;
+        let deadline = idle.then(|| entry.agent.last_active_at.plus_seconds(timeout));
+        if deadline == entry.idle_deadline {
+            return;
+        }
+        if let Some(old) = entry.idle_deadline.take() {
+            self.idle_agents.remove(&(old, id.clone()));
+        }
+        if let Some(new) = deadline {
+            self.idle_agents.insert((new, id.clone()));
+        }
+        entry.idle_deadline = deadline;
+    }
+
+    /// An agent holding no task was not heard from in time: it is shown `offline`.
+    fn set_offline(&mut self, id: &Id) {
+        let Some(agent) = self.edit_agent(id, |agent, _| agent.status = AgentStatus::Offline) else { return };
+        let title = format!("Agent offline: {}", agent.name);
+        let description = format!(
+            "not heard from for {} s (--agent-timeout) while holding no task",
+            self.config.agent_timeout_seconds
+        );
+        self.log("agent_offline", title, Some(description), None, None, Some(id));
     }
 
     fn find_claimable(&self, request: &ClaimRequest) -> Option<QueueKey> {
@@ -1116,7 +1262,7 @@ impl SchedulerState {
         let activity = Activity {
             id: self.generate_id(),
             kind: kind.into(),
-            title: title.into(),
+            title: shortened(&title, MAX_ACTIVITY_TITLE_CHARS).into(),
             description: description.map(Into::into),
             venture_id: venture_id.cloned(),
             task_id: task_id.cloned(),
@@ -1124,6 +1270,14 @@ impl SchedulerState {
             created_at: self.now,
         };
         self.changes.push(Change::Activity(Arc::new(activity)));
+    }
+}
+
+/// `text` cut to at most `max_chars` characters, the last of them `…` when it was cut.
+fn shortened(text: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max_chars.saturating_sub(1)) {
+        Some((cut, _)) if text[cut..].chars().nth(1).is_some() => format!("{}…", &text[..cut]).into(),
+        _ => text.into(),
     }
 }
 
@@ -1135,6 +1289,12 @@ fn set<T>(slot: &mut T, value: Option<T>) {
     if let Some(value) = value {
         *slot = value;
     }
+}
+
+/// Whether `report` repeats the report the task last took: the same outcome, cost, output
+/// and error (the caller has checked that it comes from the same agent for that attempt).
+fn is_the_applied_report(task: &Task, report: &CompleteRequest) -> bool {
+    task.error == report.error && task.output == report.output && task.reported_cost == report.actual_cost
 }
 
 /// The status changes an operator may make with `PATCH`; `active` is reached only by a claim.

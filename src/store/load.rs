@@ -13,7 +13,7 @@ use crate::scheduler::Snapshot;
 /// The columns `decode_task` reads, in its order.
 pub(super) const TASK_COLUMNS: &str = "id, title, description, status, priority, estimatedCost, actualCost, tags, \
     output, error, assignedTo, ventureId, attempts, maxAttempts, leaseSeconds, leaseExpiresAt, claimedAt, createdAt, \
-    updatedAt, completedAt, reportedBy, reportedAttempt";
+    updatedAt, completedAt, reportedBy, reportedAttempt, reportedCost";
 
 /// Loads ventures, agents and unfinished tasks, and counts the finished ones (through the
 /// `(status, ventureId)` index alone, without reading their rows).
@@ -153,6 +153,7 @@ pub(super) fn decode_task(row: &Row<'_>) -> Result<Task, StoreError> {
         completed_at: c.opt_time(19, "completedAt")?,
         reported_by: c.opt_text(20, "reportedBy")?,
         reported_attempt: c.get(21, "reportedAttempt")?,
+        reported_cost: c.get(22, "reportedCost")?,
     })
 }
 

@@ -54,6 +54,7 @@ fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("../../migrations/001_initial.sql")),
         M::up(include_str!("../../migrations/002_history.sql")),
+        M::up(include_str!("../../migrations/003_reports.sql")),
     ])
 }
 

@@ -69,6 +69,7 @@ fn sample_changes(now: Millis) -> Vec<Change> {
         completed_at: None,
         reported_by: None,
         reported_attempt: 0,
+        reported_cost: None,
     };
     let note = |offset, id: &str, title: &str, description: &str| Activity {
         id: id.into(),

@@ -18,15 +18,16 @@ const UPSERT_VENTURE: &str = "INSERT INTO Venture (id, name, icon, status, prior
 
 const UPSERT_TASK: &str = "INSERT INTO Task (id, title, description, status, priority, estimatedCost, actualCost, tags, output, error,
         assignedTo, ventureId, attempts, maxAttempts, leaseSeconds, leaseExpiresAt, claimedAt, createdAt, updatedAt, completedAt, reportedBy,
-        reportedAttempt)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
+        reportedAttempt, reportedCost)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)
     ON CONFLICT(id) DO UPDATE SET title = excluded.title, description = excluded.description, status = excluded.status,
         priority = excluded.priority, estimatedCost = excluded.estimatedCost, actualCost = excluded.actualCost,
         tags = excluded.tags, output = excluded.output, error = excluded.error, assignedTo = excluded.assignedTo,
         attempts = excluded.attempts, maxAttempts = excluded.maxAttempts,
         leaseSeconds = excluded.leaseSeconds, leaseExpiresAt = excluded.leaseExpiresAt, claimedAt = excluded.claimedAt,
         updatedAt = excluded.updatedAt, completedAt = excluded.completedAt,
-        reportedBy = excluded.reportedBy, reportedAttempt = excluded.reportedAttempt";
+        reportedBy = excluded.reportedBy, reportedAttempt = excluded.reportedAttempt,
+        reportedCost = excluded.reportedCost";
 
 const UPSERT_AGENT: &str = "INSERT INTO Agent (id, name, status, model, currentTask, tokensUsed, maxTokens, sessionsCount, lastActiveAt, createdAt, updatedAt)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -99,6 +100,7 @@ pub fn write_changes<'a>(tx: &Transaction<'_>, changes: impl IntoIterator<Item =
                     t.completed_at.map(text),
                     t.reported_by.as_deref(),
                     t.reported_attempt,
+                    t.reported_cost,
                 ])?;
             }
             Change::DeleteTask(id) => {
@@ -199,6 +201,7 @@ pub(crate) mod fixtures {
             completed_at: None,
             reported_by: None,
             reported_attempt: 0,
+            reported_cost: None,
         })
     }
 
