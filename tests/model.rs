@@ -1569,6 +1569,30 @@ fn a_report_repeated_after_the_task_was_handed_out_again_is_refused() {
     assert_eq!(report(&mut state, "t0", "a0", true, None), Err(ErrKind::NotHolder));
 }
 
+/// Found by the model: a requeue from `failed` resets attempts to 0, and the old rule kept
+/// the last report repeatable by matching attempt numbers, even when a later claim had
+/// already superseded it (its lease ran out on the last attempt). The superseded report
+/// then met attempt 0 and was taken for a repeat (here a different one: 409 conflict).
+#[test]
+fn a_report_superseded_before_a_requeue_stays_superseded_after_it() {
+    let mut state = fresh_state();
+    add_venture(&mut state, "v0", 0.0);
+    add_task(&mut state, "t0", "v0", Priority::Medium, 2);
+    assert_eq!(claim_as(&mut state, "a0", None), "claimed t0"); // attempt 1
+    assert_eq!(report(&mut state, "t0", "a0", true, None), Ok("requeued".into()));
+    assert_eq!(claim_as(&mut state, "a0", Some(1)), "claimed t0"); // attempt 2
+    assert_eq!(state.state.advance(Millis(START + 2000)), [CompletionOutcome::Failed]);
+    let requeue = Call::PatchTask(PatchTaskCall {
+        task: "t0".into(),
+        status: Some(TaskStatus::Queue),
+        priority: None,
+        cost: None,
+        max_attempts: None,
+    });
+    assert_eq!(apply_real(&mut state, &requeue), Ok("ok".into()));
+    assert_eq!(report(&mut state, "t0", "a0", true, Some(4.0)), Err(ErrKind::NotHolder));
+}
+
 // ----------------------------------------------------------------------------------------
 // Retention's reports against the counts: pruning runs on the persister between batches, so
 // its report can meet a task the scheduler changed after the pruning looked

@@ -530,8 +530,12 @@ impl SchedulerState {
             match to {
                 TaskStatus::Queue => {
                     if old.status == TaskStatus::Failed {
-                        // Attempts restart; the last report stays repeatable until the next
-                        // claim, which its attempt number must then not match.
+                        // Attempts restart. The last report stays repeatable until the next
+                        // claim, which its attempt number must then not match, but only if
+                        // no claim came after it already (a lease that then ran out).
+                        if task.reported_attempt != task.attempts {
+                            task.reported_by = None;
+                        }
                         task.attempts = 0;
                         task.reported_attempt = 0;
                     }
