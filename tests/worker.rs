@@ -214,6 +214,21 @@ async fn a_non_zero_exit_is_an_error_report_with_standard_error() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn only_the_last_256_kib_of_a_large_output_are_reported() {
+    let (server, venture) = server().await;
+    let id = task(&server, &venture, "chatty", json!({})).await;
+    let mut worker = Worker::start(
+        &[&server.base],
+        &["--venture", &venture, "--max-tasks", "1"],
+        "head -c 3000000 /dev/zero | tr '\\0' a\necho END\n",
+    );
+    assert!(worker.exit().await.success(), "{}", worker.log());
+    let output = task_in(&server, &id, "completed").await["output"].as_str().unwrap().to_owned();
+    assert_eq!(output.len(), 256 * 1024);
+    assert!(output.ends_with("aaaaEND\n"), "{}", &output[output.len() - 10..]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_lost_lease_sends_sigterm_to_the_running_command() {
     let (server, venture) = server().await;
     let id = task(&server, &venture, "long", json!({})).await;

@@ -130,7 +130,8 @@ async fn dispatch(worker: &Arc<Worker>, args: &WorkArgs, mut request: ClaimReque
             // Short enough to notice the idle limit on time, whatever is running now.
             wait = wait.min(if running.is_empty() { idle_exit - idle_for } else { idle_exit });
         }
-        request.wait_ms = wait.as_millis() as u64;
+        // Rounded up: a wait that rounds down to 0 would make a burst of empty claims.
+        request.wait_ms = wait.as_micros().div_ceil(1000) as u64;
         let answer = tokio::select! {
             answer = worker.client.claim(&request) => answer,
             _ = shutdown.changed() => continue,
