@@ -409,6 +409,15 @@ async fn max_tasks_and_idle_exit_end_the_worker_with_zero() {
     assert_eq!(queued, json!([]), "the idle worker first ran what there was");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_claim_ends_the_worker_with_the_servers_message() {
+    let (server, _) = server().await;
+    let mut worker = Worker::start(&[&server.base], &["--venture", "no-such-venture"], "echo never\n");
+    assert_eq!(worker.exit().await.code(), Some(1));
+    let log = worker.log();
+    assert!(log.contains("refused a claim") && log.contains("404") && log.contains("no-such-venture"), "{log}");
+}
+
 #[test]
 fn bad_options_are_a_clear_message_and_exit_two() {
     for (args, says) in [
