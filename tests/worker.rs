@@ -251,6 +251,58 @@ while true; do sleep 0.1; done
     assert_eq!((task["status"].as_str(), task["assignedTo"].as_str()), (Some("queue"), None), "{task}");
 }
 
+/// A stand-in for a server with cancellation (not built yet): it hands out one task, answers
+/// every heartbeat with `cancelRequested: true`, and keeps the reports it gets.
+async fn cancelling_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use axum::response::IntoResponse;
+    use axum::routing::post;
+    use axum::Json;
+    let reports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handed_out = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let kept = reports.clone();
+    let app = axum::Router::new()
+        .route(
+            "/api/tasks/claim",
+            post(move || async move {
+                if handed_out.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    return axum::http::StatusCode::NO_CONTENT.into_response();
+                }
+                let task = json!({"id": "t1", "title": "cancel me", "ventureId": "v", "attempts": 1});
+                Json(task).into_response()
+            }),
+        )
+        .route("/api/tasks/heartbeat", post(|| async { Json(json!({"id": "t1", "cancelRequested": true})) }))
+        .route(
+            "/api/tasks/complete",
+            post(move |Json(report): Json<Value>| async move {
+                kept.lock().unwrap().push(report);
+                Json(json!({}))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, reports)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_request_in_a_heartbeat_answer_stops_the_command_and_reports_it() {
+    let (base, reports) = cancelling_server().await;
+    let mut worker = Worker::start(
+        &[&base],
+        &["--agent-id", "w", "--max-tasks", "1", "--lease-seconds", "3"],
+        r#"trap 'echo stopped > "$DIR/term"; exit 143' TERM
+while true; do sleep 0.1; done
+"#,
+    );
+    assert_eq!(worker.file("term").await.trim(), "stopped");
+    assert!(worker.exit().await.success(), "{}", worker.log());
+    let reports = reports.lock().unwrap().clone();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!((&reports[0]["taskId"], &reports[0]["attempt"]), (&json!("t1"), &json!(1)));
+    assert!(reports[0]["error"].as_str().unwrap().starts_with("cancelled; the command ended with exit status 143"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_command_that_ignores_sigterm_is_killed_with_its_group_after_the_grace() {
     let (server, venture) = server().await;
