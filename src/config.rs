@@ -34,6 +34,11 @@ pub enum Command {
         /// Where to write the copy; must not exist.
         dest: PathBuf,
     },
+    /// Run COMMAND for each claimed task: an agent made of any program.
+    ///
+    /// The task's JSON is on the command's standard input; exit 0 completes the task with
+    /// its standard output, anything else reports an error with its standard error.
+    Work(WorkArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -119,6 +124,47 @@ pub struct ServeArgs {
     pub retain_activity: Option<Duration>,
 }
 
+/// `mission-control work [OPTIONS] -- COMMAND [ARGS...]`.
+#[derive(Debug, Clone, Args)]
+pub struct WorkArgs {
+    /// The server; give it several times (or comma-separated) to try them in order.
+    #[arg(long, env = "MC_URL", value_delimiter = ',', default_value = "http://127.0.0.1:3000")]
+    pub url: Vec<String>,
+    /// Sent as `Authorization: Bearer <token>`.
+    #[arg(long, env = "MC_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// The agent this worker claims as [default: the host name and the process id].
+    #[arg(long, env = "MC_AGENT_ID")]
+    pub agent_id: Option<String>,
+    /// The agent's name, when a claim registers it.
+    #[arg(long, env = "MC_AGENT_NAME")]
+    pub agent_name: Option<String>,
+    /// Claim only this venture's tasks.
+    #[arg(long, env = "MC_VENTURE", value_name = "VENTURE_ID")]
+    pub venture: Option<String>,
+    /// Claim only tasks carrying every one of these tags (comma-separated).
+    #[arg(long, env = "MC_TAGS", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Tasks run at once.
+    #[arg(long, env = "MC_CONCURRENCY", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+    /// The lease each claim asks for; the worker heartbeats every third of it.
+    #[arg(long, env = "MC_LEASE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(3..=86_400))]
+    pub lease_seconds: u32,
+    /// Seconds between SIGTERM and SIGKILL when a command is stopped.
+    #[arg(long, env = "MC_KILL_GRACE", default_value_t = 10, value_name = "SECONDS")]
+    pub kill_grace: u64,
+    /// Exit 0 after this many tasks.
+    #[arg(long, env = "MC_MAX_TASKS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tasks: Option<u64>,
+    /// Exit 0 after this long with nothing to do.
+    #[arg(long, env = "MC_IDLE_EXIT", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_exit: Option<u64>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +186,19 @@ mod tests {
         assert!(Cli::try_parse_from(["mission-control", "--lease-seconds", "0"]).is_err());
         assert_eq!(cli.serve.agent_timeout, 90, "an idle agent is offline after 90 s by default");
         assert_eq!(cli.serve.retain_completed, None, "history is kept forever by default");
+    }
+
+    #[test]
+    fn work_takes_its_command_after_a_double_dash() {
+        let cli = Cli::try_parse_from(["mission-control", "work", "--tags", "a,b", "--", "sh", "-c", "true"]).unwrap();
+        let Some(Command::Work(args)) = cli.command else { panic!("not work") };
+        assert_eq!(args.command, ["sh", "-c", "true"]);
+        assert_eq!(args.tags, ["a", "b"]);
+        assert_eq!((args.concurrency, args.lease_seconds, args.kill_grace), (1, 60, 10));
+        for bad in [&["work"][..], &["work", "--concurrency", "0", "--", "true"], &["work", "--bogus", "--", "true"]] {
+            let error = Cli::try_parse_from(std::iter::once("mission-control").chain(bad.iter().copied())).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{bad:?}");
+        }
     }
 
     #[test]

@@ -11,10 +11,13 @@
 //! - [`events`]: the live feed of changes behind `GET /api/events`.
 //! - [`dashboard`]: the board at `/`, its assets compiled in.
 //! - [`server`]: wiring it together; [`config`]: the command line; [`metrics`]: Prometheus.
+//! - [`client`]: a typed client of the agents' endpoints; [`worker`]: `mission-control work`,
+//!   which runs a command for each claimed task. Neither uses the server's modules.
 //!
 //! `docs/ARCHITECTURE.md` tells how a claim flows through these parts.
 
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod dashboard;
 pub mod domain;
@@ -24,3 +27,4 @@ pub mod persist;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod worker;

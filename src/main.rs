@@ -3,9 +3,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use mission_control::config::{Cli, Command, DbArgs, ServeArgs};
+use mission_control::config::{Cli, Command, DbArgs, ServeArgs, WorkArgs};
 use mission_control::domain::Millis;
-use mission_control::{server, store};
+use mission_control::{server, store, worker};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Some(Command::Seed(db)) => seed(&db, false),
         Some(Command::Reset(db)) => seed(&db, true),
         Some(Command::Backup { db, dest }) => backup(&db, &dest),
+        Some(Command::Work(args)) => return work(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -63,6 +64,25 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = interrupt.await;
     tracing::info!("shutting down: no new requests; flushing pending writes");
+}
+
+/// Exit 0 once drained or at a limit, 1 after a second signal or a refused claim.
+fn work(args: WorkArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("mission-control: starting the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(worker::run(args)) {
+        Ok(worker::Exit::Done) => ExitCode::SUCCESS,
+        Ok(worker::Exit::Stopped) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("mission-control: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn migrate(db: &DbArgs) -> anyhow::Result<()> {

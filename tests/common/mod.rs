@@ -44,7 +44,8 @@ impl TestServer {
             .arg("serve")
             .arg("--db")
             .arg(db)
-            .args(["--addr", "127.0.0.1:0"])
+            // An ephemeral port, unless the caller names one (to restart on the same address).
+            .args(if args.contains(&"--addr") { &[][..] } else { &["--addr", "127.0.0.1:0"][..] })
             .args(args)
             .env_remove("MC_API_TOKEN")
             .env_remove("DATABASE_URL")
