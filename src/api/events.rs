@@ -172,6 +172,7 @@ fn kind(change: &Change) -> &'static str {
         Change::Agent(_) => "agent",
         Change::DeleteAgent(_) => "agent_deleted",
         Change::Activity(_) => "activity",
+        Change::Attempt(_) => "attempt",
     }
 }
 
@@ -181,6 +182,7 @@ fn encode(change: &Change, venture: Option<Arc<Venture>>) -> String {
         Change::Venture(venture) => serde_json::to_string(&VentureJson::from(&**venture)),
         Change::Agent(agent) => serde_json::to_string(&AgentJson::from(&**agent)),
         Change::Activity(activity) => serde_json::to_string(&ActivityJson::from(&**activity)),
+        Change::Attempt(a) => serde_json::to_string(&json!({ "taskId": &*a.task_id, "attempt": a.attempt })),
         Change::DeleteTask(id) | Change::DeleteVenture(id) | Change::DeleteAgent(id) => {
             serde_json::to_string(&json!({ "id": &**id }))
         }

@@ -49,6 +49,7 @@ use super::{activities, agents, events, ops, tasks, ventures};
         tasks::list,
         tasks::create,
         tasks::get,
+        tasks::attempts,
         tasks::update,
         tasks::delete,
         tasks::claim,

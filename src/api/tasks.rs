@@ -15,7 +15,7 @@ use super::fields::{
     TaskFieldList, Text, WaitMs,
 };
 use super::listing::{stream_tasks, Page};
-use super::wire::TaskJson;
+use super::wire::{AttemptJson, TaskJson};
 use super::{created, ok, AppState};
 use crate::domain::{Priority, TaskStatus};
 use crate::scheduler::{ClaimRequest, CompleteRequest, HeartbeatRequest, NewTask, TaskFilter, TaskPatch};
@@ -101,6 +101,28 @@ pub async fn list(State(app): State<AppState>, AppQuery(query): AppQuery<TaskLis
 pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
     let task = app.scheduler.get_task(id).await?;
     Ok(ok(TaskJson::from(&task)))
+}
+
+/// Every claim of the task, oldest first, and how each ended. Read from the database after
+/// every write acknowledged before the request is committed.
+#[utoipa::path(
+    get,
+    path = "/api/tasks/{id}/attempts",
+    operation_id = "listTaskAttempts",
+    tag = "tasks",
+    params(PathId),
+    responses((status = 200, description = "The task's attempts, oldest first.", body = [AttemptJson]), BadRequest, NotFound)
+)]
+pub async fn attempts(State(app): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
+    // Read your writes: what was acknowledged before this request is in the file. While the
+    // store is failing this gives up after a while and shows what is on disk.
+    let _ = app.scheduler.wait_all_durable().await;
+    app.scheduler.get_task(id.clone()).await?;
+    let reader = app.tasks.clone();
+    let attempts = tokio::task::spawn_blocking(move || reader.attempts(&id))
+        .await
+        .map_err(|e| ApiError::internal("reading a task's attempts", e))??;
+    Ok(ok(attempts.iter().map(AttemptJson::from).collect::<Vec<_>>()))
 }
 
 /// `POST /api/tasks`.

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::{Activity, Agent, Millis, Task, Venture};
+use crate::domain::{Activity, Agent, Attempt, Millis, Task, Venture};
 use crate::scheduler::{TaskView, VentureView};
 use crate::store::tags_json;
 
@@ -255,6 +255,47 @@ impl<'a> From<&'a Activity> for ActivityJson<'a> {
             task_id: a.task_id.as_deref(),
             agent_id: a.agent_id.as_deref(),
             created_at: time(a.created_at),
+        }
+    }
+}
+
+/// One claim of a task and how it ended.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Attempt)]
+pub struct AttemptJson<'a> {
+    /// The attempt number: the task's `attempts` right after this claim.
+    attempt: u32,
+    agent_id: &'a str,
+    #[schema(format = DateTime)]
+    claimed_at: String,
+    /// `null` while the attempt is active.
+    #[schema(required = true, format = DateTime)]
+    ended_at: Option<String>,
+    #[schema(value_type = crate::domain::AttemptOutcome)]
+    outcome: &'static str,
+    /// The error of a failure report.
+    #[schema(required = true)]
+    error: Option<&'a str>,
+    /// What the attempt's report charged.
+    #[schema(required = true)]
+    actual_cost: Option<f64>,
+    /// What the attempt's report said it used.
+    #[schema(required = true)]
+    tokens_used: Option<u64>,
+}
+
+impl<'a> From<&'a Attempt> for AttemptJson<'a> {
+    fn from(a: &'a Attempt) -> Self {
+        AttemptJson {
+            attempt: a.attempt,
+            agent_id: &a.agent_id,
+            claimed_at: time(a.claimed_at),
+            ended_at: a.ended_at.map(time),
+            outcome: a.outcome.as_str(),
+            error: a.error.as_deref(),
+            actual_cost: a.actual_cost,
+            tokens_used: a.tokens_used,
         }
     }
 }
