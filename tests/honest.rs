@@ -447,3 +447,44 @@ async fn attempts_list_every_claim_and_how_it_ended_and_leave_with_the_task() {
     assert_eq!(common::count_rows(&db, "SELECT count(*) FROM TaskAttempt WHERE taskId = 't'"), 0);
     assert_eq!(common::count_rows(&db, "SELECT count(*) FROM TaskAttempt WHERE taskId = 'e'"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_field_or_parameter_outside_the_request_is_refused_and_a_task_sent_back_whole_is_not() {
+    let server = TestServer::start_with(&["--no-seed"]);
+    create_venture(&server, "v", 0.0).await;
+    create_task(&server, "t", "v", 3).await;
+    let unknown = |field: &str| (StatusCode::BAD_REQUEST, "unknown_field".to_owned(), field.to_owned());
+    let refused = |(s, body): (StatusCode, Value)| {
+        (s, body["code"].as_str().unwrap_or_default().to_owned(), body["field"].as_str().unwrap_or_default().to_owned())
+    };
+
+    let claim_body = json!({"agentId": "a", "venture_id": "v"});
+    assert_eq!(refused(server.post("/api/tasks/claim", claim_body).await), unknown("venture_id"));
+    let create = json!({"title": "x", "ventureId": "v", "estimated_cost": 5});
+    assert_eq!(refused(server.post("/api/tasks", create).await), unknown("estimated_cost"));
+    assert_eq!(refused(server.get("/api/tasks?venture=x").await), unknown("venture"));
+    // Nothing was claimed or created by the refusals.
+    let (_, tasks) = server.get("/api/tasks").await;
+    assert_eq!(tasks.as_array().map(Vec::len), Some(1), "{tasks}");
+    assert_eq!(tasks[0]["status"], "queue");
+
+    claim(&server, "a").await;
+    let report = json!({"taskId": "t", "agentId": "a", "cost": 5});
+    assert_eq!(refused(server.post("/api/tasks/complete", report).await), unknown("cost"));
+    let beat = json!({"taskId": "t", "agentId": "a", "status": "active"});
+    assert_eq!(refused(server.post("/api/tasks/heartbeat", beat).await), unknown("status"));
+
+    // A task read with GET and sent back whole is accepted; its read-only fields are ignored.
+    let (_, mut task) = server.get("/api/tasks/t").await;
+    task["title"] = json!("renamed");
+    let (s, updated) = server.patch("/api/tasks/t", task.clone()).await;
+    assert_eq!((s, &updated["title"], &updated["status"]), (StatusCode::OK, &json!("renamed"), &json!("active")));
+    let (s, updated) = server.patch("/api/tasks", task).await;
+    assert_eq!((s, &updated["id"]), (StatusCode::OK, &json!("t")), "{updated}");
+    // So is a venture, and `?id=` in the seed style.
+    let (_, venture) = server.get("/api/ventures/v").await;
+    let (s, body) = server.patch("/api/ventures?id=v", venture).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, body) = server.patch("/api/tasks?id=t", json!({"title": "again", "bogus": 1})).await;
+    assert_eq!(refused((s, body)), unknown("bogus"));
+}

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, BadRequest, NotFound};
-use super::extract::{PathId, Target, TargetId, WithId};
+use super::extract::{Accepts, PathId, Target, TargetId, WithId};
 use super::fields::{Count, Name, NonBlank};
 use super::wire::AgentJson;
 use super::{created, ok, AppState};
@@ -60,6 +60,10 @@ pub struct AgentUpdateBody {
     max_tokens: Option<Count>,
     #[schema(inline)]
     sessions_count: Option<Count>,
+}
+
+impl Accepts for AgentUpdateBody {
+    const ALSO: &'static [&'static str] = super::wire::AGENT_FIELDS;
 }
 
 impl From<AgentUpdateBody> for AgentFields {

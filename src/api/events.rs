@@ -25,7 +25,7 @@ use utoipa::openapi::Required;
 use utoipa::IntoParams;
 
 use super::error::{ApiError, BadRequest};
-use super::extract::decode_query;
+use super::extract::{decode_query, Accepts};
 use super::wire::{ActivityJson, AgentJson, TaskJson, VentureJson};
 use super::AppState;
 use crate::domain::Venture;
@@ -77,6 +77,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ResumeAfter {
         struct InQuery {
             #[serde(rename = "lastEventId")]
             last_event_id: Option<String>,
+        }
+        impl Accepts for InQuery {
+            // The token a browser's EventSource gives in the query (see `require_token`).
+            const ALSO: &'static [&'static str] = &["access_token"];
         }
         let query = decode_query::<InQuery>(parts.uri.query())?;
         let header = parts.headers.get("last-event-id").and_then(|v| v.to_str().ok());

@@ -137,7 +137,7 @@ async fn require_token(State(app): State<AppState>, request: Request, next: Next
             // A browser's EventSource cannot set headers, so the event feed also takes
             // `?access_token=`.
             None if request.uri().path() == "/api/events" => {
-                extract::decode_query::<AccessToken>(request.uri().query())
+                extract::decode_query_lenient::<AccessToken>(request.uri().query())
                     .ok()
                     .and_then(|q| q.access_token)
                     .unwrap_or_default()

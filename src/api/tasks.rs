@@ -9,7 +9,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, BadRequest, Conflict, ErrorBody, NotFound};
-use super::extract::{AppJson, AppQuery, PathId, Target, TargetId};
+use super::extract::{Accepts, AppJson, AppQuery, PathId, Target, TargetId};
 use super::fields::{
     Attempt, Clearable, Cost, Count, InitialStatus, LeaseSeconds, MaxAttempts, NonBlank, QueryId, QueryWhole, TagList,
     TaskFieldList, Text, WaitMs,
@@ -55,6 +55,8 @@ pub struct TaskListQuery {
     #[param(inline)]
     offset: Option<QueryWhole<0, { u64::MAX }>>,
 }
+
+impl Accepts for TaskListQuery {}
 
 /// Tasks, oldest first, filtered.
 ///
@@ -149,6 +151,10 @@ pub struct NewTaskBody {
     max_attempts: Option<MaxAttempts>,
 }
 
+impl Accepts for NewTaskBody {
+    const ALSO: &'static [&'static str] = super::wire::TASK_FIELDS;
+}
+
 /// Creates a queued task.
 #[utoipa::path(
     post,
@@ -210,6 +216,10 @@ pub struct TaskUpdateBody {
     #[schema(inline)]
     max_attempts: Option<MaxAttempts>,
     status: Option<TaskStatus>,
+}
+
+impl Accepts for TaskUpdateBody {
+    const ALSO: &'static [&'static str] = super::wire::TASK_FIELDS;
 }
 
 /// Edits a task. `PATCH /api/tasks` names it the seed's way, by `?id=` or `id` in the body.
@@ -286,6 +296,8 @@ pub struct ClaimBody {
     wait_ms: Option<WaitMs>,
 }
 
+impl Accepts for ClaimBody {}
+
 /// 200 with the claimed task, or 204 when nothing is eligible.
 ///
 /// Hands out one eligible task (priority, then oldest, then id) to one agent, atomically,
@@ -360,6 +372,8 @@ pub struct CompleteBody {
     tokens_used: Option<Count>,
 }
 
+impl Accepts for CompleteBody {}
+
 /// Reports the outcome of a held task: success, or with `error` a failure (requeued while
 /// attempts remain). Repeating the last report is safe; a different report for the same
 /// attempt is refused (`conflicting_report`).
@@ -398,6 +412,8 @@ pub struct HeartbeatBody {
     #[schema(inline)]
     lease_seconds: Option<LeaseSeconds>,
 }
+
+impl Accepts for HeartbeatBody {}
 
 /// Extends the lease of a held task.
 #[utoipa::path(

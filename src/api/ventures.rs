@@ -6,7 +6,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, BadRequest, Conflict, NotFound};
-use super::extract::{AppJson, PathId, Target, TargetId};
+use super::extract::{Accepts, AppJson, PathId, Target, TargetId};
 use super::fields::{Clearable, Cost, Name, NonBlank, Text};
 use super::wire::VentureJson;
 use super::{created, ok, AppState};
@@ -61,6 +61,10 @@ pub struct NewVentureBody {
     description: Option<Text>,
 }
 
+impl Accepts for NewVentureBody {
+    const ALSO: &'static [&'static str] = super::wire::VENTURE_FIELDS;
+}
+
 /// Creates a venture.
 #[utoipa::path(
     post,
@@ -101,6 +105,10 @@ pub struct VentureUpdateBody {
     #[serde(default)]
     #[schema(value_type = Option<Text>)]
     description: Clearable<Text>,
+}
+
+impl Accepts for VentureUpdateBody {
+    const ALSO: &'static [&'static str] = super::wire::VENTURE_FIELDS;
 }
 
 /// Edits a venture. `PATCH /api/ventures` names it the seed's way, by `?id=` or `id` in the

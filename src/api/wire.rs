@@ -259,6 +259,61 @@ impl<'a> From<&'a Activity> for ActivityJson<'a> {
     }
 }
 
+/// The names of each resource's shape as the API shows it: what a body about that resource
+/// may carry back without being refused (`extract::Accepts`).
+pub const TASK_FIELDS: &[&str] = &[
+    "id",
+    "title",
+    "description",
+    "status",
+    "priority",
+    "estimatedCost",
+    "actualCost",
+    "tags",
+    "output",
+    "error",
+    "assignedTo",
+    "ventureId",
+    "venture",
+    "attempts",
+    "maxAttempts",
+    "leaseSeconds",
+    "leaseExpiresAt",
+    "claimedAt",
+    "createdAt",
+    "updatedAt",
+    "completedAt",
+];
+pub const VENTURE_FIELDS: &[&str] = &[
+    "id",
+    "name",
+    "icon",
+    "status",
+    "priority",
+    "capitalSpent",
+    "capitalBudget",
+    "capitalReserved",
+    "budgetHeld",
+    "description",
+    "createdAt",
+    "updatedAt",
+];
+pub const AGENT_FIELDS: &[&str] = &[
+    "id",
+    "name",
+    "status",
+    "model",
+    "currentTask",
+    "tokensUsed",
+    "maxTokens",
+    "sessionsCount",
+    "lastActiveAt",
+    "createdAt",
+    "updatedAt",
+];
+pub const ACTIVITY_FIELDS: &[&str] =
+    &["id", "type", "title", "description", "ventureId", "taskId", "agentId", "createdAt"];
+
 /// One claim of a task and how it ended.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
