@@ -45,9 +45,18 @@ impl<S: Send + Sync, T: DeserializeOwned + Accepts> FromRequest<S> for AppJson<T
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        no_query(request.uri().query())?;
         let body = read_object(request, state).await?;
         decode_body(&body).map(AppJson)
     }
+}
+
+/// A route that takes no query parameter: any is a 400 `unknown_field`.
+fn no_query(raw: Option<&str>) -> Result<(), ApiError> {
+    #[derive(Deserialize)]
+    struct NoQuery {}
+    impl Accepts for NoQuery {}
+    decode_query::<NoQuery>(raw).map(|_| ())
 }
 
 /// A query string decoded into `T`. A repeated key counts once, with its last value.
@@ -68,6 +77,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        no_query(parts.uri.query())?;
         let Path(id) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::invalid("id", format!("the id in the path is malformed: {e}")))?;
@@ -112,6 +122,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Accepts> FromRequest<S> for WithId<T>
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        no_query(request.uri().query())?;
         let body = read_object(request, state).await?;
         let id = body_id(&body)?;
         Ok(WithId { id, fields: decode_body_with_id(&body)? })
