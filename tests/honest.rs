@@ -466,6 +466,7 @@ async fn a_field_or_parameter_outside_the_request_is_refused_and_a_task_sent_bac
     assert_eq!(refused(server.get("/api/tasks/t?verbose=1").await), unknown("verbose"));
     assert_eq!(refused(server.post("/api/tasks/claim?agentId=a", json!({"agentId": "a"})).await), unknown("agentId"));
     assert_eq!(refused(server.delete("/api/tasks?id=t&force=1").await), unknown("force"));
+    assert_eq!(refused(server.get("/api/agents?status=busy").await), unknown("status"));
     // Nothing was claimed or created by the refusals.
     let (_, tasks) = server.get("/api/tasks").await;
     assert_eq!(tasks.as_array().map(Vec::len), Some(1), "{tasks}");

@@ -51,6 +51,17 @@ impl<S: Send + Sync, T: DeserializeOwned + Accepts> FromRequest<S> for AppJson<T
     }
 }
 
+/// For a route that reads nothing of the request: a query parameter is a 400 `unknown_field`.
+pub struct NoQuery;
+
+impl<S: Send + Sync> FromRequestParts<S> for NoQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        no_query(parts.uri.query()).map(|()| NoQuery)
+    }
+}
+
 /// A route that takes no query parameter: any is a 400 `unknown_field`.
 fn no_query(raw: Option<&str>) -> Result<(), ApiError> {
     #[derive(Deserialize)]
