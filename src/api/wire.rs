@@ -354,3 +354,29 @@ impl<'a> From<&'a Attempt> for AttemptJson<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::write_fixtures::{activity, task};
+
+    fn keys(value: serde_json::Value) -> Vec<String> {
+        let mut keys: Vec<String> = value.as_object().expect("an object").keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    fn sorted(names: &[&str]) -> Vec<String> {
+        let mut names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_accepted_names_are_the_shapes_the_api_shows() {
+        let view = TaskView { task: task("t", "title"), venture: None };
+        assert_eq!(keys(serde_json::to_value(TaskJson::from(&view)).unwrap()), sorted(TASK_FIELDS));
+        let crate::scheduler::Change::Activity(a) = activity("a") else { unreachable!() };
+        assert_eq!(keys(serde_json::to_value(ActivityJson::from(&*a)).unwrap()), sorted(ACTIVITY_FIELDS));
+    }
+}
