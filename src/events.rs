@@ -164,6 +164,10 @@ impl ChangeFeed for EventHub {
             .collect();
         let mut inner = self.inner.lock().expect("event hub lock");
         for (change, venture) in changes.iter().zip(ventures) {
+            // Attempts are read at `GET /api/tasks/{id}/attempts`; the stream shows the task.
+            if matches!(change, Change::Attempt(_)) {
+                continue;
+            }
             let id = inner.next_id;
             inner.next_id += 1;
             let event = Arc::new(Event { id, change: change.clone(), venture, encoded: OnceLock::new() });

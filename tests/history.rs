@@ -308,6 +308,10 @@ async fn retention_prunes_old_history_and_nothing_else() {
     })
     .await;
     assert!(server.ok("/api/agents/a1").await["id"] == "a1", "agents are never pruned");
+    // A pruned task's attempts went with it; the others' stay.
+    let attempts_of =
+        |id: &str| common::count_rows(&server.db, &format!("SELECT count(*) FROM TaskAttempt WHERE taskId = '{id}'"));
+    assert_eq!((attempts_of("old1"), attempts_of("old2"), attempts_of("b_dead"), attempts_of("c_busy")), (0, 0, 1, 1));
 }
 
 #[test]

@@ -358,3 +358,137 @@ async fn logs_written_to_a_file_carry_no_colour_codes() {
     assert!(!log.is_empty(), "the server logged nothing");
     assert!(!log.contains('\u{1b}'), "colour codes in a log file:\n{log}");
 }
+
+/// Each attempt as `(attempt, agentId, outcome)`.
+fn attempt_rows(attempts: &Value) -> Vec<(u64, String, String)> {
+    attempts
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|a| {
+            (
+                a["attempt"].as_u64().unwrap(),
+                a["agentId"].as_str().unwrap().into(),
+                a["outcome"].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attempts_list_every_claim_and_how_it_ended_and_leave_with_the_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("mission-control.db");
+    let server = TestServer::start_on(&db, &["--no-seed"]);
+    create_venture(&server, "v", 0.0).await;
+    create_task(&server, "t", "v", 5).await;
+    let (s, none) = server.get("/api/tasks/t/attempts").await;
+    assert_eq!((s, none), (StatusCode::OK, json!([])));
+
+    claim(&server, "a1").await;
+    let failure = json!({"taskId": "t", "agentId": "a1", "error": "boom", "actualCost": 1.5, "tokensUsed": 10});
+    let (s, body) = server.post("/api/tasks/complete", failure).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    // An operator PATCH that takes the task from its holder ends the attempt `released`.
+    claim(&server, "a2").await;
+    let (s, body) = server.patch("/api/tasks/t", json!({"status": "queue"})).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    // So does deleting the agent that holds it.
+    claim(&server, "a3").await;
+    let (s, body) = server.delete("/api/agents/a3").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    claim(&server, "a4").await;
+    let (s, attempts) = server.get("/api/tasks/t/attempts").await;
+    assert_eq!(s, StatusCode::OK, "{attempts}");
+    let expected = |last: &str| {
+        vec![
+            (1, "a1".to_owned(), "failed".to_owned()),
+            (2, "a2".to_owned(), "released".to_owned()),
+            (3, "a3".to_owned(), "released".to_owned()),
+            (4, "a4".to_owned(), last.to_owned()),
+        ]
+    };
+    assert_eq!(attempt_rows(&attempts), expected("active"));
+    let first = &attempts[0];
+    assert_eq!(
+        (&first["error"], &first["actualCost"], &first["tokensUsed"]),
+        (&json!("boom"), &json!(1.5), &json!(10))
+    );
+    assert!(first["claimedAt"].is_string() && first["endedAt"].is_string(), "{first}");
+    assert!(attempts[3]["endedAt"].is_null(), "{attempts}");
+
+    let success = json!({"taskId": "t", "agentId": "a4", "actualCost": 2.0, "tokensUsed": 7});
+    let (s, body) = server.post("/api/tasks/complete", success).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    // A finished task's attempts are still there, after a restart too.
+    server.terminate();
+    let server = TestServer::start_on(&db, &["--no-seed"]);
+    let (s, attempts) = server.get("/api/tasks/t/attempts").await;
+    assert_eq!(s, StatusCode::OK, "{attempts}");
+    assert_eq!(attempt_rows(&attempts), expected("completed"));
+    assert_eq!((&attempts[3]["actualCost"], &attempts[3]["error"]), (&json!(2.0), &Value::Null));
+
+    // A lease that runs out ends its attempt `expired`.
+    create_task(&server, "e", "v", 1).await;
+    let (s, task) = server.post("/api/tasks/claim", json!({"agentId": "slow", "leaseSeconds": 1})).await;
+    assert_eq!((s, &task["id"]), (StatusCode::OK, &json!("e")), "{task}");
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let (_, attempts) = server.get("/api/tasks/e/attempts").await;
+    assert_eq!(attempt_rows(&attempts), [(1, "slow".to_owned(), "expired".to_owned())]);
+
+    let (s, body) = server.get("/api/tasks/nope/attempts").await;
+    assert_eq!((s, &body["code"]), (StatusCode::NOT_FOUND, &json!("not_found")), "{body}");
+    // The attempts leave with their task.
+    let (s, _) = server.delete("/api/tasks/t").await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = server.get("/api/tasks/t/attempts").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    server.terminate();
+    assert_eq!(common::count_rows(&db, "SELECT count(*) FROM TaskAttempt WHERE taskId = 't'"), 0);
+    assert_eq!(common::count_rows(&db, "SELECT count(*) FROM TaskAttempt WHERE taskId = 'e'"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_field_or_parameter_outside_the_request_is_refused_and_a_task_sent_back_whole_is_not() {
+    let server = TestServer::start_with(&["--no-seed"]);
+    create_venture(&server, "v", 0.0).await;
+    create_task(&server, "t", "v", 3).await;
+    let unknown = |field: &str| (StatusCode::BAD_REQUEST, "unknown_field".to_owned(), field.to_owned());
+    let refused = |(s, body): (StatusCode, Value)| {
+        (s, body["code"].as_str().unwrap_or_default().to_owned(), body["field"].as_str().unwrap_or_default().to_owned())
+    };
+
+    let claim_body = json!({"agentId": "a", "venture_id": "v"});
+    assert_eq!(refused(server.post("/api/tasks/claim", claim_body).await), unknown("venture_id"));
+    let create = json!({"title": "x", "ventureId": "v", "estimated_cost": 5});
+    assert_eq!(refused(server.post("/api/tasks", create).await), unknown("estimated_cost"));
+    assert_eq!(refused(server.get("/api/tasks?venture=x").await), unknown("venture"));
+    assert_eq!(refused(server.get("/api/tasks/t?verbose=1").await), unknown("verbose"));
+    assert_eq!(refused(server.post("/api/tasks/claim?agentId=a", json!({"agentId": "a"})).await), unknown("agentId"));
+    assert_eq!(refused(server.delete("/api/tasks?id=t&force=1").await), unknown("force"));
+    assert_eq!(refused(server.get("/api/agents?status=busy").await), unknown("status"));
+    // Nothing was claimed or created by the refusals.
+    let (_, tasks) = server.get("/api/tasks").await;
+    assert_eq!(tasks.as_array().map(Vec::len), Some(1), "{tasks}");
+    assert_eq!(tasks[0]["status"], "queue");
+
+    claim(&server, "a").await;
+    let report = json!({"taskId": "t", "agentId": "a", "cost": 5});
+    assert_eq!(refused(server.post("/api/tasks/complete", report).await), unknown("cost"));
+    let beat = json!({"taskId": "t", "agentId": "a", "status": "active"});
+    assert_eq!(refused(server.post("/api/tasks/heartbeat", beat).await), unknown("status"));
+
+    // A task read with GET and sent back whole is accepted; its read-only fields are ignored.
+    let (_, mut task) = server.get("/api/tasks/t").await;
+    task["title"] = json!("renamed");
+    let (s, updated) = server.patch("/api/tasks/t", task.clone()).await;
+    assert_eq!((s, &updated["title"], &updated["status"]), (StatusCode::OK, &json!("renamed"), &json!("active")));
+    let (s, updated) = server.patch("/api/tasks", task).await;
+    assert_eq!((s, &updated["id"]), (StatusCode::OK, &json!("t")), "{updated}");
+    // So is a venture, and `?id=` in the seed style.
+    let (_, venture) = server.get("/api/ventures/v").await;
+    let (s, body) = server.patch("/api/ventures?id=v", venture).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, body) = server.patch("/api/tasks?id=t", json!({"title": "again", "bogus": 1})).await;
+    assert_eq!(refused((s, body)), unknown("bogus"));
+}

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, BadRequest, Conflict, NotFound};
-use super::extract::{AppJson, AppQuery, PathId};
+use super::extract::{Accepts, AppJson, AppQuery, PathId};
 use super::fields::{NonBlank, QueryId, QueryWhole, Text};
 use super::wire::ActivityJson;
 use super::{created, ok, AppState};
@@ -42,6 +42,8 @@ pub struct ActivityListQuery {
     #[param(inline)]
     limit: Option<QueryWhole<1, 1_000>>,
 }
+
+impl Accepts for ActivityListQuery {}
 
 /// The activity log, newest first.
 ///
@@ -112,6 +114,10 @@ pub struct NewActivityBody {
     task_id: Option<NonBlank>,
     /// An existing agent (404 otherwise).
     agent_id: Option<NonBlank>,
+}
+
+impl Accepts for NewActivityBody {
+    const ALSO: &'static [&'static str] = super::wire::ACTIVITY_FIELDS;
 }
 
 /// Appends an activity to the log.

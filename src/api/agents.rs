@@ -6,7 +6,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, BadRequest, NotFound};
-use super::extract::{PathId, Target, TargetId, WithId};
+use super::extract::{Accepts, NoQuery, PathId, Target, TargetId, WithId};
 use super::fields::{Count, Name, NonBlank};
 use super::wire::AgentJson;
 use super::{created, ok, AppState};
@@ -21,7 +21,7 @@ use crate::scheduler::AgentFields;
     tag = "agents",
     responses((status = 200, description = "Every agent, oldest first.", body = Vec<AgentJson>))
 )]
-pub async fn list(State(app): State<AppState>) -> Result<Response, ApiError> {
+pub async fn list(State(app): State<AppState>, _: NoQuery) -> Result<Response, ApiError> {
     let agents = app.scheduler.list_agents().await?;
     Ok(ok(agents.iter().map(|a| AgentJson::from(&**a)).collect::<Vec<_>>()))
 }
@@ -60,6 +60,10 @@ pub struct AgentUpdateBody {
     max_tokens: Option<Count>,
     #[schema(inline)]
     sessions_count: Option<Count>,
+}
+
+impl Accepts for AgentUpdateBody {
+    const ALSO: &'static [&'static str] = super::wire::AGENT_FIELDS;
 }
 
 impl From<AgentUpdateBody> for AgentFields {

@@ -28,7 +28,7 @@ pub struct ErrorBody<'a> {
     /// What went wrong and what to do about it.
     #[schema(example = "`title` is required")]
     error: &'a str,
-    /// `malformed_json`, `bad_body`, `bad_query`, `missing_field`, `validation_error`,
+    /// `malformed_json`, `bad_body`, `bad_query`, `missing_field`, `validation_error`, `unknown_field`,
     /// `unauthorized`, `not_found`, `route_not_found`, `method_not_allowed`,
     /// `request_timeout`, `already_exists`, `not_holder`, `stale_lease`, `conflicting_report`,
     /// `token_limit`,

@@ -25,7 +25,7 @@ use utoipa::openapi::Required;
 use utoipa::IntoParams;
 
 use super::error::{ApiError, BadRequest};
-use super::extract::decode_query;
+use super::extract::{decode_query, Accepts};
 use super::wire::{ActivityJson, AgentJson, TaskJson, VentureJson};
 use super::AppState;
 use crate::domain::Venture;
@@ -77,6 +77,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ResumeAfter {
         struct InQuery {
             #[serde(rename = "lastEventId")]
             last_event_id: Option<String>,
+        }
+        impl Accepts for InQuery {
+            // The token a browser's EventSource gives in the query (see `require_token`).
+            const ALSO: &'static [&'static str] = &["access_token"];
         }
         let query = decode_query::<InQuery>(parts.uri.query())?;
         let header = parts.headers.get("last-event-id").and_then(|v| v.to_str().ok());
@@ -172,6 +176,7 @@ fn kind(change: &Change) -> &'static str {
         Change::Agent(_) => "agent",
         Change::DeleteAgent(_) => "agent_deleted",
         Change::Activity(_) => "activity",
+        Change::Attempt(_) => "attempt",
     }
 }
 
@@ -181,6 +186,7 @@ fn encode(change: &Change, venture: Option<Arc<Venture>>) -> String {
         Change::Venture(venture) => serde_json::to_string(&VentureJson::from(&**venture)),
         Change::Agent(agent) => serde_json::to_string(&AgentJson::from(&**agent)),
         Change::Activity(activity) => serde_json::to_string(&ActivityJson::from(&**activity)),
+        Change::Attempt(a) => serde_json::to_string(&json!({ "taskId": &*a.task_id, "attempt": a.attempt })),
         Change::DeleteTask(id) | Change::DeleteVenture(id) | Change::DeleteAgent(id) => {
             serde_json::to_string(&json!({ "id": &**id }))
         }

@@ -5,8 +5,9 @@
 //! order it declares them (`InDeclaredOrder`), which also names the field at fault, at no
 //! cost: tracking serde's path (`serde_path_to_error`) made a refused request 25% slower.
 //! `PathId`, `Target<T>` and `TargetId` find the record a request is about, in the path or,
-//! in the seed's style, in `?id=` or the body. Unknown fields are ignored, as the seed's
-//! clients send extras.
+//! in the seed's style, in `?id=` or the body. A key the request type does not declare is
+//! refused (400 `unknown_field`), unless it is a name of the resource's own shape that the
+//! type lists in `Accepts::ALSO`: a client may send back what it read.
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -30,22 +31,49 @@ use crate::domain::Id;
 /// Largest request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// Which keys a request type takes besides the fields it declares: names of the resource's
+/// own shape (`wire::TASK_FIELDS`, ...) that a client cannot set but may send back as it read
+/// them. They are accepted and ignored; any other undeclared key is a 400 `unknown_field`.
+pub trait Accepts {
+    const ALSO: &'static [&'static str] = &[];
+}
+
 /// A JSON object body decoded into `T`. An empty body counts as `{}`.
 pub struct AppJson<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
+impl<S: Send + Sync, T: DeserializeOwned + Accepts> FromRequest<S> for AppJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        no_query(request.uri().query())?;
         let body = read_object(request, state).await?;
         decode_body(&body).map(AppJson)
     }
 }
 
+/// For a route that reads nothing of the request: a query parameter is a 400 `unknown_field`.
+pub struct NoQuery;
+
+impl<S: Send + Sync> FromRequestParts<S> for NoQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        no_query(parts.uri.query()).map(|()| NoQuery)
+    }
+}
+
+/// A route that takes no query parameter: any is a 400 `unknown_field`.
+fn no_query(raw: Option<&str>) -> Result<(), ApiError> {
+    #[derive(Deserialize)]
+    struct NoQuery {}
+    impl Accepts for NoQuery {}
+    decode_query::<NoQuery>(raw).map(|_| ())
+}
+
 /// A query string decoded into `T`. A repeated key counts once, with its last value.
 pub struct AppQuery<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for AppQuery<T> {
+impl<S: Send + Sync, T: DeserializeOwned + Accepts> FromRequestParts<S> for AppQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
@@ -60,6 +88,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        no_query(parts.uri.query())?;
         let Path(id) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::invalid("id", format!("the id in the path is malformed: {e}")))?;
@@ -100,13 +129,14 @@ pub struct WithId<T> {
     pub fields: T,
 }
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for WithId<T> {
+impl<S: Send + Sync, T: DeserializeOwned + Accepts> FromRequest<S> for WithId<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        no_query(request.uri().query())?;
         let body = read_object(request, state).await?;
-        let id = decode_body::<InBody>(&body)?.id.map(Into::into);
-        Ok(WithId { id, fields: decode_body(&body)? })
+        let id = body_id(&body)?;
+        Ok(WithId { id, fields: decode_body_with_id(&body)? })
     }
 }
 
@@ -132,10 +162,18 @@ impl<T: ToSchema> ToSchema for WithId<T> {
     }
 }
 
-/// `id` in a body.
-#[derive(Deserialize)]
-struct InBody {
-    id: Option<NonBlank>,
+/// `id` in a body, the other keys left to the request type.
+fn body_id(body: &Value) -> Result<Option<Id>, ApiError> {
+    #[derive(Deserialize)]
+    struct InBody {
+        id: Option<NonBlank>,
+    }
+    Ok(decode_with::<InBody>(body, None)?.id.map(|NonBlank(id)| id))
+}
+
+/// A body whose `id` the extractor reads itself.
+fn decode_body_with_id<T: DeserializeOwned + Accepts>(body: &Value) -> Result<T, ApiError> {
+    decode_with(body, Some(&[T::ALSO, &["id"]]))
 }
 
 /// The record a `PATCH` names, and the fields to change: the id is `{id}` in the path or,
@@ -145,7 +183,7 @@ pub struct Target<T> {
     pub fields: T,
 }
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Target<T> {
+impl<S: Send + Sync, T: DeserializeOwned + Accepts> FromRequest<S> for Target<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -156,7 +194,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Target<T> {
             return Ok(Target { id, fields });
         }
         let (id, body) = seed_style(Request::from_parts(parts, body), state).await?;
-        Ok(Target { id, fields: decode_body(&body)? })
+        Ok(Target { id, fields: decode_body_with_id(&body)? })
     }
 }
 
@@ -186,13 +224,14 @@ async fn seed_style<S: Send + Sync>(request: Request, state: &S) -> Result<(Id, 
     struct InQuery {
         id: Option<QueryId>,
     }
+    impl Accepts for InQuery {}
     let query = request.uri().query().map(str::to_owned);
     let body = read_object(request, state).await?;
     if let Some(QueryId(id)) = decode_query::<InQuery>(query.as_deref())?.id {
         return Ok((id, body));
     }
-    match decode_body::<InBody>(&body)?.id {
-        Some(NonBlank(id)) => Ok((id, body)),
+    match body_id(&body)? {
+        Some(id) => Ok((id, body)),
         None => Err(ApiError::missing("id")),
     }
 }
@@ -241,19 +280,39 @@ fn timed_out(rejection: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Decodes a JSON object (already parsed, so a syntax error is told apart from a field's).
-fn decode_body<T: DeserializeOwned>(body: &Value) -> Result<T, ApiError> {
+fn decode_body<T: DeserializeOwned + Accepts>(body: &Value) -> Result<T, ApiError> {
+    decode_with(body, Some(&[T::ALSO]))
+}
+
+/// Decodes a JSON object; with `also`, a key that is neither declared nor in `also` is
+/// refused, without `also` (a look-up of one field) it is ignored.
+fn decode_with<T: DeserializeOwned>(body: &Value, also: Option<&[&[&str]]>) -> Result<T, ApiError> {
     let field = Cell::new("");
-    T::deserialize(InDeclaredOrder { body, field: &field }).map_err(|error| refusal(field.get(), &error))
+    let unknown = Cell::new(None);
+    let decoded = T::deserialize(InDeclaredOrder { body, field: &field, also, unknown: &unknown });
+    if let Some(key) = unknown.get() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unknown_field",
+            format!("`{key}` is not a field of this request"),
+        )
+        .with_field(key.to_owned()));
+    }
+    decoded.map_err(|error| refusal(field.get(), &error))
 }
 
 /// A JSON object shown to a request type field by field, in the order the type declares
 /// them and absent ones included, so that of several broken rules the one reported is the
 /// first in that order (a missing `title` before a bad `priority`), whatever order the
-/// client wrote the keys in. Keys the type does not declare are ignored.
+/// client wrote the keys in. A key the type does not declare is refused first, unless in
+/// `also` (or `also` is `None`).
 struct InDeclaredOrder<'a> {
     body: &'a Value,
     /// The field being decoded: the one at fault when decoding fails.
     field: &'a Cell<&'static str>,
+    also: Option<&'a [&'a [&'a str]]>,
+    /// The first key that is neither declared nor in `also`.
+    unknown: &'a Cell<Option<&'a str>>,
 }
 
 impl<'de> Deserializer<'de> for InDeclaredOrder<'de> {
@@ -267,6 +326,13 @@ impl<'de> Deserializer<'de> for InDeclaredOrder<'de> {
     ) -> Result<V::Value, Self::Error> {
         match self.body {
             Value::Object(map) => {
+                if let Some(also) = self.also {
+                    let known = |key: &str| fields.contains(&key) || also.iter().any(|names| names.contains(&key));
+                    if let Some(key) = map.keys().find(|key| !known(key)) {
+                        self.unknown.set(Some(key));
+                        return Err(de::Error::custom("unknown field"));
+                    }
+                }
                 visitor.visit_map(DeclaredFields { map, names: fields.iter(), field: self.field, value: None })
             }
             other => other.deserialize_struct(_name, fields, visitor),
@@ -334,14 +400,24 @@ impl<'de> Deserializer<'de> for Absent {
     }
 }
 
-/// Decodes a query string; the last value of a repeated key counts.
-pub fn decode_query<T: DeserializeOwned>(raw: Option<&str>) -> Result<T, ApiError> {
+/// Decodes a query string; the last value of a repeated key counts. A parameter `T` does not
+/// declare (nor list in `Accepts::ALSO`) is a 400 `unknown_field`.
+pub fn decode_query<T: DeserializeOwned + Accepts>(raw: Option<&str>) -> Result<T, ApiError> {
+    decode_query_with(raw, Some(&[T::ALSO]))
+}
+
+/// Reads the parameters `T` declares and ignores the others.
+pub fn decode_query_lenient<T: DeserializeOwned>(raw: Option<&str>) -> Result<T, ApiError> {
+    decode_query_with(raw, None)
+}
+
+fn decode_query_with<T: DeserializeOwned>(raw: Option<&str>, also: Option<&[&[&str]]>) -> Result<T, ApiError> {
     let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(raw.unwrap_or_default()).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_query", format!("the query string is malformed: {e}"))
     })?;
     // As JSON strings, the values decode with the same field types as a body's.
     let last: serde_json::Map<String, Value> = pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
-    decode_body(&Value::Object(last))
+    decode_with(&Value::Object(last), also)
 }
 
 /// A decoding error as the client sees it, naming the field that was being decoded.
@@ -377,6 +453,8 @@ mod tests {
         #[serde(default)]
         tags: Clearable<TagList>,
     }
+
+    impl Accepts for Sample {}
 
     fn refusal_of(body: Value) -> (String, &'static str, Option<String>) {
         let error = decode_body::<Sample>(&body).err().expect("refused");
@@ -431,6 +509,7 @@ mod tests {
         struct Filter {
             id: Option<QueryId>,
         }
+        impl Accepts for Filter {}
         let filter: Filter = decode_query(Some("id=a&id=b")).unwrap();
         assert_eq!(filter.id.map(|id| id.0).as_deref(), Some("b"));
         assert_eq!(decode_query::<Filter>(Some("id=")).err().unwrap().field.as_deref(), Some("id"));

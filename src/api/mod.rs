@@ -88,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/tasks/claim", post(tasks::claim))
         .route("/api/tasks/complete", post(tasks::complete))
         .route("/api/tasks/heartbeat", post(tasks::heartbeat))
+        .route("/api/tasks/{id}/attempts", get(tasks::attempts))
         .route("/api/tasks/{id}", get(tasks::get).patch(tasks::update).delete(tasks::delete))
         .route("/api/agents", get(agents::list).post(agents::upsert).patch(agents::update).delete(agents::delete))
         .route("/api/agents/{id}", get(agents::get).patch(agents::update).delete(agents::delete))
@@ -136,7 +137,7 @@ async fn require_token(State(app): State<AppState>, request: Request, next: Next
             // A browser's EventSource cannot set headers, so the event feed also takes
             // `?access_token=`.
             None if request.uri().path() == "/api/events" => {
-                extract::decode_query::<AccessToken>(request.uri().query())
+                extract::decode_query_lenient::<AccessToken>(request.uri().query())
                     .ok()
                     .and_then(|q| q.access_token)
                     .unwrap_or_default()

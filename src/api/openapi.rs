@@ -49,6 +49,7 @@ use super::{activities, agents, events, ops, tasks, ventures};
         tasks::list,
         tasks::create,
         tasks::get,
+        tasks::attempts,
         tasks::update,
         tasks::delete,
         tasks::claim,
@@ -115,7 +116,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
             "BadRequest",
             "The request is malformed: the body is not a JSON object (`malformed_json`, `bad_body`) or the \
              query string cannot be read (`bad_query`), or a field or parameter, named by `field`, is missing \
-             (`missing_field`), of the wrong type, out of range or too long (`validation_error`).",
+             (`missing_field`), of the wrong type, out of range or too long (`validation_error`), or not one \
+             the request has (`unknown_field`).",
             false,
         ),
         (

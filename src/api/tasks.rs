@@ -9,13 +9,13 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, BadRequest, Conflict, ErrorBody, NotFound};
-use super::extract::{AppJson, AppQuery, PathId, Target, TargetId};
+use super::extract::{Accepts, AppJson, AppQuery, PathId, Target, TargetId};
 use super::fields::{
     Attempt, Clearable, Cost, Count, InitialStatus, LeaseSeconds, MaxAttempts, NonBlank, QueryId, QueryWhole, TagList,
     TaskFieldList, Text, WaitMs,
 };
 use super::listing::{stream_tasks, Page};
-use super::wire::TaskJson;
+use super::wire::{AttemptJson, TaskJson};
 use super::{created, ok, AppState};
 use crate::domain::{Priority, TaskStatus};
 use crate::scheduler::{ClaimRequest, CompleteRequest, HeartbeatRequest, NewTask, TaskFilter, TaskPatch};
@@ -55,6 +55,8 @@ pub struct TaskListQuery {
     #[param(inline)]
     offset: Option<QueryWhole<0, { u64::MAX }>>,
 }
+
+impl Accepts for TaskListQuery {}
 
 /// Tasks, oldest first, filtered.
 ///
@@ -103,6 +105,28 @@ pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Resp
     Ok(ok(TaskJson::from(&task)))
 }
 
+/// Every claim of the task, oldest first, and how each ended. Read from the database after
+/// every write acknowledged before the request is committed.
+#[utoipa::path(
+    get,
+    path = "/api/tasks/{id}/attempts",
+    operation_id = "listTaskAttempts",
+    tag = "tasks",
+    params(PathId),
+    responses((status = 200, description = "The task's attempts, oldest first.", body = [AttemptJson]), BadRequest, NotFound)
+)]
+pub async fn attempts(State(app): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
+    // Read your writes: what was acknowledged before this request is in the file. While the
+    // store is failing this gives up after a while and shows what is on disk.
+    let _ = app.scheduler.wait_all_durable().await;
+    app.scheduler.get_task(id.clone()).await?;
+    let reader = app.tasks.clone();
+    let attempts = tokio::task::spawn_blocking(move || reader.attempts(&id))
+        .await
+        .map_err(|e| ApiError::internal("reading a task's attempts", e))??;
+    Ok(ok(attempts.iter().map(AttemptJson::from).collect::<Vec<_>>()))
+}
+
 /// `POST /api/tasks`.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -125,6 +149,10 @@ pub struct NewTaskBody {
     /// Default 3.
     #[schema(inline)]
     max_attempts: Option<MaxAttempts>,
+}
+
+impl Accepts for NewTaskBody {
+    const ALSO: &'static [&'static str] = super::wire::TASK_FIELDS;
 }
 
 /// Creates a queued task.
@@ -188,6 +216,10 @@ pub struct TaskUpdateBody {
     #[schema(inline)]
     max_attempts: Option<MaxAttempts>,
     status: Option<TaskStatus>,
+}
+
+impl Accepts for TaskUpdateBody {
+    const ALSO: &'static [&'static str] = super::wire::TASK_FIELDS;
 }
 
 /// Edits a task. `PATCH /api/tasks` names it the seed's way, by `?id=` or `id` in the body.
@@ -264,6 +296,8 @@ pub struct ClaimBody {
     wait_ms: Option<WaitMs>,
 }
 
+impl Accepts for ClaimBody {}
+
 /// 200 with the claimed task, or 204 when nothing is eligible.
 ///
 /// Hands out one eligible task (priority, then oldest, then id) to one agent, atomically,
@@ -338,6 +372,8 @@ pub struct CompleteBody {
     tokens_used: Option<Count>,
 }
 
+impl Accepts for CompleteBody {}
+
 /// Reports the outcome of a held task: success, or with `error` a failure (requeued while
 /// attempts remain). Repeating the last report is safe; a different report for the same
 /// attempt is refused (`conflicting_report`).
@@ -376,6 +412,8 @@ pub struct HeartbeatBody {
     #[schema(inline)]
     lease_seconds: Option<LeaseSeconds>,
 }
+
+impl Accepts for HeartbeatBody {}
 
 /// Extends the lease of a held task.
 #[utoipa::path(

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, BadRequest, Conflict, NotFound};
-use super::extract::{AppJson, PathId, Target, TargetId};
+use super::extract::{Accepts, AppJson, NoQuery, PathId, Target, TargetId};
 use super::fields::{Clearable, Cost, Name, NonBlank, Text};
 use super::wire::VentureJson;
 use super::{created, ok, AppState};
@@ -21,7 +21,7 @@ use crate::scheduler::{NewVenture, VenturePatch};
     tag = "ventures",
     responses((status = 200, description = "Every venture, oldest first.", body = Vec<VentureJson>))
 )]
-pub async fn list(State(app): State<AppState>) -> Result<Response, ApiError> {
+pub async fn list(State(app): State<AppState>, _: NoQuery) -> Result<Response, ApiError> {
     let ventures = app.scheduler.list_ventures().await?;
     Ok(ok(ventures.iter().map(VentureJson::from).collect::<Vec<_>>()))
 }
@@ -59,6 +59,10 @@ pub struct NewVentureBody {
     /// Default 0.
     capital_spent: Option<Cost>,
     description: Option<Text>,
+}
+
+impl Accepts for NewVentureBody {
+    const ALSO: &'static [&'static str] = super::wire::VENTURE_FIELDS;
 }
 
 /// Creates a venture.
@@ -101,6 +105,10 @@ pub struct VentureUpdateBody {
     #[serde(default)]
     #[schema(value_type = Option<Text>)]
     description: Clearable<Text>,
+}
+
+impl Accepts for VentureUpdateBody {
+    const ALSO: &'static [&'static str] = super::wire::VENTURE_FIELDS;
 }
 
 /// Edits a venture. `PATCH /api/ventures` names it the seed's way, by `?id=` or `id` in the

@@ -9,7 +9,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::domain::{AgentStatus, Priority, TaskStatus, VentureStatus};
+use crate::domain::{AgentStatus, AttemptOutcome, Priority, TaskStatus, VentureStatus};
 
 macro_rules! vocabulary {
     ($($ty:ident: $description:literal;)+) => {$(
@@ -39,6 +39,7 @@ vocabulary! {
     Priority: "A task's or venture's priority.";
     VentureStatus: "A venture's status. Only `active` ventures dispense tasks.";
     AgentStatus: "An agent's status.";
+    AttemptOutcome: "How an attempt ended: `active` while it runs; `failed` is an error report, `expired` a lease that ran out, `released` a claim taken back (never delivered, or taken from its holder by a PATCH or an agent DELETE).";
 }
 
 /// Accepts one of the names of `all`.

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::{Activity, Agent, Millis, Task, Venture};
+use crate::domain::{Activity, Agent, Attempt, Millis, Task, Venture};
 use crate::scheduler::{TaskView, VentureView};
 use crate::store::tags_json;
 
@@ -256,5 +256,127 @@ impl<'a> From<&'a Activity> for ActivityJson<'a> {
             agent_id: a.agent_id.as_deref(),
             created_at: time(a.created_at),
         }
+    }
+}
+
+/// The names of each resource's shape as the API shows it: what a body about that resource
+/// may carry back without being refused (`extract::Accepts`).
+pub const TASK_FIELDS: &[&str] = &[
+    "id",
+    "title",
+    "description",
+    "status",
+    "priority",
+    "estimatedCost",
+    "actualCost",
+    "tags",
+    "output",
+    "error",
+    "assignedTo",
+    "ventureId",
+    "venture",
+    "attempts",
+    "maxAttempts",
+    "leaseSeconds",
+    "leaseExpiresAt",
+    "claimedAt",
+    "createdAt",
+    "updatedAt",
+    "completedAt",
+];
+pub const VENTURE_FIELDS: &[&str] = &[
+    "id",
+    "name",
+    "icon",
+    "status",
+    "priority",
+    "capitalSpent",
+    "capitalBudget",
+    "capitalReserved",
+    "budgetHeld",
+    "description",
+    "createdAt",
+    "updatedAt",
+];
+pub const AGENT_FIELDS: &[&str] = &[
+    "id",
+    "name",
+    "status",
+    "model",
+    "currentTask",
+    "tokensUsed",
+    "maxTokens",
+    "sessionsCount",
+    "lastActiveAt",
+    "createdAt",
+    "updatedAt",
+];
+pub const ACTIVITY_FIELDS: &[&str] =
+    &["id", "type", "title", "description", "ventureId", "taskId", "agentId", "createdAt"];
+
+/// One claim of a task and how it ended.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Attempt)]
+pub struct AttemptJson<'a> {
+    /// The attempt number: the task's `attempts` right after this claim.
+    attempt: u32,
+    agent_id: &'a str,
+    #[schema(format = DateTime)]
+    claimed_at: String,
+    /// `null` while the attempt is active.
+    #[schema(required = true, format = DateTime)]
+    ended_at: Option<String>,
+    #[schema(value_type = crate::domain::AttemptOutcome)]
+    outcome: &'static str,
+    /// The error of a failure report.
+    #[schema(required = true)]
+    error: Option<&'a str>,
+    /// What the attempt's report charged.
+    #[schema(required = true)]
+    actual_cost: Option<f64>,
+    /// What the attempt's report said it used.
+    #[schema(required = true)]
+    tokens_used: Option<u64>,
+}
+
+impl<'a> From<&'a Attempt> for AttemptJson<'a> {
+    fn from(a: &'a Attempt) -> Self {
+        AttemptJson {
+            attempt: a.attempt,
+            agent_id: &a.agent_id,
+            claimed_at: time(a.claimed_at),
+            ended_at: a.ended_at.map(time),
+            outcome: a.outcome.as_str(),
+            error: a.error.as_deref(),
+            actual_cost: a.actual_cost,
+            tokens_used: a.tokens_used,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::write_fixtures::{activity, task};
+
+    fn keys(value: serde_json::Value) -> Vec<String> {
+        let mut keys: Vec<String> = value.as_object().expect("an object").keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    fn sorted(names: &[&str]) -> Vec<String> {
+        let mut names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_accepted_names_are_the_shapes_the_api_shows() {
+        let view = TaskView { task: task("t", "title"), venture: None };
+        assert_eq!(keys(serde_json::to_value(TaskJson::from(&view)).unwrap()), sorted(TASK_FIELDS));
+        let crate::scheduler::Change::Activity(a) = activity("a") else { unreachable!() };
+        assert_eq!(keys(serde_json::to_value(ActivityJson::from(&*a)).unwrap()), sorted(ACTIVITY_FIELDS));
     }
 }

@@ -191,3 +191,38 @@ pub struct Activity {
     pub agent_id: Option<Id>,
     pub created_at: Millis,
 }
+
+/// How one claim of a task ended, or `Active` while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttemptOutcome {
+    Active,
+    Completed,
+    Failed,
+    Expired,
+    Released,
+    Cancelled,
+}
+
+wire_names!(AttemptOutcome {
+    Active => "active",
+    Completed => "completed",
+    Failed => "failed",
+    Expired => "expired",
+    Released => "released",
+    Cancelled => "cancelled",
+});
+
+/// One claim of a task: who held it, from when to when, and how it ended. Written at the
+/// claim and again at its end (a whole-record upsert keyed by task and attempt number).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub task_id: Id,
+    pub attempt: u32,
+    pub agent_id: Id,
+    pub claimed_at: Millis,
+    pub ended_at: Option<Millis>,
+    pub outcome: AttemptOutcome,
+    pub error: Option<Arc<str>>,
+    pub actual_cost: Option<f64>,
+    pub tokens_used: Option<u64>,
+}

@@ -84,6 +84,12 @@ pub fn prune_turn(
             for row in rows {
                 turn.tasks.push(row?);
             }
+            drop(statement);
+            // A pruned task's attempts go with it, in the same transaction.
+            let mut attempts = tx.prepare_cached("DELETE FROM TaskAttempt WHERE taskId = ?1")?;
+            for (id, _, _) in &turn.tasks[before..] {
+                attempts.execute([&**id])?;
+            }
             more |= turn.tasks.len() - before == ROUND_ROWS as usize;
         }
         if let Some(window) = retention.activity {

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use crate::domain::{Activity, Agent, Id, Task, Venture};
+use crate::domain::{Activity, Agent, Attempt, Id, Task, Venture};
 
 /// One state change the scheduler made, in the order it made them. Records are whole
 /// snapshots (upserts), so applying a batch is idempotent and needs no read of the old row.
@@ -14,4 +14,6 @@ pub enum Change {
     Agent(Arc<Agent>),
     DeleteAgent(Id),
     Activity(Arc<Activity>),
+    /// One claim of a task, at the claim and again at its end; it leaves with its task.
+    Attempt(Arc<Attempt>),
 }

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use super::commands::*;
 use super::queued_index::{fits, QueueKey, QueuedIndex};
 use super::Change;
-use crate::domain::{Activity, Agent, AgentStatus, Id, Millis, Priority, Task, TaskStatus, Venture, VentureStatus};
+use crate::domain::{
+    Activity, Agent, AgentStatus, Attempt, AttemptOutcome, Id, Millis, Priority, Task, TaskStatus, Venture,
+    VentureStatus,
+};
 
 /// The longest activity title the log takes, in characters: the limit the API sets on the
 /// titles clients write, so that no title the scheduler writes (one that quotes an agent's
@@ -552,6 +555,10 @@ impl SchedulerState {
             task.status = to;
         }
         task.updated_at = self.now;
+        if old.status == TaskStatus::Active && task.status != TaskStatus::Active {
+            // The operator took the task from its holder: that attempt ends `released`.
+            self.end_attempt(&old, AttemptOutcome::Released, AttemptEnd::default());
+        }
         let task = self.put_task(task);
         if old.status == TaskStatus::Active && task.status != TaskStatus::Active {
             self.release_agent(old.assigned_to.as_ref(), &task.id, 0, AgentStatus::Online);
@@ -613,6 +620,17 @@ impl SchedulerState {
         task.lease_expires_at = Some(self.now.plus_seconds(lease_seconds));
         task.updated_at = self.now;
         let task = self.put_task(task);
+        self.changes.push(Change::Attempt(Arc::new(Attempt {
+            task_id: task.id.clone(),
+            attempt: task.attempts,
+            agent_id: request.agent_id.clone(),
+            claimed_at: self.now,
+            ended_at: None,
+            outcome: AttemptOutcome::Active,
+            error: None,
+            actual_cost: None,
+            tokens_used: None,
+        })));
 
         let now = self.now;
         if !self.agents.contains_key(&request.agent_id) {
@@ -657,6 +675,7 @@ impl SchedulerState {
         task.return_to_queue();
         task.attempts -= 1;
         task.updated_at = self.now;
+        self.end_attempt(&old, AttemptOutcome::Released, AttemptEnd::default());
         let task = self.put_task(task);
         self.release_agent(Some(agent_id), task_id, 0, AgentStatus::Online);
         let title = format!("Task released: {}", task.title);
@@ -697,6 +716,13 @@ impl SchedulerState {
         // except the cost, which is the total charged over all attempts.
         task.output = report.output;
         let charge = report.actual_cost.unwrap_or(0.0);
+        let ended = AttemptEnd {
+            error: report.error.clone(),
+            actual_cost: report.actual_cost,
+            tokens_used: report.tokens_used,
+        };
+        let ended_as = if report.error.is_some() { AttemptOutcome::Failed } else { AttemptOutcome::Completed };
+        self.end_attempt(&old, ended_as, ended);
         task.actual_cost = match (old.actual_cost, report.actual_cost) {
             (Some(earlier), Some(this)) => Some(earlier + this),
             (earlier, this) => this.or(earlier),
@@ -839,7 +865,9 @@ impl SchedulerState {
             self.idle_agents.remove(&(deadline, id.clone()));
         }
         for task_id in &entry.held {
-            let mut task = Task::clone(&self.tasks[task_id]);
+            let old = self.tasks[task_id].clone();
+            self.end_attempt(&old, AttemptOutcome::Released, AttemptEnd::default());
+            let mut task = Task::clone(&old);
             task.return_to_queue();
             task.updated_at = self.now;
             self.put_task(task);
@@ -1023,6 +1051,7 @@ impl SchedulerState {
         let mut task = Task::clone(&old);
         task.lease_expires_at = None;
         task.updated_at = self.now;
+        self.end_attempt(&old, AttemptOutcome::Expired, AttemptEnd::default());
         self.count_failure(&task.venture_id);
         let outcome = if task.attempts >= task.max_attempts {
             task.status = TaskStatus::Failed;
@@ -1050,6 +1079,22 @@ impl SchedulerState {
             old.assigned_to.as_ref(),
         );
         outcome
+    }
+
+    /// Records the end of the attempt `old` (an active task) is on: one `Change::Attempt`.
+    fn end_attempt(&mut self, old: &Task, outcome: AttemptOutcome, end: AttemptEnd) {
+        let (TaskStatus::Active, Some(agent_id)) = (old.status, &old.assigned_to) else { return };
+        self.changes.push(Change::Attempt(Arc::new(Attempt {
+            task_id: old.id.clone(),
+            attempt: old.attempts,
+            agent_id: agent_id.clone(),
+            claimed_at: old.claimed_at.unwrap_or(old.updated_at),
+            ended_at: Some(self.now),
+            outcome,
+            error: end.error,
+            actual_cost: end.actual_cost,
+            tokens_used: end.tokens_used,
+        })));
     }
 
     /// Takes a task out of the agent's hands: `current_task` moves to its latest other
@@ -1275,6 +1320,14 @@ impl SchedulerState {
         };
         self.changes.push(Change::Activity(Arc::new(activity)));
     }
+}
+
+/// What a report says of the attempt it ends.
+#[derive(Default)]
+struct AttemptEnd {
+    error: Option<Arc<str>>,
+    actual_cost: Option<f64>,
+    tokens_used: Option<u64>,
 }
 
 /// `text` cut to at most `max_chars` characters, the last of them `…` when it was cut.

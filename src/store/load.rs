@@ -7,7 +7,9 @@ use std::sync::Arc;
 use rusqlite::{Connection, Row};
 
 use super::StoreError;
-use crate::domain::{Agent, AgentStatus, Id, Millis, Priority, Task, TaskStatus, Venture, VentureStatus};
+use crate::domain::{
+    Agent, AgentStatus, Attempt, AttemptOutcome, Id, Millis, Priority, Task, TaskStatus, Venture, VentureStatus,
+};
 use crate::scheduler::Snapshot;
 
 /// The columns `decode_task` reads, in its order.
@@ -121,6 +123,25 @@ fn venture(row: &Row<'_>) -> Result<Venture, StoreError> {
 }
 
 /// A row of `TASK_COLUMNS`.
+/// `TaskAttempt`'s columns in the order `decode_attempt` reads them.
+pub(super) const ATTEMPT_COLUMNS: &str =
+    "taskId, attempt, agentId, claimedAt, endedAt, outcome, error, actualCost, tokensUsed";
+
+pub(super) fn decode_attempt(row: &Row<'_>) -> Result<Attempt, StoreError> {
+    let c = Cells::new(row, "TaskAttempt")?;
+    Ok(Attempt {
+        task_id: c.id.as_str().into(),
+        attempt: c.get(1, "attempt")?,
+        agent_id: c.text(2, "agentId")?,
+        claimed_at: c.time(3, "claimedAt")?,
+        ended_at: c.opt_time(4, "endedAt")?,
+        outcome: c.named(5, "outcome", AttemptOutcome::parse)?,
+        error: c.opt_text(6, "error")?,
+        actual_cost: c.get(7, "actualCost")?,
+        tokens_used: c.get::<Option<i64>>(8, "tokensUsed")?.map(|n| n.max(0) as u64),
+    })
+}
+
 pub(super) fn decode_task(row: &Row<'_>) -> Result<Task, StoreError> {
     let c = Cells::new(row, "Task")?;
     let tags = match c.get::<Option<String>>(7, "tags")? {

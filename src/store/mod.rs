@@ -55,6 +55,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/001_initial.sql")),
         M::up(include_str!("../../migrations/002_history.sql")),
         M::up(include_str!("../../migrations/003_reports.sql")),
+        M::up(include_str!("../../migrations/004_attempts.sql")),
     ])
 }
 

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use rusqlite::types::Value;
 
-use super::load::{decode_task, TASK_COLUMNS};
+use super::load::{decode_attempt, decode_task, ATTEMPT_COLUMNS, TASK_COLUMNS};
 use super::{ReadPool, StoreError};
-use crate::domain::{Id, Task, TaskStatus};
+use crate::domain::{Attempt, Id, Task, TaskStatus};
 use crate::scheduler::{ListKey, TaskFilter, TaskHistory};
 
 /// The task table's reads; they run on blocking threads.
@@ -31,6 +31,20 @@ impl TaskReader {
                 Some(row) => decode_task(row).map(Some).map_err(store_to_sqlite),
                 None => Ok(None),
             }
+        })
+    }
+
+    /// Every attempt of the task, oldest first.
+    pub fn attempts(&self, task_id: &str) -> Result<Vec<Attempt>, StoreError> {
+        let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM TaskAttempt WHERE taskId = ?1 ORDER BY attempt");
+        self.pool.with_connection("reading a task's attempts", |conn| {
+            let mut statement = conn.prepare_cached(&sql)?;
+            let mut rows = statement.query([task_id])?;
+            let mut attempts = Vec::new();
+            while let Some(row) = rows.next()? {
+                attempts.push(decode_attempt(row).map_err(store_to_sqlite)?);
+            }
+            Ok(attempts)
         })
     }
 

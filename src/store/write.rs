@@ -42,6 +42,13 @@ const INSERT_ACTIVITY: &str =
     "INSERT INTO Activity (id, type, title, description, ventureId, taskId, agentId, createdAt)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO NOTHING";
 
+const UPSERT_ATTEMPT: &str =
+    "INSERT INTO TaskAttempt (taskId, attempt, agentId, claimedAt, endedAt, outcome, error, actualCost, tokensUsed)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+    ON CONFLICT(taskId, attempt) DO UPDATE SET agentId = excluded.agentId, claimedAt = excluded.claimedAt,
+        endedAt = excluded.endedAt, outcome = excluded.outcome, error = excluded.error,
+        actualCost = excluded.actualCost, tokensUsed = excluded.tokensUsed";
+
 /// Applies changes in order inside the caller's transaction. An upsert that a later upsert
 /// of the same record in the same batch supersedes is skipped: the later one writes the
 /// whole row, and deletes in between only remove rows.
@@ -73,6 +80,10 @@ pub fn write_changes<'a>(tx: &Transaction<'_>, changes: impl IntoIterator<Item =
                 ])?;
             }
             Change::DeleteVenture(id) => {
+                tx.prepare_cached(
+                    "DELETE FROM TaskAttempt WHERE taskId IN (SELECT id FROM Task WHERE ventureId = ?1)",
+                )?
+                .execute([&**id])?;
                 tx.prepare_cached("DELETE FROM Task WHERE ventureId = ?1")?.execute([&**id])?;
                 tx.prepare_cached("DELETE FROM Venture WHERE id = ?1")?.execute([&**id])?;
             }
@@ -104,6 +115,7 @@ pub fn write_changes<'a>(tx: &Transaction<'_>, changes: impl IntoIterator<Item =
                 ])?;
             }
             Change::DeleteTask(id) => {
+                tx.prepare_cached("DELETE FROM TaskAttempt WHERE taskId = ?1")?.execute([&**id])?;
                 tx.prepare_cached("DELETE FROM Task WHERE id = ?1")?.execute([&**id])?;
             }
             Change::Agent(a) => {
@@ -138,6 +150,19 @@ pub fn write_changes<'a>(tx: &Transaction<'_>, changes: impl IntoIterator<Item =
                 if inserted == 0 {
                     tracing::warn!(id = &*a.id, "an activity id was taken; the later activity was not logged");
                 }
+            }
+            Change::Attempt(a) => {
+                tx.prepare_cached(UPSERT_ATTEMPT)?.execute(params![
+                    &*a.task_id,
+                    a.attempt,
+                    &*a.agent_id,
+                    a.claimed_at.to_string(),
+                    a.ended_at.map(text),
+                    a.outcome.as_str(),
+                    a.error.as_deref(),
+                    a.actual_cost,
+                    a.tokens_used.map(clamp_i64),
+                ])?;
             }
         }
     }
