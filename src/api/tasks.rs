@@ -68,7 +68,7 @@ impl Accepts for TaskListQuery {}
     operation_id = "listTasks",
     tag = "tasks",
     params(TaskListQuery),
-    responses((status = 200, description = "The matching tasks, oldest first.", body = Vec<TaskJson>), BadRequest, NotFound)
+    responses((status = 200, description = "The matching tasks, oldest first.", body = Vec<super::wire::ListedTask>), BadRequest, NotFound)
 )]
 pub async fn list(State(app): State<AppState>, AppQuery(query): AppQuery<TaskListQuery>) -> Result<Response, ApiError> {
     let filter = TaskFilter {

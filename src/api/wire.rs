@@ -87,6 +87,26 @@ pub struct VentureRef<'a> {
     icon: &'a str,
 }
 
+/// A task in a listing: the task shape, of which `?fields=` keeps only the named fields, so
+/// none is required.
+pub struct ListedTask;
+
+impl utoipa::PartialSchema for ListedTask {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        match <TaskJson as utoipa::PartialSchema>::schema() {
+            utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(mut object)) => {
+                object.required.clear();
+                object.description =
+                    Some("A task. With `?fields=`, only the named fields; without it, every field of `Task`.".into());
+                utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(object))
+            }
+            _ => unreachable!("the task shape is an object schema"),
+        }
+    }
+}
+
+impl ToSchema for ListedTask {}
+
 /// The field names of the task shape, from its schema: the one list `?fields=` checks against.
 pub fn task_field_names() -> &'static [String] {
     static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
