@@ -430,7 +430,7 @@ fn refusal(field: &'static str, error: &serde_json::Error) -> ApiError {
     // field's visitor expects>".
     let message = match message.rsplit_once(", expected ") {
         Some((got, expected)) if got.starts_with("invalid type: ") => format!("`{field}` must be {expected}"),
-        // The placeholder comes first in every rule's message, before any client text.
+        // The `{field}` mark comes first in every rule's message, before any client text.
         _ => message.replacen("{field}", field, 1),
     };
     ApiError::invalid(field, message)

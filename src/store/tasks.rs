@@ -65,8 +65,8 @@ impl TaskReader {
         // the rows must come from an index in `createdAt, id` order, or SQLite would sort
         // (and hold) the whole answer first. The WHERE clause is built from constant
         // fragments; every value is bound.
-        let placeholders = vec!["?"; finished.len()].join(", ");
-        let mut sql = format!("SELECT {TASK_COLUMNS} FROM Task WHERE +status IN ({placeholders})");
+        let marks = vec!["?"; finished.len()].join(", ");
+        let mut sql = format!("SELECT {TASK_COLUMNS} FROM Task WHERE +status IN ({marks})");
         let mut values: Vec<Value> = finished.iter().map(|s| Value::Text((*s).to_owned())).collect();
         let conditions = [
             ("ventureId = ?", filter.venture_id.as_deref()),
