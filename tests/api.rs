@@ -387,12 +387,6 @@ async fn health_readiness_metrics_and_dashboard_answer() {
     assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
 }
 
-/// Prometheus text for one series, or `None` while it is absent.
-async fn series(server: &TestServer, series: &str) -> Option<f64> {
-    let text = server.get("/metrics").await.1.as_str().unwrap_or_default().to_owned();
-    text.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
-}
-
 /// Alerts can be written before anything happens: every family exists from the start with
 /// a HELP line, and the per-venture and fleet gauges say what an operator alerts on.
 #[tokio::test(flavor = "multi_thread")]
@@ -424,7 +418,7 @@ async fn metrics_for_alerts_exist_from_the_start_and_follow_the_fleet() {
         let value: f64 = value.parse().unwrap();
         let mut seen = None;
         for _ in 0..100 {
-            seen = series(&server, name).await;
+            seen = server.metric(name).await;
             if seen == Some(value) {
                 break;
             }
@@ -432,7 +426,7 @@ async fn metrics_for_alerts_exist_from_the_start_and_follow_the_fleet() {
         }
         assert_eq!(seen, Some(value), "{name}");
     }
-    assert!(series(&server, "mission_control_oldest_queued_seconds").await.is_some());
+    assert!(server.metric("mission_control_oldest_queued_seconds").await.is_some());
 
     // A failure report counts against its venture; a budget that holds work back says so.
     let (_, task) = server.post("/api/tasks/claim", json!({"agentId": "a", "ventureId": "clxyz-allbirds"})).await;
@@ -442,8 +436,8 @@ async fn metrics_for_alerts_exist_from_the_start_and_follow_the_fleet() {
     let mut seen = (None, None);
     for _ in 0..100 {
         seen = (
-            series(&server, "mission_control_failures_total{venture=\"clxyz-allbirds\"}").await,
-            series(&server, "mission_control_budget_held_tasks{venture=\"clxyz-allbirds\"}").await,
+            server.metric("mission_control_failures_total{venture=\"clxyz-allbirds\"}").await,
+            server.metric("mission_control_budget_held_tasks{venture=\"clxyz-allbirds\"}").await,
         );
         if seen == (Some(1.0), Some(1.0)) {
             break;

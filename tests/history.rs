@@ -4,28 +4,10 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use common::{count_rows, run_cli, TestServer};
+use common::{count_rows, run_cli, until, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-/// Waits for a condition, not for a time; gives up after a generous bound.
-async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
-async fn metric(server: &TestServer, series: &str) -> Option<f64> {
-    let text = server.get("/metrics").await.1.as_str().unwrap_or_default().to_owned();
-    text.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
-}
 
 async fn venture(server: &TestServer, id: &str, budget: f64) {
     let (status, body) = server.post("/api/ventures", json!({"id": id, "name": id, "capitalBudget": budget})).await;
@@ -98,11 +80,11 @@ async fn listings_merge_memory_and_the_database_across_a_restart() {
     assert_eq!(ids(&server.ok("/api/tasks?ventureId=nope").await), Vec::<String>::new());
     // The exact counts of finished tasks survive the restart without their rows in memory.
     until("the task gauges are published", async || {
-        metric(&server, "mission_control_tasks{status=\"completed\"}").await == Some(2.0)
+        server.metric("mission_control_tasks{status=\"completed\"}").await == Some(2.0)
     })
     .await;
-    assert_eq!(metric(&server, "mission_control_tasks{status=\"failed\"}").await, Some(1.0));
-    assert_eq!(metric(&server, "mission_control_tasks{status=\"active\"}").await, Some(1.0));
+    assert_eq!(server.metric("mission_control_tasks{status=\"failed\"}").await, Some(1.0));
+    assert_eq!(server.metric("mission_control_tasks{status=\"active\"}").await, Some(1.0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -237,10 +219,10 @@ async fn deleting_a_venture_takes_its_history_with_it() {
     }
     assert_eq!(ids(&server.ok("/api/tasks").await), ["w_task"]);
     until("the counts leave with the venture", async || {
-        metric(&server, "mission_control_tasks{status=\"completed\"}").await == Some(1.0)
+        server.metric("mission_control_tasks{status=\"completed\"}").await == Some(1.0)
     })
     .await;
-    assert_eq!(metric(&server, "mission_control_tasks{status=\"failed\"}").await, Some(0.0));
+    assert_eq!(server.metric("mission_control_tasks{status=\"failed\"}").await, Some(0.0));
     assert_eq!(count_rows(&db, "SELECT count(*) FROM Task WHERE ventureId = 'v'"), 0);
 }
 
@@ -262,10 +244,10 @@ async fn concurrent_requeues_of_a_finished_task_have_one_winner() {
     let requeued = log.as_array().unwrap().iter().filter(|a| a["title"].as_str().unwrap().contains("failed → queue"));
     assert_eq!(requeued.count(), 1, "one requeue won: {log}");
     until("the gauges count the task once", async || {
-        metric(&server, "mission_control_tasks{status=\"queue\"}").await == Some(2.0)
+        server.metric("mission_control_tasks{status=\"queue\"}").await == Some(2.0)
     })
     .await;
-    assert_eq!(metric(&server, "mission_control_tasks{status=\"failed\"}").await, Some(0.0));
+    assert_eq!(server.metric("mission_control_tasks{status=\"failed\"}").await, Some(0.0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -299,8 +281,8 @@ async fn retention_prunes_old_history_and_nothing_else() {
     let v = server.ok("/api/ventures/v").await;
     assert_eq!((v["capitalSpent"].as_f64(), v["capitalReserved"].as_f64()), (Some(15.0), Some(0.0)), "{v}");
     until("the pruned count and the gauges agree", async || {
-        metric(&server, "mission_control_pruned_total{kind=\"task\"}").await == Some(2.0)
-            && metric(&server, "mission_control_tasks{status=\"completed\"}").await == Some(0.0)
+        server.metric("mission_control_pruned_total{kind=\"task\"}").await == Some(2.0)
+            && server.metric("mission_control_tasks{status=\"completed\"}").await == Some(0.0)
     })
     .await;
     until("old activities are pruned", async || {
@@ -356,7 +338,7 @@ async fn start_up_loads_only_unfinished_tasks_and_counts_the_rest() {
     let log = strip_colour(&std::fs::read_to_string(db.with_extension("log")).unwrap());
     assert!(log.contains("unfinished_tasks=1") && log.contains("finished_tasks=50000"), "{log}");
     until("the gauge counts the history", async || {
-        metric(&server, "mission_control_tasks{status=\"completed\"}").await == Some(50_000.0)
+        server.metric("mission_control_tasks{status=\"completed\"}").await == Some(50_000.0)
     })
     .await;
     assert_eq!(server.ok("/api/tasks/old-0049999").await["output"], "old output");
@@ -428,7 +410,7 @@ async fn memory_does_not_grow_with_finished_tasks() {
         at_30k.saturating_sub(at_10k)
     );
     until("every finished task is counted", async || {
-        metric(&server, "mission_control_tasks{status=\"completed\"}").await == Some(30_000.0)
+        server.metric("mission_control_tasks{status=\"completed\"}").await == Some(30_000.0)
     })
     .await;
 

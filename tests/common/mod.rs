@@ -112,6 +112,12 @@ impl TestServer {
         body
     }
 
+    /// The value of one Prometheus series (`name{labels}`), or `None` while it is absent.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.get("/metrics").await.1.as_str().unwrap_or_default().to_owned();
+        text.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+    }
+
     /// Everything a client can see of the live state, for "nothing changed" checks.
     pub async fn state(&self) -> Value {
         serde_json::json!({
@@ -145,6 +151,18 @@ impl Drop for TestServer {
 fn signal(pid: u32, name: &str) {
     let status = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().expect("kill");
     assert!(status.success());
+}
+
+/// Waits for a condition, not for a time; gives up after a generous bound.
+pub async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting until {what}");
 }
 
 /// Runs the binary with arguments and returns (success, stdout + stderr).
