@@ -58,7 +58,7 @@ pub struct QueryId(pub Id);
 pub struct QueryWhole<const MIN: u64, const MAX: u64>(pub u64);
 
 /// `?fields=id,title,status`: the task fields a listing keeps, each a field of the task
-/// shape (`TaskJson`'s own names, so the list cannot drift from the shape).
+/// shape (`wire::TASK_FIELDS`, checked against the encoded shape).
 pub struct TaskFieldList(pub Arc<[String]>);
 
 /// The largest `u32`, as a bound of `Whole`.
@@ -241,8 +241,8 @@ impl<'de> Deserialize<'de> for QueryId {
 impl<'de> Deserialize<'de> for TaskFieldList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         fn check(s: &str) -> Result<(), String> {
-            let known = super::wire::task_field_names();
-            match s.split(',').map(str::trim).find(|name| !known.iter().any(|k| k == name)) {
+            let known = super::wire::TASK_FIELDS;
+            match s.split(',').map(str::trim).find(|name| !known.contains(name)) {
                 Some(unknown) => Err(format!(
                     "`{{field}}` names `{unknown}`, which is not a task field; the fields are {}",
                     known.join(", ")
@@ -470,7 +470,7 @@ impl ToSchema for QueryId {}
 
 impl PartialSchema for TaskFieldList {
     fn schema() -> RefOr<Schema> {
-        let names = super::wire::task_field_names().join("|");
+        let names = super::wire::TASK_FIELDS.join("|");
         ObjectBuilder::new()
             .schema_type(Type::String)
             .pattern(Some(format!("^\\s*({names})\\s*(,\\s*({names})\\s*)*$")))
