@@ -22,7 +22,7 @@ use axum::http::Request;
 use clap::Parser;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mission_control::api::wire::TaskJson;
-use mission_control::domain::{Millis, Priority, Task, TaskStatus, Venture};
+use mission_control::domain::{Millis, Money, Priority, Task, TaskStatus, Venture};
 use mission_control::scheduler::TaskView;
 use serde_json::json;
 use tower::ServiceExt;
@@ -38,8 +38,8 @@ fn venture() -> Arc<Venture> {
     Arc::new(Venture {
         name: "Market research".into(),
         icon: "📊".into(),
-        capital_budget: 500.0,
-        capital_spent: 123.45,
+        capital_budget: Money::units(500),
+        capital_spent: Money::from_micros(123_450_000),
         description: Some("Competitive intelligence for the pricing team".into()),
         ..common::venture(0)
     })
@@ -54,7 +54,7 @@ fn task(i: usize, venture: &Arc<Venture>) -> TaskView {
         description: Some(DESCRIPTION.into()),
         status: TaskStatus::Active,
         priority: Priority::High,
-        estimated_cost: Some(2.5),
+        estimated_cost: Some(Money::from_micros(2_500_000)),
         actual_cost: None,
         tags: Some(["research", "python", "web-scraping"].iter().map(|t| Arc::from(*t)).collect()),
         output: None,

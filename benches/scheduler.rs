@@ -13,7 +13,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use mission_control::domain::{Id, Millis};
+use mission_control::domain::{Id, Millis, Money};
 use mission_control::events::EventHub;
 use mission_control::persist::{PersisterConfig, PersisterHandle};
 use mission_control::scheduler::queued_index::{QueueKey, QueuedIndex};
@@ -251,7 +251,7 @@ fn wake_up(c: &mut Criterion) {
 fn queued_index(c: &mut Criterion) {
     let mut group = c.benchmark_group("queued_index");
     let ventures: Vec<Id> = (0..N_VENTURES).map(common::venture_id).collect();
-    let cost = |key: &QueueKey| ((key.created_at.0 - BASE.0) % 10) as f64;
+    let cost = |key: &QueueKey| Money::units((key.created_at.0 - BASE.0) % 10);
     for n in INDEX_SIZES {
         let mut index = QueuedIndex::default();
         let mut keys: Vec<QueueKey> = Vec::with_capacity(n);
@@ -341,7 +341,7 @@ fn queued_index(c: &mut Criterion) {
                     for _ in 0..run {
                         turn = (turn + 1) % N_VENTURES;
                         let venture = &ventures[turn];
-                        let key = index.first_fitting(venture, f64::INFINITY).cloned().expect("a queued entry");
+                        let key = index.first_fitting(venture, Money::MAX).cloned().expect("a queued entry");
                         index.remove(venture, &key, &[]);
                         popped.push((turn, key));
                     }

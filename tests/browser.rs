@@ -243,7 +243,7 @@ async fn scenario(client: Client, server: Arc<TestServer>, artifacts: PathBuf) {
     let made = tasks.as_array().unwrap().iter().find(|t| t["title"] == title).expect("the form made the task");
     assert_eq!(
         (&made["priority"], &made["estimatedCost"], &made["tags"], &made["description"]),
-        (&json!("low"), &json!(4.0), &json!("[\"email\",\"launch\"]"), &json!("Announce the new scraper to the list")),
+        (&json!("low"), &json!(4), &json!("[\"email\",\"launch\"]"), &json!("Announce the new scraper to the list")),
     );
 
     // A claim through the API moves the highest-priority card to Active, live.
@@ -305,7 +305,7 @@ async fn scenario(client: Client, server: Arc<TestServer>, artifacts: PathBuf) {
     server
         .post(
             "/api/tasks/complete",
-            json!({"taskId": research["id"], "agentId": "agent-telegram", "actualCost": 2.5, "tokensUsed": 1200}),
+            json!({"taskId": research["id"], "agentId": "agent-telegram", "actualCost": 2.005, "tokensUsed": 1200}),
         )
         .await;
     server
@@ -320,14 +320,15 @@ async fn scenario(client: Client, server: Arc<TestServer>, artifacts: PathBuf) {
     server
         .post(
             "/api/tasks/complete",
-            json!({"taskId": "reviews", "agentId": "agent-telegram", "error": "Blocked by a captcha"}),
+            json!({"taskId": "reviews", "agentId": "agent-telegram", "error": "Blocked by a captcha",
+                   "actualCost": 0.000125}),
         )
         .await;
     wait_for(
         &client,
         "a completed and a failed card",
         "return titles('completed').includes(arguments[0]) && titles('failed').includes('Scrape competitor reviews') \
-         && titles('active').includes(arguments[1]) && text('#ventures').includes('$2.50 / $100 spent') \
+         && titles('active').includes(arguments[1]) && text('#ventures').includes('$2.005125 / $100 spent') \
          && document.querySelectorAll('#chart rect.claims').length > 0;",
         vec![json!(RESEARCH), json!(SCRAPER)],
     )

@@ -426,7 +426,7 @@ async fn attempts_list_every_claim_and_how_it_ended_and_leave_with_the_task() {
     let (s, attempts) = server.get("/api/tasks/t/attempts").await;
     assert_eq!(s, StatusCode::OK, "{attempts}");
     assert_eq!(attempt_rows(&attempts), expected("completed"));
-    assert_eq!((&attempts[3]["actualCost"], &attempts[3]["error"]), (&json!(2.0), &Value::Null));
+    assert_eq!((&attempts[3]["actualCost"], &attempts[3]["error"]), (&json!(2), &Value::Null));
 
     // A lease that runs out ends its attempt `expired`.
     create_task(&server, "e", "v", 1).await;
@@ -491,4 +491,95 @@ async fn a_field_or_parameter_outside_the_request_is_refused_and_a_task_sent_bac
     assert_eq!(s, StatusCode::OK, "{body}");
     let (s, body) = server.patch("/api/tasks?id=t", json!({"title": "again", "bogus": 1})).await;
     assert_eq!(refused((s, body)), unknown("bogus"));
+}
+
+/// The body of `GET path` as the server wrote it.
+async fn raw_body(server: &TestServer, path: &str) -> String {
+    let response = server.client.get(format!("{}{path}", server.base)).send().await.expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    response.text().await.expect("body")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn money_is_exact_in_sums_in_the_budget_guard_and_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("money.db");
+    let server = TestServer::start_on(&db, &["--no-seed"]);
+    // 1.1 + 1.1 + 1.1 is 3.3000000000000003 in binary floating point: over a budget of 3.3.
+    create_venture(&server, "v", 3.3).await;
+    for i in 0..3 {
+        let (s, body) = server
+            .post("/api/tasks", json!({"id": format!("t{i}"), "title": "t", "ventureId": "v", "estimatedCost": 1.1}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
+    for i in 0..3 {
+        let task = claim(&server, &format!("a{i}")).await;
+        assert_eq!(task["id"], format!("t{i}"), "the budget lets all three out: {task}");
+    }
+    let venture = raw_body(&server, "/api/ventures/v").await;
+    assert!(venture.contains(r#""capitalReserved":3.3,"#), "{venture}");
+    assert!(venture.contains(r#""budgetHeld":0,"#), "{venture}");
+
+    // 20 + 3.39 is 23.389999999999997 in floating point.
+    for (i, cost) in [(0, 20.0), (1, 3.39)] {
+        let body = json!({"taskId": format!("t{i}"), "agentId": format!("a{i}"), "actualCost": cost});
+        let (s, answer) = server.post("/api/tasks/complete", body).await;
+        assert_eq!(s, StatusCode::OK, "{answer}");
+    }
+    let venture = raw_body(&server, "/api/ventures/v").await;
+    assert!(venture.contains(r#""capitalSpent":23.39,"#), "{venture}");
+    assert!(venture.contains(r#""capitalReserved":1.1,"#), "{venture}");
+    let task = raw_body(&server, "/api/tasks/t1").await;
+    assert!(task.contains(r#""estimatedCost":1.1,"actualCost":3.39,"#), "{task}");
+
+    // Sums past 10^9 stay exact to the millionth.
+    let (s, answer) =
+        server.patch("/api/ventures/v", json!({"capitalSpent": 999999999.999999, "capitalBudget": 0})).await;
+    assert_eq!(s, StatusCode::OK, "{answer}");
+    let body = json!({"taskId": "t2", "agentId": "a2", "actualCost": 0.000002});
+    assert_eq!(server.post("/api/tasks/complete", body).await.0, StatusCode::OK);
+    let venture = raw_body(&server, "/api/ventures/v").await;
+    assert!(venture.contains(r#""capitalSpent":1000000000.000001,"#), "{venture}");
+
+    // The file holds the amounts as numbers sqlite3 shows as they read, and a restart reads
+    // them back exactly.
+    server.terminate();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let shown: String =
+        conn.query_row("SELECT CAST(actualCost AS TEXT) FROM Task WHERE id = 't1'", [], |r| r.get(0)).unwrap();
+    assert_eq!(shown, "3.39");
+    drop(conn);
+    let server = TestServer::start_on(&db, &[]);
+    let venture = raw_body(&server, "/api/ventures/v").await;
+    assert!(venture.contains(r#""capitalSpent":1000000000.000001,"#), "{venture}");
+    let task = raw_body(&server, "/api/tasks/t1").await;
+    assert!(task.contains(r#""actualCost":3.39,"#), "{task}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_amount_with_more_than_six_decimal_places_is_refused_naming_its_field() {
+    let server = TestServer::start_with(&["--no-seed"]);
+    create_venture(&server, "v", 0.0).await;
+    let refused = |(s, body): (StatusCode, Value), field: &str| {
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!((body["code"].as_str(), body["field"].as_str()), (Some("validation_error"), Some(field)), "{body}");
+        assert!(body["error"].as_str().unwrap().contains("6 decimal places"), "{body}");
+    };
+    refused(
+        server.post("/api/tasks", json!({"title": "t", "ventureId": "v", "estimatedCost": 0.1234567})).await,
+        "estimatedCost",
+    );
+    refused(server.post("/api/ventures", json!({"name": "w", "capitalBudget": 1e-7})).await, "capitalBudget");
+    refused(server.patch("/api/ventures/v", json!({"capitalSpent": 2.0000001})).await, "capitalSpent");
+    create_task(&server, "t", "v", 3).await;
+    claim(&server, "a").await;
+    let report = json!({"taskId": "t", "agentId": "a", "actualCost": 0.0030853});
+    refused(server.post("/api/tasks/complete", report).await, "actualCost");
+    // Nothing changed: the task is still held, and six places are taken.
+    assert_eq!(server.ok("/api/tasks/t").await["status"], "active");
+    let report = json!({"taskId": "t", "agentId": "a", "actualCost": 0.003085});
+    let (s, task) = server.post("/api/tasks/complete", report).await;
+    assert_eq!((s, task["actualCost"].as_f64()), (StatusCode::OK, Some(0.003085)), "{task}");
+    assert_eq!(server.ok("/api/ventures").await[0]["capitalSpent"], 0.003085);
 }

@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
-use mission_control::domain::{AgentStatus, Id, Millis, Priority, TaskStatus, VentureStatus};
+use mission_control::domain::{AgentStatus, Id, Millis, Money, Priority, TaskStatus, VentureStatus};
 use mission_control::scheduler::{
     ClaimRequest, CompleteRequest, CompletionOutcome, HeartbeatRequest, HistoryRecord, NewTask, NewVenture, Pruned,
     SchedulerConfig, SchedulerError, SchedulerState, Snapshot, TaskFilter, TaskHistory, TaskPatch, TaskView,
@@ -51,8 +51,6 @@ const DEFAULT_LEASE_SECONDS: u32 = 3;
 const AGENT_TIMEOUT_SECONDS: u32 = 10;
 const AGENTS: [&str; 4] = ["a0", "a1", "a2", "a3"];
 const TAGS: [&str; 3] = ["gpu", "web", "ml"];
-/// The tolerance of the budget guard, as the contract's sums are floating point.
-const EPS: f64 = 1e-9;
 
 // ----------------------------------------------------------------------------------------
 // The reference model
@@ -90,9 +88,9 @@ type Answer = String;
 #[derive(Debug, Clone)]
 struct MVenture {
     status: VentureStatus,
-    budget: f64,
+    budget: Money,
     /// Initial spending, plus charged completions, or the last direct edit plus those since.
-    spent: f64,
+    spent: Money,
     created_at: i64,
 }
 
@@ -100,7 +98,7 @@ struct MVenture {
 struct MTask {
     venture: String,
     priority: Priority,
-    cost: Option<f64>,
+    cost: Option<Money>,
     tags: Option<Vec<&'static str>>,
     status: TaskStatus,
     assigned_to: Option<String>,
@@ -116,7 +114,7 @@ struct MTask {
     last_report: Option<(String, u32)>,
     /// What the report last applied said: whether it was an error, and its `actualCost`.
     /// "A different report for an attempt already reported is a 409 `conflicting_report`".
-    applied_report: Option<(bool, Option<f64>)>,
+    applied_report: Option<(bool, Option<Money>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -155,32 +153,32 @@ type MResult = Result<(Answer, bool), ErrKind>;
 
 impl Model {
     /// Sum of the estimated costs of the venture's active tasks, recomputed from scratch.
-    fn reserved(&self, venture: &str) -> f64 {
+    fn reserved(&self, venture: &str) -> Money {
         self.tasks
             .values()
             .filter(|t| t.venture == venture && t.status == TaskStatus::Active)
-            .map(|t| t.cost.unwrap_or(0.0))
+            .map(|t| t.cost.unwrap_or_default())
             .sum()
     }
 
     /// Queued tasks of the venture whose cost does not fit what its budget leaves.
     fn budget_held(&self, venture: &str) -> u64 {
         let v = &self.ventures[venture];
-        if v.budget <= 0.0 {
+        if v.budget == Money::ZERO {
             return 0;
         }
-        let room = v.budget - v.spent - self.reserved(venture);
-        let held = self
-            .tasks
-            .values()
-            .filter(|t| t.venture == venture && t.status == TaskStatus::Queue && t.cost.unwrap_or(0.0) > room + EPS);
+        let room = v.budget.micros() - v.spent.micros() - self.reserved(venture).micros();
+        let held = self.tasks.values().filter(|t| {
+            t.venture == venture && t.status == TaskStatus::Queue && t.cost.unwrap_or_default().micros() > room
+        });
         held.count() as u64
     }
 
     fn eligible(&self, task: &MTask, venture_filter: Option<&str>, tags: &[&'static str]) -> bool {
         let venture = &self.ventures[&task.venture];
-        let budget_ok = venture.budget <= 0.0
-            || venture.spent + self.reserved(&task.venture) + task.cost.unwrap_or(0.0) <= venture.budget + EPS;
+        let budget_ok = venture.budget == Money::ZERO
+            || venture.spent.micros() + self.reserved(&task.venture).micros() + task.cost.unwrap_or_default().micros()
+                <= venture.budget.micros();
         task.status == TaskStatus::Queue
             && venture.status == VentureStatus::Active
             && venture_filter.is_none_or(|v| v == task.venture)
@@ -244,7 +242,7 @@ impl Model {
         gone
     }
 
-    fn create_venture(&mut self, id: &str, budget: f64, spent: f64, status: VentureStatus) -> MResult {
+    fn create_venture(&mut self, id: &str, budget: Money, spent: Money, status: VentureStatus) -> MResult {
         if self.ventures.contains_key(id) {
             return Err(ErrKind::AlreadyExists);
         }
@@ -358,7 +356,8 @@ impl Model {
         // "A failure report's `actualCost`, when given, is charged to the venture like a
         // success's": the cost this report gives, whatever its outcome.
         let venture = task.venture.clone();
-        self.ventures.get_mut(&venture).unwrap().spent += c.actual_cost.unwrap_or(0.0);
+        let spent = &mut self.ventures.get_mut(&venture).unwrap().spent;
+        *spent = spent.saturating_add(c.actual_cost.unwrap_or_default());
         let answer = if c.error {
             if task.attempts < task.max_attempts {
                 task.status = TaskStatus::Queue;
@@ -524,15 +523,15 @@ enum VentureSel {
 #[derive(Debug, Clone)]
 enum Op {
     CreateVenture {
-        budget: f64,
-        spent: f64,
+        budget: Money,
+        spent: Money,
         paused: bool,
         reuse: Option<Index>,
     },
     CreateTask {
         venture: VentureSel,
         priority: Priority,
-        cost: Option<f64>,
+        cost: Option<Money>,
         tags: Option<Vec<&'static str>>,
         max_attempts: u32,
         reuse: Option<Index>,
@@ -548,7 +547,7 @@ enum Op {
         who: Who,
         attempt: AttemptSel,
         error: bool,
-        actual_cost: Option<f64>,
+        actual_cost: Option<Money>,
         tokens: Option<u64>,
     },
     Heartbeat {
@@ -564,7 +563,7 @@ enum Op {
         task: TaskSel,
         status: Option<TaskStatus>,
         priority: Option<Priority>,
-        cost: Option<Option<f64>>,
+        cost: Option<Option<Money>>,
         max_attempts: Option<u32>,
     },
     DeleteTask {
@@ -572,8 +571,8 @@ enum Op {
     },
     UpdateVenture {
         venture: VentureSel,
-        budget: Option<f64>,
-        spent: Option<f64>,
+        budget: Option<Money>,
+        spent: Option<Money>,
         status: Option<VentureStatus>,
     },
     DeleteVenture {
@@ -591,7 +590,7 @@ struct CreateTaskCall {
     id: String,
     venture: String,
     priority: Priority,
-    cost: Option<f64>,
+    cost: Option<Money>,
     tags: Option<Vec<&'static str>>,
     max_attempts: u32,
 }
@@ -602,7 +601,7 @@ struct CompleteCall {
     agent: String,
     attempt: Option<u32>,
     error: bool,
-    actual_cost: Option<f64>,
+    actual_cost: Option<Money>,
     tokens: Option<u64>,
 }
 
@@ -619,22 +618,22 @@ struct PatchTaskCall {
     task: String,
     status: Option<TaskStatus>,
     priority: Option<Priority>,
-    cost: Option<Option<f64>>,
+    cost: Option<Option<Money>>,
     max_attempts: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
 struct UpdateVentureCall {
     venture: String,
-    budget: Option<f64>,
-    spent: Option<f64>,
+    budget: Option<Money>,
+    spent: Option<Money>,
     status: Option<VentureStatus>,
 }
 
 /// One concrete call, with the ids spelled out: what a failure report shows.
 #[derive(Debug, Clone)]
 enum Call {
-    CreateVenture { id: String, budget: f64, spent: f64, status: VentureStatus },
+    CreateVenture { id: String, budget: Money, spent: Money, status: VentureStatus },
     CreateTask(CreateTaskCall),
     Claim { agent: String, venture: Option<String>, tags: Vec<&'static str>, lease: Option<u32> },
     Complete(CompleteCall),
@@ -1075,10 +1074,6 @@ macro_rules! ensure {
     };
 }
 
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= EPS
-}
-
 impl Harness {
     fn new() -> Harness {
         Harness { real: Real::new(), model: Model { now: START, ..Model::default() }, trace: Vec::new() }
@@ -1165,7 +1160,7 @@ impl Harness {
         let (v, reserved) = (&venture.venture, venture.capital_reserved);
         ensure!(
             self,
-            v.capital_budget <= 0.0 || v.capital_spent + reserved <= v.capital_budget + EPS,
+            v.capital_budget == Money::ZERO || v.capital_spent.saturating_add(reserved) <= v.capital_budget,
             "budget guard: venture {} has spent {} + reserved {reserved} over budget {} after claiming {task_id}",
             v.id,
             v.capital_spent,
@@ -1220,7 +1215,7 @@ impl Harness {
             let v = &view.venture;
             ensure!(
                 self,
-                close(v.capital_spent, m.spent),
+                v.capital_spent == m.spent,
                 "venture {venture_id} capitalSpent {} but the completions charged add up to {}",
                 v.capital_spent,
                 m.spent
@@ -1229,7 +1224,7 @@ impl Harness {
             let reserved = model.reserved(venture_id);
             ensure!(
                 self,
-                close(view.capital_reserved, reserved),
+                view.capital_reserved == reserved,
                 "venture {venture_id} reserved {} expected {reserved}",
                 view.capital_reserved
             );
@@ -1299,14 +1294,19 @@ fn priority() -> impl Strategy<Value = Priority> {
     select(vec![Priority::High, Priority::Medium, Priority::Low])
 }
 
-/// Small, mostly whole costs; 0.1, 0.2 and 1.1 make sums that are not exact in binary.
-fn cost() -> impl Strategy<Value = f64> {
-    select(vec![0.0, 0.1, 0.2, 0.5, 1.0, 1.1, 2.0, 3.0, 5.0])
+/// Small, mostly whole costs; 0.1, 0.2 and 1.1 make sums that are not exact in binary
+/// floating point, and must be exact here.
+fn cost() -> impl Strategy<Value = Money> {
+    select(vec![0.0, 0.1, 0.2, 0.5, 1.0, 1.1, 2.0, 3.0, 5.0]).prop_map(money)
 }
 
-fn budget() -> impl Strategy<Value = f64> {
-    // 0.1 + 0.2 > 0.3 and 1.1 + 1.1 + 1.1 > 3.3 in floating point: the guard's tolerance matters.
-    select(vec![0.0, 0.0, 0.3, 3.0, 3.3, 5.0, 10.0])
+fn budget() -> impl Strategy<Value = Money> {
+    // 0.1 + 0.2 = 0.3 and 1.1 + 1.1 + 1.1 = 3.3 exactly: a budget they meet lets them all out.
+    select(vec![0.0, 0.0, 0.3, 3.0, 3.3, 5.0, 10.0]).prop_map(money)
+}
+
+fn money(x: f64) -> Money {
+    Money::from_decimal(x).expect("an amount with at most six decimal places")
 }
 
 fn tag_set() -> impl Strategy<Value = Vec<&'static str>> {
@@ -1367,7 +1367,7 @@ fn lease() -> impl Strategy<Value = Option<u32>> {
 fn create_venture() -> impl Strategy<Value = Op> {
     (
         budget(),
-        select(vec![0.0, 0.0, 1.0, 2.5]),
+        select(vec![0.0, 0.0, 1.0, 2.5]).prop_map(money),
         prop::bool::weighted(0.15),
         prop::option::weighted(0.1, any::<Index>()),
     )
@@ -1400,7 +1400,7 @@ fn op() -> impl Strategy<Value = Op> {
             who(),
             attempt_sel(),
             prop::bool::weighted(0.35),
-            prop::option::weighted(0.7, select(vec![0.0, 0.1, 0.2, 1.0, 1.1, 2.0, 4.0])),
+            prop::option::weighted(0.7, select(vec![0.0, 0.1, 0.2, 1.0, 1.1, 2.0, 4.0]).prop_map(money)),
             prop::option::of(0u64..1000),
         )
             .prop_map(|(task, who, attempt, error, actual_cost, tokens)| Op::Complete {
@@ -1432,7 +1432,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (
             venture_sel(),
             prop::option::weighted(0.6, budget()),
-            prop::option::weighted(0.2, select(vec![0.0, 1.0, 4.0])),
+            prop::option::weighted(0.2, select(vec![0.0, 1.0, 4.0]).prop_map(money)),
             prop::option::weighted(0.3, venture_status()),
         )
             .prop_map(|(venture, budget, spent, status)| Op::UpdateVenture { venture, budget, spent, status }),
@@ -1482,7 +1482,12 @@ fn fresh_state() -> Real {
 }
 
 fn add_venture(state: &mut Real, venture: &str, budget: f64) {
-    let call = Call::CreateVenture { id: venture.into(), budget, spent: 0.0, status: VentureStatus::Active };
+    let call = Call::CreateVenture {
+        id: venture.into(),
+        budget: money(budget),
+        spent: Money::ZERO,
+        status: VentureStatus::Active,
+    };
     apply_real(state, &call).expect("venture created");
 }
 
@@ -1504,6 +1509,7 @@ fn claim_as(state: &mut Real, agent: &str, lease: Option<u32>) -> Answer {
 }
 
 fn report(state: &mut Real, task: &str, agent: &str, error: bool, actual_cost: Option<f64>) -> Result<Answer, ErrKind> {
+    let actual_cost = actual_cost.map(money);
     let call = Call::Complete(CompleteCall {
         task: task.into(),
         agent: agent.into(),
@@ -1543,11 +1549,11 @@ fn a_success_without_actual_cost_charges_nothing_more_after_a_costed_failure() {
     add_task(&mut state, "t0", "v0", Priority::Medium, 3);
     assert_eq!(claim_as(&mut state, "a0", None), "claimed t0");
     assert_eq!(report(&mut state, "t0", "a0", true, Some(4.0)), Ok("requeued".into()));
-    assert_eq!(state.state.get_venture(&id("v0")).unwrap().venture.capital_spent, 4.0);
+    assert_eq!(state.state.get_venture(&id("v0")).unwrap().venture.capital_spent, money(4.0));
     assert_eq!(claim_as(&mut state, "a0", None), "claimed t0");
     assert_eq!(report(&mut state, "t0", "a0", false, None), Ok("completed".into()));
     let spent = state.state.get_venture(&id("v0")).unwrap().venture.capital_spent;
-    assert_eq!(spent, 4.0, "only the failure reported an actualCost (4), yet {spent} was charged");
+    assert_eq!(spent, money(4.0), "only the failure reported an actualCost (4), yet {spent} was charged");
 }
 
 /// Found by the model: the contract lets an agent repeat its last report only as long as

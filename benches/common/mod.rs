@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::Criterion;
-use mission_control::domain::{Agent, AgentStatus, Id, Millis, Priority, Task, TaskStatus, Venture, VentureStatus};
+use mission_control::domain::{
+    Agent, AgentStatus, Id, Millis, Money, Priority, Task, TaskStatus, Venture, VentureStatus,
+};
 use mission_control::scheduler::Snapshot;
 
 /// `createdAt` of the first fixture task (2023-11-14); task `i` is `i` milliseconds younger.
@@ -49,8 +51,8 @@ pub fn venture(v: usize) -> Venture {
         icon: "🚀".into(),
         status: VentureStatus::Active,
         priority: Priority::Medium,
-        capital_spent: 0.0,
-        capital_budget: 0.0,
+        capital_spent: Money::ZERO,
+        capital_budget: Money::ZERO,
         description: None,
         created_at: BASE,
         updated_at: BASE,
@@ -72,7 +74,7 @@ pub fn queued_task(i: usize, venture_ids: &[Id]) -> Task {
         description: None,
         status: TaskStatus::Queue,
         priority: priority(i),
-        estimated_cost: Some((i % 10) as f64),
+        estimated_cost: Some(Money::units((i % 10) as i64)),
         actual_cost: None,
         tags: None,
         output: None,

@@ -442,7 +442,7 @@ mod tests {
 
     use super::*;
     use crate::api::fields::{Clearable, Cost, Name, TagList, Whole};
-    use crate::domain::Tags;
+    use crate::domain::{Money, Tags};
 
     #[derive(Deserialize)]
     struct Sample {
@@ -476,12 +476,14 @@ mod tests {
     fn numbers_are_never_clamped() {
         let field = |body: Value| refusal_of(body).2;
         assert_eq!(field(json!({"title": "t", "cost": -1})).as_deref(), Some("cost"));
+        assert_eq!(field(json!({"title": "t", "cost": 1.2345678})).as_deref(), Some("cost"), "7 decimal places");
+        assert_eq!(field(json!({"title": "t", "cost": 1e9 + 1.0})).as_deref(), Some("cost"));
         assert_eq!(field(json!({"title": "t", "count": 1.5})).as_deref(), Some("count"));
         assert_eq!(field(json!({"title": "t", "count": 11})).as_deref(), Some("count"));
         assert_eq!(field(json!({"title": "t", "count": "3"})).as_deref(), Some("count"));
         let ok: Sample = decode_body(&json!({"title": "t", "icon": "i", "cost": 1.5, "count": 3.0})).unwrap();
         assert_eq!((&*ok.title.0, ok.icon.map(|i| i.0).as_deref()), ("t", Some("i")));
-        assert_eq!((ok.cost.map(|c| c.0), ok.count.map(|c| c.0)), (Some(1.5), Some(3)));
+        assert_eq!((ok.cost.map(|c| c.0), ok.count.map(|c| c.0)), (Some(Money::from_micros(1_500_000)), Some(3)));
     }
 
     #[test]

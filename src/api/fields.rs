@@ -17,14 +17,12 @@ use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema,
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::domain::{Id, Tags, TaskStatus};
+use crate::domain::{Id, Money, Tags, TaskStatus};
 
 /// Longest `name`, `title`, `agentName`, `model`, `icon`, `type` and ids, in characters.
 pub const MAX_NAME_CHARS: usize = 1_000;
 /// Longest `description`, `output` and `error`, in bytes.
 pub const MAX_TEXT_BYTES: usize = 256 * 1024;
-/// Largest cost or budget. Sums of costs this size stay finite and exact to the cent.
-pub const MAX_COST: f64 = 1e15;
 
 /// The message of a required field that is `null`; the extractors answer `missing_field`,
 /// as for an absent one.
@@ -39,8 +37,9 @@ pub struct NonBlank(pub Arc<str>);
 /// A long text of at most `MAX_TEXT_BYTES` bytes (`description`, `output`, `error`).
 pub struct Text(pub Arc<str>);
 
-/// A cost or budget: a number from 0 to `MAX_COST`.
-pub struct Cost(pub f64);
+/// A cost or budget: a number from 0 to 10^9 with at most six decimal places
+/// (`Money::from_decimal`).
+pub struct Cost(pub Money);
 
 /// A whole number from `MIN` to `MAX`, never clamped. `3.0` counts as 3, as in JSON Schema.
 pub struct Whole<const MIN: u64, const MAX: u64>(pub u64);
@@ -139,7 +138,7 @@ into_value! {
     NonBlank => Arc<str>: |name| name.0;
     Text => Arc<str>: |text| text.0;
     QueryId => Id: |id| id.0;
-    Cost => f64: |cost| cost.0;
+    Cost => Money: |cost| cost.0;
     TagList => Tags: |tags| tags.0;
 }
 
@@ -260,11 +259,12 @@ impl<'de> Deserialize<'de> for Cost {
         struct CostVisitor;
         impl CostVisitor {
             fn check<E: de::Error>(x: f64) -> Result<Cost, E> {
-                if (0.0..=MAX_COST).contains(&x) {
-                    Ok(Cost(x))
-                } else {
-                    Err(E::custom(format!("`{{field}}` must be a number from 0 to {MAX_COST:e}")))
-                }
+                Money::from_decimal(x).map(Cost).ok_or_else(|| {
+                    E::custom(format!(
+                        "`{{field}}` must be a number from 0 to {} with at most 6 decimal places",
+                        Money::MAX_INPUT
+                    ))
+                })
             }
         }
         impl Visitor<'_> for CostVisitor {
@@ -440,7 +440,8 @@ impl PartialSchema for Cost {
             .schema_type(Type::Number)
             .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Double)))
             .minimum(Some(0))
-            .maximum(Some(MAX_COST as u64))
+            .maximum(Some(Money::MAX_INPUT.micros() / Money::SCALE))
+            .description(Some("An amount of money: at most 6 decimal places."))
             .into()
     }
 }

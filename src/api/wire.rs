@@ -1,15 +1,35 @@
 //! The JSON shapes of the API: the seed's field names (camelCase), timestamps as
 //! `Date.toJSON` writes them, and `null` (never a missing key) for absent optional fields.
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
 
-use crate::domain::{Activity, Agent, Attempt, Millis, Task, Venture};
+use crate::domain::{Activity, Agent, Attempt, Millis, Money, Task, Venture};
 use crate::scheduler::{TaskView, VentureView};
 use crate::store::tags_json;
 
 fn time(t: Millis) -> String {
     t.to_string()
+}
+
+/// An amount as a JSON number spelling its exact decimal: `23.39`, `5`.
+fn money<S: Serializer>(amount: &Money, s: S) -> Result<S::Ok, S::Error> {
+    if amount.is_whole() {
+        s.serialize_i64(amount.micros() / Money::SCALE)
+    } else if amount.micros().unsigned_abs() < 10u64.pow(15) {
+        // At most fifteen significant digits: the shortest form of the nearest `f64`, which
+        // serde writes, is the decimal itself.
+        s.serialize_f64(amount.to_f64())
+    } else {
+        serde_json::value::RawValue::from_string(amount.to_string()).map_err(serde::ser::Error::custom)?.serialize(s)
+    }
+}
+
+fn optional_money<S: Serializer>(amount: &Option<Money>, s: S) -> Result<S::Ok, S::Error> {
+    match amount {
+        Some(amount) => money(amount, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// A venture: a budget and the tasks that spend it.
@@ -25,16 +45,18 @@ pub struct VentureJson<'a> {
     #[schema(value_type = crate::domain::Priority)]
     priority: &'static str,
     /// The sum of `actualCost` over the reports on the venture's tasks (successes and failures), plus direct edits.
-    #[schema(minimum = 0)]
-    capital_spent: f64,
+    #[serde(serialize_with = "money")]
+    #[schema(value_type = f64, minimum = 0)]
+    capital_spent: Money,
     /// 0 means no budget.
-    #[schema(minimum = 0)]
-    capital_budget: f64,
+    #[serde(serialize_with = "money")]
+    #[schema(value_type = f64, minimum = 0)]
+    capital_budget: Money,
     /// Not in the seed: the estimated cost of the venture's active tasks, which the budget
     /// guard holds back. Left out of live events, which carry the venture record alone.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "optional_money")]
     #[schema(value_type = f64, required = true, minimum = 0)]
-    capital_reserved: Option<f64>,
+    capital_reserved: Option<Money>,
     /// How many of the venture's queued tasks its budget holds back right now (each costs
     /// more than `capitalBudget − capitalSpent − capitalReserved`): why work waits. Left out
     /// of live events, like `capitalReserved`.
@@ -120,11 +142,13 @@ pub struct TaskJson<'a> {
     status: &'static str,
     #[schema(value_type = crate::domain::Priority)]
     priority: &'static str,
-    #[schema(required = true, minimum = 0)]
-    estimated_cost: Option<f64>,
+    #[serde(serialize_with = "optional_money")]
+    #[schema(value_type = Option<f64>, required = true, minimum = 0)]
+    estimated_cost: Option<Money>,
     /// The total charged for the task over all its attempts.
-    #[schema(required = true, minimum = 0)]
-    actual_cost: Option<f64>,
+    #[serde(serialize_with = "optional_money")]
+    #[schema(value_type = Option<f64>, required = true, minimum = 0)]
+    actual_cost: Option<Money>,
     /// A string holding a JSON array, as the seed stored and returned it.
     #[schema(required = true, example = "[\"scraping\"]")]
     tags: Option<String>,
@@ -343,8 +367,9 @@ pub struct AttemptJson<'a> {
     #[schema(required = true)]
     error: Option<&'a str>,
     /// What the attempt's report charged.
-    #[schema(required = true)]
-    actual_cost: Option<f64>,
+    #[serde(serialize_with = "optional_money")]
+    #[schema(value_type = Option<f64>, required = true)]
+    actual_cost: Option<Money>,
     /// What the attempt's report said it used.
     #[schema(required = true)]
     tokens_used: Option<u64>,

@@ -4,8 +4,10 @@
 //! shapes in `store` and `persist`. Strings are `Arc<str>` so that copying a record to hand
 //! out a snapshot, or to give the persister its own copy, costs reference counts, not bytes.
 
+mod money;
 mod time;
 
+pub use money::Money;
 pub use time::Millis;
 
 use std::sync::Arc;
@@ -88,7 +90,7 @@ impl AgentStatus {
 
 wire_names!(AgentStatus { Online => "online", Offline => "offline", Busy => "busy", Error => "error" });
 
-/// A project with a capital budget. `capital_budget == 0.0` means no budget.
+/// A project with a capital budget. `capital_budget` zero means no budget.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Venture {
     pub id: Id,
@@ -96,8 +98,8 @@ pub struct Venture {
     pub icon: Arc<str>,
     pub status: VentureStatus,
     pub priority: Priority,
-    pub capital_spent: f64,
-    pub capital_budget: f64,
+    pub capital_spent: Money,
+    pub capital_budget: Money,
     pub description: Option<Arc<str>>,
     pub created_at: Millis,
     pub updated_at: Millis,
@@ -111,8 +113,8 @@ pub struct Task {
     pub description: Option<Arc<str>>,
     pub status: TaskStatus,
     pub priority: Priority,
-    pub estimated_cost: Option<f64>,
-    pub actual_cost: Option<f64>,
+    pub estimated_cost: Option<Money>,
+    pub actual_cost: Option<Money>,
     /// `None` when the task was created without tags; the API renders the list as a JSON string.
     pub tags: Option<Tags>,
     pub output: Option<Arc<str>>,
@@ -138,13 +140,13 @@ pub struct Task {
     /// The `actualCost` of that report. With `output` and `error`, which that report set,
     /// it is what a repeat is compared with: the same report is answered as applied, a
     /// different one is a conflict. Kept apart from `actual_cost`, the total over attempts.
-    pub reported_cost: Option<f64>,
+    pub reported_cost: Option<Money>,
 }
 
 impl Task {
     /// The cost the budget guard reserves while the task is active.
-    pub fn reserved_cost(&self) -> f64 {
-        self.estimated_cost.unwrap_or(0.0)
+    pub fn reserved_cost(&self) -> Money {
+        self.estimated_cost.unwrap_or(Money::ZERO)
     }
 
     /// Puts the task back in the queue: no holder, no claim, no lease.
@@ -223,6 +225,6 @@ pub struct Attempt {
     pub ended_at: Option<Millis>,
     pub outcome: AttemptOutcome,
     pub error: Option<Arc<str>>,
-    pub actual_cost: Option<f64>,
+    pub actual_cost: Option<Money>,
     pub tokens_used: Option<u64>,
 }

@@ -115,7 +115,7 @@ impl TaskQueue {
             let venture = v.id.to_string();
             for (kind, value) in [("spent", v.spent), ("reserved", v.reserved), ("budget", v.budget)] {
                 metrics::gauge!("mission_control_venture_capital", "venture" => venture.clone(), "kind" => kind)
-                    .set(value);
+                    .set(value.to_f64());
             }
             metrics::gauge!("mission_control_venture_queued", "venture" => venture.clone()).set(v.queued as f64);
             metrics::gauge!("mission_control_budget_held_tasks", "venture" => venture.clone())

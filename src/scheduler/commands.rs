@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::domain::{Agent, AgentStatus, Id, Priority, Tags, Task, TaskStatus, Venture, VentureStatus};
+use crate::domain::{Agent, AgentStatus, Id, Money, Priority, Tags, Task, TaskStatus, Venture, VentureStatus};
 
 /// A field update: `None` leaves the field alone, `Some(None)` clears a nullable field.
 pub type Patch<T> = Option<T>;
@@ -15,8 +15,8 @@ pub struct NewVenture {
     pub icon: Option<Arc<str>>,
     pub status: Option<VentureStatus>,
     pub priority: Option<Priority>,
-    pub capital_budget: Option<f64>,
-    pub capital_spent: Option<f64>,
+    pub capital_budget: Option<Money>,
+    pub capital_spent: Option<Money>,
     pub description: Option<Arc<str>>,
 }
 
@@ -26,8 +26,8 @@ pub struct VenturePatch {
     pub icon: Patch<Arc<str>>,
     pub status: Patch<VentureStatus>,
     pub priority: Patch<Priority>,
-    pub capital_budget: Patch<f64>,
-    pub capital_spent: Patch<f64>,
+    pub capital_budget: Patch<Money>,
+    pub capital_spent: Patch<Money>,
     pub description: Patch<Option<Arc<str>>>,
 }
 
@@ -38,7 +38,7 @@ pub struct NewTask {
     pub description: Option<Arc<str>>,
     pub venture_id: Id,
     pub priority: Option<Priority>,
-    pub estimated_cost: Option<f64>,
+    pub estimated_cost: Option<Money>,
     pub tags: Option<Tags>,
     pub max_attempts: Option<u32>,
 }
@@ -48,7 +48,7 @@ pub struct TaskPatch {
     pub title: Patch<Arc<str>>,
     pub description: Patch<Option<Arc<str>>>,
     pub priority: Patch<Priority>,
-    pub estimated_cost: Patch<Option<f64>>,
+    pub estimated_cost: Patch<Option<Money>>,
     pub tags: Patch<Option<Tags>>,
     pub max_attempts: Patch<u32>,
     pub status: Patch<TaskStatus>,
@@ -70,7 +70,7 @@ pub struct CompleteRequest {
     pub agent_id: Id,
     pub attempt: Option<u32>,
     pub output: Option<Arc<str>>,
-    pub actual_cost: Option<f64>,
+    pub actual_cost: Option<Money>,
     pub error: Option<Arc<str>>,
     pub tokens_used: Option<u64>,
 }
@@ -134,9 +134,9 @@ pub struct TaskView {
 #[derive(Debug, Clone)]
 pub struct VentureGauges {
     pub id: Id,
-    pub spent: f64,
-    pub reserved: f64,
-    pub budget: f64,
+    pub spent: Money,
+    pub reserved: Money,
+    pub budget: Money,
     pub queued: u64,
     pub budget_held: u64,
     /// Failed attempts since start.
@@ -147,7 +147,7 @@ pub struct VentureGauges {
 pub struct VentureView {
     pub venture: Arc<Venture>,
     /// Sum of the estimated costs of the venture's active tasks.
-    pub capital_reserved: f64,
+    pub capital_reserved: Money,
     /// How many of its queued tasks the budget holds back right now.
     pub budget_held: u64,
 }

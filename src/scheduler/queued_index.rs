@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::domain::{Id, Millis, Priority, Task};
+use crate::domain::{Id, Millis, Money, Priority, Task};
 
 /// A task's place in claim order. The derived `Ord` compares fields top to bottom.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -33,16 +33,16 @@ impl QueueKey {
 /// and the same tasks by tag, each with its venture and cost.
 #[derive(Debug, Default)]
 pub struct QueuedIndex {
-    by_venture: HashMap<Id, BTreeMap<QueueKey, f64>>,
-    /// Each venture's queued costs as a multiset (the bits of a non-negative `f64` sort as
-    /// the number): how many tasks a budget holds back is a range count, not a scan.
-    costs_by_venture: HashMap<Id, BTreeMap<u64, usize>>,
-    by_tag: HashMap<Arc<str>, BTreeMap<QueueKey, (Id, f64)>>,
+    by_venture: HashMap<Id, BTreeMap<QueueKey, Money>>,
+    /// Each venture's queued costs as a multiset: how many tasks a budget holds back is a
+    /// range count, not a scan.
+    costs_by_venture: HashMap<Id, BTreeMap<Money, usize>>,
+    by_tag: HashMap<Arc<str>, BTreeMap<QueueKey, (Id, Money)>>,
     depth_by_priority: [usize; 3],
 }
 
 impl QueuedIndex {
-    pub fn insert(&mut self, venture_id: &Id, key: QueueKey, estimated_cost: f64, tags: &[Arc<str>]) {
+    pub fn insert(&mut self, venture_id: &Id, key: QueueKey, estimated_cost: Money, tags: &[Arc<str>]) {
         for tag in tags {
             self.by_tag.entry(tag.clone()).or_default().insert(key.clone(), (venture_id.clone(), estimated_cost));
         }
@@ -53,8 +53,7 @@ impl QueuedIndex {
         } else {
             self.depth_by_priority[priority as usize] += 1;
         }
-        *self.costs_by_venture.entry(venture_id.clone()).or_default().entry(cost_bits(estimated_cost)).or_default() +=
-            1;
+        *self.costs_by_venture.entry(venture_id.clone()).or_default().entry(estimated_cost).or_default() += 1;
     }
 
     /// Removes a task; returns whether it was there.
@@ -78,12 +77,12 @@ impl QueuedIndex {
         true
     }
 
-    fn forget_cost(&mut self, venture_id: &Id, cost: f64) {
+    fn forget_cost(&mut self, venture_id: &Id, cost: Money) {
         let Some(costs) = self.costs_by_venture.get_mut(venture_id) else { return };
-        if let Some(n) = costs.get_mut(&cost_bits(cost)) {
+        if let Some(n) = costs.get_mut(&cost) {
             *n -= 1;
             if *n == 0 {
-                costs.remove(&cost_bits(cost));
+                costs.remove(&cost);
             }
         }
         if costs.is_empty() {
@@ -93,14 +92,9 @@ impl QueuedIndex {
 
     /// How many of the venture's queued tasks cost more than `room`: what its budget holds
     /// back. O(log n) plus one step per distinct cost held back.
-    pub fn held_back(&self, venture_id: &Id, room: f64) -> usize {
+    pub fn held_back(&self, venture_id: &Id, room: Money) -> usize {
         let Some(costs) = self.costs_by_venture.get(venture_id) else { return 0 };
-        let fitting = room + FIT_TOLERANCE;
-        if fitting < 0.0 {
-            // Overspent: not even a free task fits.
-            return costs.values().sum();
-        }
-        costs.range((std::ops::Bound::Excluded(cost_bits(fitting)), std::ops::Bound::Unbounded)).map(|(_, n)| n).sum()
+        costs.range((std::ops::Bound::Excluded(room), std::ops::Bound::Unbounded)).map(|(_, n)| n).sum()
     }
 
     /// The queued tasks carrying the rarest of `tags`, in claim order, with venture and
@@ -108,11 +102,11 @@ impl QueuedIndex {
     pub fn iter_rarest_tag<'a>(
         &'a self,
         tags: &[Arc<str>],
-    ) -> impl Iterator<Item = (&'a QueueKey, &'a (Id, f64))> + 'a {
+    ) -> impl Iterator<Item = (&'a QueueKey, &'a (Id, Money))> + 'a {
         let rarest = tags
             .iter()
             .map(|tag| self.by_tag.get(tag))
-            .try_fold(None::<&BTreeMap<QueueKey, (Id, f64)>>, |best, tagged| {
+            .try_fold(None::<&BTreeMap<QueueKey, (Id, Money)>>, |best, tagged| {
                 let tagged = tagged?;
                 Some(Some(match best {
                     Some(best) if best.len() <= tagged.len() => best,
@@ -124,12 +118,12 @@ impl QueuedIndex {
     }
 
     /// The venture's queued tasks in claim order, with their estimated costs.
-    pub fn iter_venture<'a>(&'a self, venture_id: &Id) -> impl Iterator<Item = (&'a QueueKey, f64)> + 'a {
+    pub fn iter_venture<'a>(&'a self, venture_id: &Id) -> impl Iterator<Item = (&'a QueueKey, Money)> + 'a {
         self.by_venture.get(venture_id).into_iter().flat_map(|queue| queue.iter().map(|(k, c)| (k, *c)))
     }
 
     /// The first of the venture's queued tasks, in claim order, whose cost fits in `room`.
-    pub fn first_fitting(&self, venture_id: &Id, room: f64) -> Option<&QueueKey> {
+    pub fn first_fitting(&self, venture_id: &Id, room: Money) -> Option<&QueueKey> {
         self.iter_venture(venture_id).find(|(_, cost)| fits(*cost, room)).map(|(key, _)| key)
     }
 
@@ -140,7 +134,7 @@ impl QueuedIndex {
 
     /// The venture's oldest queued task of each priority, with its cost: the first of each
     /// priority's run in claim order.
-    pub fn oldest_by_priority<'a>(&'a self, venture_id: &Id) -> impl Iterator<Item = (&'a QueueKey, f64)> + 'a {
+    pub fn oldest_by_priority<'a>(&'a self, venture_id: &Id) -> impl Iterator<Item = (&'a QueueKey, Money)> + 'a {
         let queue = self.by_venture.get(venture_id);
         Priority::ALL.iter().filter_map(move |priority| {
             let queue = queue?;
@@ -163,22 +157,18 @@ impl QueuedIndex {
     }
 }
 
-/// Costs are user-supplied decimals summed in floating point; a tolerance far below a cent
-/// keeps `9 × 1.1 + 1.1 ≤ 11` true.
-const FIT_TOLERANCE: f64 = 1e-9;
-
-pub fn fits(cost: f64, room: f64) -> bool {
-    cost <= room + FIT_TOLERANCE
-}
-
-/// A non-negative cost as bits that sort as the number does.
-fn cost_bits(cost: f64) -> u64 {
-    cost.max(0.0).to_bits()
+/// Whether a task of `cost` fits in a venture's `room`; exact, as money is.
+pub fn fits(cost: Money, room: Money) -> bool {
+    cost <= room
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn units(x: f64) -> Money {
+        Money::from_decimal(x).unwrap()
+    }
 
     fn key(priority: Priority, created_at: i64, id: &str) -> QueueKey {
         QueueKey { priority, created_at: Millis(created_at), id: id.into() }
@@ -188,10 +178,10 @@ mod tests {
     fn orders_by_priority_then_age_then_id() {
         let venture: Id = "v".into();
         let mut index = QueuedIndex::default();
-        index.insert(&venture, key(Priority::Low, 1, "a"), 0.0, &[]);
-        index.insert(&venture, key(Priority::Medium, 5, "b"), 0.0, &[]);
-        index.insert(&venture, key(Priority::High, 9, "c"), 0.0, &[]);
-        index.insert(&venture, key(Priority::Medium, 5, "a"), 0.0, &[]);
+        index.insert(&venture, key(Priority::Low, 1, "a"), Money::ZERO, &[]);
+        index.insert(&venture, key(Priority::Medium, 5, "b"), Money::ZERO, &[]);
+        index.insert(&venture, key(Priority::High, 9, "c"), Money::ZERO, &[]);
+        index.insert(&venture, key(Priority::Medium, 5, "a"), Money::ZERO, &[]);
         let order: Vec<&str> = index.iter_venture(&venture).map(|(k, _)| &*k.id).collect();
         assert_eq!(order, ["c", "a", "b", "a"]);
         assert_eq!(index.depth(Priority::Medium), 2);
@@ -202,7 +192,7 @@ mod tests {
     fn remove_is_exact_and_empties_the_venture() {
         let venture: Id = "v".into();
         let mut index = QueuedIndex::default();
-        index.insert(&venture, key(Priority::High, 1, "a"), 0.0, &[]);
+        index.insert(&venture, key(Priority::High, 1, "a"), Money::ZERO, &[]);
         assert!(!index.remove(&venture, &key(Priority::Low, 1, "a"), &[]));
         assert!(index.remove(&venture, &key(Priority::High, 1, "a"), &[]));
         assert!(!index.remove(&venture, &key(Priority::High, 1, "a"), &[]));
@@ -214,12 +204,16 @@ mod tests {
     fn first_fitting_skips_tasks_over_the_room() {
         let venture: Id = "v".into();
         let mut index = QueuedIndex::default();
-        index.insert(&venture, key(Priority::High, 1, "big"), 50.0, &[]);
-        index.insert(&venture, key(Priority::Low, 1, "small"), 1.1, &[]);
-        assert_eq!(&*index.first_fitting(&venture, 100.0).unwrap().id, "big");
-        assert_eq!(&*index.first_fitting(&venture, 1.1).unwrap().id, "small");
-        assert!(index.first_fitting(&venture, 1.0).is_none());
-        assert!(fits(1.1, 9.9 + 1.1 - 9.9));
+        index.insert(&venture, key(Priority::High, 1, "big"), units(50.0), &[]);
+        index.insert(&venture, key(Priority::Low, 1, "small"), units(1.1), &[]);
+        assert_eq!(&*index.first_fitting(&venture, units(100.0)).unwrap().id, "big");
+        assert_eq!(&*index.first_fitting(&venture, units(1.1)).unwrap().id, "small");
+        assert!(index.first_fitting(&venture, units(1.0)).is_none());
+        let room = units(9.9).saturating_add(units(1.1)).saturating_sub(units(9.9));
+        assert!(fits(units(1.1), room), "exact: 9.9 + 1.1 - 9.9 leaves 1.1");
+        assert_eq!(index.held_back(&venture, units(1.0)), 2);
+        assert_eq!(index.held_back(&venture, Money::from_micros(-1)), 2, "overspent: every task is held back");
+        assert_eq!(index.held_back(&venture, units(1.1)), 1);
     }
 
     #[test]
@@ -227,9 +221,9 @@ mod tests {
         let (a, b): (Id, Id) = ("a".into(), "b".into());
         let tags = |names: &[&str]| names.iter().map(|t| Arc::from(*t)).collect::<Vec<Arc<str>>>();
         let mut index = QueuedIndex::default();
-        index.insert(&a, key(Priority::Low, 1, "t1"), 0.0, &tags(&["common", "rare"]));
-        index.insert(&b, key(Priority::High, 2, "t2"), 0.0, &tags(&["common"]));
-        index.insert(&b, key(Priority::High, 3, "t3"), 0.0, &tags(&["common", "rare"]));
+        index.insert(&a, key(Priority::Low, 1, "t1"), Money::ZERO, &tags(&["common", "rare"]));
+        index.insert(&b, key(Priority::High, 2, "t2"), Money::ZERO, &tags(&["common"]));
+        index.insert(&b, key(Priority::High, 3, "t3"), Money::ZERO, &tags(&["common", "rare"]));
         let ids = |index: &QueuedIndex, wanted: &[&str]| -> Vec<String> {
             index.iter_rarest_tag(&tags(wanted)).map(|(k, _)| k.id.to_string()).collect()
         };

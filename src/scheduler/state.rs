@@ -11,7 +11,7 @@ use super::commands::*;
 use super::queued_index::{fits, QueueKey, QueuedIndex};
 use super::Change;
 use crate::domain::{
-    Activity, Agent, AgentStatus, Attempt, AttemptOutcome, Id, Millis, Priority, Task, TaskStatus, Venture,
+    Activity, Agent, AgentStatus, Attempt, AttemptOutcome, Id, Millis, Money, Priority, Task, TaskStatus, Venture,
     VentureStatus,
 };
 
@@ -78,7 +78,7 @@ pub struct Pruned {
 struct VentureEntry {
     venture: Arc<Venture>,
     /// Sum of `estimated_cost` over the venture's active tasks.
-    reserved: f64,
+    reserved: Money,
     n_active: u32,
     /// The venture's finished tasks in the database, by status.
     finished: [u64; TaskStatus::COUNT],
@@ -88,12 +88,13 @@ struct VentureEntry {
 
 impl VentureEntry {
     /// How much more cost the budget guard lets the venture take on.
-    fn room(&self) -> f64 {
+    /// Negative once overspent; `Money::MAX` without a budget.
+    fn room(&self) -> Money {
         let v = &self.venture;
-        if v.capital_budget > 0.0 {
-            v.capital_budget - v.capital_spent - self.reserved
+        if v.capital_budget > Money::ZERO {
+            v.capital_budget.saturating_sub(v.capital_spent).saturating_sub(self.reserved)
         } else {
-            f64::INFINITY
+            Money::MAX
         }
     }
 }
@@ -167,7 +168,7 @@ impl SchedulerState {
             state.now = state.now.max(venture.created_at);
             let entry = VentureEntry {
                 venture: Arc::new(venture),
-                reserved: 0.0,
+                reserved: Money::ZERO,
                 n_active: 0,
                 finished: [0; TaskStatus::COUNT],
                 failures: 0,
@@ -313,8 +314,8 @@ impl SchedulerState {
             icon: new.icon.unwrap_or_else(|| "🚀".into()),
             status: new.status.unwrap_or(VentureStatus::Active),
             priority: new.priority.unwrap_or(Priority::Medium),
-            capital_spent: new.capital_spent.unwrap_or(0.0),
-            capital_budget: new.capital_budget.unwrap_or(0.0),
+            capital_spent: new.capital_spent.unwrap_or_default(),
+            capital_budget: new.capital_budget.unwrap_or_default(),
             description: new.description,
             created_at: self.now,
             updated_at: self.now,
@@ -715,7 +716,7 @@ impl SchedulerState {
         // Each report describes its own attempt: nothing of an earlier one carries over,
         // except the cost, which is the total charged over all attempts.
         task.output = report.output;
-        let charge = report.actual_cost.unwrap_or(0.0);
+        let charge = report.actual_cost.unwrap_or_default();
         let ended = AttemptEnd {
             error: report.error.clone(),
             actual_cost: report.actual_cost,
@@ -724,7 +725,7 @@ impl SchedulerState {
         let ended_as = if report.error.is_some() { AttemptOutcome::Failed } else { AttemptOutcome::Completed };
         self.end_attempt(&old, ended_as, ended);
         task.actual_cost = match (old.actual_cost, report.actual_cost) {
-            (Some(earlier), Some(this)) => Some(earlier + this),
+            (Some(earlier), Some(this)) => Some(earlier.saturating_add(this)),
             (earlier, this) => this.or(earlier),
         };
         let outcome = match report.error {
@@ -749,7 +750,7 @@ impl SchedulerState {
         // A failed attempt spent its money too: any report's `actualCost` is charged.
         if report.actual_cost.is_some() {
             let mut venture = Venture::clone(&self.ventures[&task.venture_id].venture);
-            venture.capital_spent += charge;
+            venture.capital_spent = venture.capital_spent.saturating_add(charge);
             venture.updated_at = self.now;
             self.put_venture(venture);
         }
@@ -965,7 +966,7 @@ impl SchedulerState {
     // ----- internals -----
 
     fn venture_view(&self, entry: &VentureEntry) -> VentureView {
-        let budget_held = match entry.venture.capital_budget > 0.0 {
+        let budget_held = match entry.venture.capital_budget > Money::ZERO {
             true => self.queued.held_back(&entry.venture.id, entry.room()) as u64,
             false => 0,
         };
@@ -1210,8 +1211,13 @@ impl SchedulerState {
         match self.ventures.get_mut(&id) {
             Some(entry) => entry.venture = venture,
             None => {
-                let entry =
-                    VentureEntry { venture, reserved: 0.0, n_active: 0, finished: [0; TaskStatus::COUNT], failures: 0 };
+                let entry = VentureEntry {
+                    venture,
+                    reserved: Money::ZERO,
+                    n_active: 0,
+                    finished: [0; TaskStatus::COUNT],
+                    failures: 0,
+                };
                 self.ventures.insert(id.clone(), entry);
             }
         }
@@ -1246,7 +1252,7 @@ impl SchedulerState {
                     self.leases.insert((expires_at, task.id.clone()));
                 }
                 if let Some(entry) = self.ventures.get_mut(&task.venture_id) {
-                    entry.reserved += task.reserved_cost();
+                    entry.reserved = entry.reserved.saturating_add(task.reserved_cost());
                     entry.n_active += 1;
                 }
             }
@@ -1266,8 +1272,7 @@ impl SchedulerState {
                 }
                 if let Some(entry) = self.ventures.get_mut(&task.venture_id) {
                     entry.n_active -= 1;
-                    // Reset rather than subtract at zero so rounding never accumulates.
-                    entry.reserved = if entry.n_active == 0 { 0.0 } else { entry.reserved - task.reserved_cost() };
+                    entry.reserved = entry.reserved.saturating_sub(task.reserved_cost());
                 }
             }
             TaskStatus::Completed | TaskStatus::Failed => unreachable!("finished tasks are not indexed"),
@@ -1326,7 +1331,7 @@ impl SchedulerState {
 #[derive(Default)]
 struct AttemptEnd {
     error: Option<Arc<str>>,
-    actual_cost: Option<f64>,
+    actual_cost: Option<Money>,
     tokens_used: Option<u64>,
 }
 

@@ -26,6 +26,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use rusqlite_migration::{Migrations, M};
 
+use crate::domain::Money;
+
 /// What can go wrong with the database file.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -186,6 +188,26 @@ pub fn backup(conn: &Connection, dest: &Path) -> Result<(), StoreError> {
         });
     }
     conn.backup(rusqlite::MAIN_DB, dest, None).map_err(StoreError::sqlite(format!("backing up to {}", dest.display())))
+}
+
+/// Money columns are `REAL` holding the amount itself (`23.39`), as the seed's Prisma
+/// schema made them, so `sqlite3` shows and sums them as they read. The `f64` nearest a
+/// six-place decimal reads back to the same millionth below 2^53 of them (about 9 × 10^9
+/// units), far beyond any single amount the API takes.
+impl rusqlite::types::ToSql for Money {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.to_f64().into())
+    }
+}
+
+impl rusqlite::types::FromSql for Money {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        match value {
+            rusqlite::types::ValueRef::Real(x) => Ok(Money::from_f64_nearest(x)),
+            rusqlite::types::ValueRef::Integer(n) => Ok(Money::units(n)),
+            _ => Err(rusqlite::types::FromSqlError::InvalidType),
+        }
+    }
 }
 
 #[cfg(test)]

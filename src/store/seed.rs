@@ -7,7 +7,7 @@ use rusqlite::Connection;
 
 use super::write_changes;
 use super::StoreError;
-use crate::domain::{Activity, Agent, AgentStatus, Millis, Priority, Task, TaskStatus, Venture, VentureStatus};
+use crate::domain::{Activity, Agent, AgentStatus, Millis, Money, Priority, Task, TaskStatus, Venture, VentureStatus};
 use crate::scheduler::Change;
 
 /// Writes the sample data; rows whose id already exists are replaced by the sample's.
@@ -27,8 +27,8 @@ fn sample_changes(now: Millis) -> Vec<Change> {
         icon: icon.into(),
         status: VentureStatus::Active,
         priority: Priority::Medium,
-        capital_spent: spent,
-        capital_budget: budget,
+        capital_spent: Money::units(spent),
+        capital_budget: Money::units(budget),
         description: Some(description.into()),
         created_at: at(offset),
         updated_at: at(offset),
@@ -52,7 +52,7 @@ fn sample_changes(now: Millis) -> Vec<Change> {
         description: None,
         status: TaskStatus::Queue,
         priority,
-        estimated_cost: Some(cost),
+        estimated_cost: Some(Money::units(cost)),
         actual_cost: None,
         tags: Some(tags.iter().map(|t| Arc::from(*t)).collect()),
         output: None,
@@ -87,8 +87,8 @@ fn sample_changes(now: Millis) -> Vec<Change> {
             "clxyz-ecommerce",
             "E-Commerce Automation",
             "🛒",
-            100.0,
-            0.0,
+            100,
+            0,
             "Automated product research, listings and store operations",
         ))),
         Change::Venture(Arc::new(venture(
@@ -96,8 +96,8 @@ fn sample_changes(now: Millis) -> Vec<Change> {
             "clxyz-allbirds",
             "Allbirds Automation",
             "👟",
-            80.0,
-            45.0,
+            80,
+            45,
             "Scraping and monitoring Allbirds product pages",
         ))),
         Change::Agent(Arc::new(agent(2, "agent-main", "Main Agent"))),
@@ -108,7 +108,7 @@ fn sample_changes(now: Millis) -> Vec<Change> {
             "Set up web scraper for Allbirds product pages",
             "clxyz-allbirds",
             Priority::High,
-            5.0,
+            5,
             &["scraping"],
         ))),
         Change::Task(Arc::new(task(
@@ -117,7 +117,7 @@ fn sample_changes(now: Millis) -> Vec<Change> {
             "Research trending products",
             "clxyz-ecommerce",
             Priority::Medium,
-            3.0,
+            3,
             &["research"],
         ))),
         Change::Task(Arc::new(task(
@@ -126,7 +126,7 @@ fn sample_changes(now: Millis) -> Vec<Change> {
             "Optimize product listings",
             "clxyz-ecommerce",
             Priority::Low,
-            2.0,
+            2,
             &["listings"],
         ))),
         Change::Activity(Arc::new(note(

@@ -51,7 +51,9 @@ fn success(stdout: &[u8]) -> Outcome {
             };
             return Outcome {
                 output,
-                actual_cost: fields.get("actualCost").and_then(Value::as_f64),
+                // The server takes at most six decimal places; a price per token times a
+                // count often has more, so the worker reports the nearest millionth.
+                actual_cost: fields.get("actualCost").and_then(Value::as_f64).map(|cost| (cost * 1e6).round() / 1e6),
                 tokens_used: fields.get("tokensUsed").and_then(Value::as_u64),
                 error: None,
             };
@@ -105,6 +107,11 @@ mod tests {
         assert_eq!(outcome.output.as_deref(), Some("{\"answer\": 42}\n"));
         let outcome = Outcome::of(&finished(0, "{\"output\": {\"rows\": 3}}", ""));
         assert_eq!(outcome.output.as_deref(), Some("{\"rows\":3}"));
+        // 1,234 tokens at $0.0000025 each: the server takes six decimal places.
+        let outcome = Outcome::of(&finished(0, "{\"actualCost\": 0.003085}", ""));
+        assert_eq!(outcome.actual_cost, Some(0.003085));
+        let outcome = Outcome::of(&finished(0, "{\"actualCost\": 0.0030853}", ""));
+        assert_eq!(outcome.actual_cost, Some(0.003085));
     }
 
     #[test]

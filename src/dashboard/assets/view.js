@@ -38,7 +38,10 @@ export function h(tag, props = {}, ...children) {
 
 // Formatters are made once: making one per call is slow when thousands of cards are drawn.
 const WHOLE = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
-const CENTS = new Intl.NumberFormat('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+// Amounts have up to six decimal places (the server keeps millionths): show them all, at
+// least cents, so $0.003085 is not shown as $0.00. Rounding at six places also hides the
+// float noise of sums made here (0.1 + 0.2).
+const CENTS = new Intl.NumberFormat('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 6 });
 const WHEN = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
 
 export function money(value) {
