@@ -72,6 +72,10 @@ fn task(i: usize, venture: &Arc<Venture>) -> TaskView {
         reported_by: None,
         reported_attempt: 0,
         reported_cost: None,
+        depends_on: None,
+        blocked_by: None,
+        on_dependency_failure: Default::default(),
+        cancel_requested: false,
     };
     TaskView { task: Arc::new(task), venture: Some(venture.clone()) }
 }

@@ -164,8 +164,9 @@ impl ChangeFeed for EventHub {
             .collect();
         let mut inner = self.inner.lock().expect("event hub lock");
         for (change, venture) in changes.iter().zip(ventures) {
-            // Attempts are read at `GET /api/tasks/{id}/attempts`; the stream shows the task.
-            if matches!(change, Change::Attempt(_)) {
+            // Attempts are read at `GET /api/tasks/{id}/attempts`, and dependencies are in the
+            // task's own record: the stream shows the task.
+            if matches!(change, Change::Attempt(_) | Change::Dependencies(..)) {
                 continue;
             }
             let id = inner.next_id;

@@ -92,6 +92,10 @@ pub fn queued_task(i: usize, venture_ids: &[Id]) -> Task {
         reported_by: None,
         reported_attempt: 0,
         reported_cost: None,
+        depends_on: None,
+        blocked_by: None,
+        on_dependency_failure: Default::default(),
+        cancel_requested: false,
     }
 }
 

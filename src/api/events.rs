@@ -177,6 +177,7 @@ fn kind(change: &Change) -> &'static str {
         Change::DeleteAgent(_) => "agent_deleted",
         Change::Activity(_) => "activity",
         Change::Attempt(_) => "attempt",
+        Change::Dependencies(..) => "dependencies",
     }
 }
 
@@ -187,6 +188,9 @@ fn encode(change: &Change, venture: Option<Arc<Venture>>) -> String {
         Change::Agent(agent) => serde_json::to_string(&AgentJson::from(&**agent)),
         Change::Activity(activity) => serde_json::to_string(&ActivityJson::from(&**activity)),
         Change::Attempt(a) => serde_json::to_string(&json!({ "taskId": &*a.task_id, "attempt": a.attempt })),
+        Change::Dependencies(id, depends_on) => {
+            serde_json::to_string(&json!({ "taskId": &**id, "dependsOn": depends_on.as_deref().unwrap_or_default() }))
+        }
         Change::DeleteTask(id) | Change::DeleteVenture(id) | Change::DeleteAgent(id) => {
             serde_json::to_string(&json!({ "id": &**id }))
         }

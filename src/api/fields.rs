@@ -18,6 +18,7 @@ use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::domain::{Id, Money, Tags, TaskStatus};
+use crate::scheduler::MAX_DEPENDENCIES;
 
 /// Longest `name`, `title`, `agentName`, `model`, `icon`, `type` and ids, in characters.
 pub const MAX_NAME_CHARS: usize = 1_000;
@@ -46,6 +47,9 @@ pub struct Whole<const MIN: u64, const MAX: u64>(pub u64);
 
 /// Tags: an array of strings, or a string holding one as JSON (the form the server returns).
 pub struct TagList(pub Tags);
+
+/// Task ids: an array of at most `MAX_DEPENDENCIES` non-blank ids (`dependsOn`).
+pub struct TaskIdList(pub Vec<Id>);
 
 /// The only status a task may be created with.
 pub struct InitialStatus;
@@ -140,6 +144,7 @@ into_value! {
     QueryId => Id: |id| id.0;
     Cost => Money: |cost| cost.0;
     TagList => Tags: |tags| tags.0;
+    TaskIdList => Vec<Id>: |ids| ids.0;
 }
 
 impl<const MIN: u64, const MAX: u64> From<Whole<MIN, MAX>> for u64 {
@@ -386,6 +391,41 @@ impl<'de> Deserialize<'de> for TagList {
     }
 }
 
+impl<'de> Deserialize<'de> for TaskIdList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct IdsVisitor;
+        impl<'de> Visitor<'de> for IdsVisitor {
+            type Value = TaskIdList;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of task ids")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<TaskIdList, A::Error> {
+                let mut ids = Vec::new();
+                while let Some(item) = items.next_element::<Value>()? {
+                    if ids.len() == MAX_DEPENDENCIES {
+                        return Err(de::Error::custom(format!(
+                            "`{{field}}` holds at most {MAX_DEPENDENCIES} task ids"
+                        )));
+                    }
+                    let Value::String(id) = item else {
+                        return Err(de::Error::custom("`{field}` must hold only task ids (strings)"));
+                    };
+                    NonBlank::check(&id).map_err(|_| {
+                        de::Error::custom(format!(
+                            "each id in `{{field}}` is 1 to {MAX_NAME_CHARS} characters, not all blank"
+                        ))
+                    })?;
+                    ids.push(id.into());
+                }
+                Ok(TaskIdList(ids))
+            }
+        }
+        d.deserialize_any(IdsVisitor)
+    }
+}
+
 impl<'de> Deserialize<'de> for InitialStatus {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match TaskStatus::deserialize(d)? {
@@ -511,6 +551,22 @@ impl PartialSchema for TagList {
                  as JSON (the form the server returns, e.g. `\"[\\\"scraping\\\"]\"`).",
             ))
             .into()
+    }
+}
+
+impl PartialSchema for TaskIdList {
+    fn schema() -> RefOr<Schema> {
+        ArrayBuilder::new()
+            .items(NonBlank::schema())
+            .max_items(Some(MAX_DEPENDENCIES))
+            .description(Some("Ids of existing tasks (at most 100)."))
+            .into()
+    }
+}
+
+impl ToSchema for TaskIdList {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("TaskIds")
     }
 }
 

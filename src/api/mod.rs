@@ -88,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/tasks/claim", post(tasks::claim))
         .route("/api/tasks/complete", post(tasks::complete))
         .route("/api/tasks/heartbeat", post(tasks::heartbeat))
+        .route("/api/tasks/cancel", post(tasks::cancel))
         .route("/api/tasks/{id}/attempts", get(tasks::attempts))
         .route("/api/tasks/{id}", get(tasks::get).patch(tasks::update).delete(tasks::delete))
         .route("/api/agents", get(agents::list).post(agents::upsert).patch(agents::update).delete(agents::delete))

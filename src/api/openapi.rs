@@ -55,6 +55,7 @@ use super::{activities, agents, events, ops, tasks, ventures};
         tasks::claim,
         tasks::complete,
         tasks::heartbeat,
+        tasks::cancel,
         agents::list,
         agents::upsert,
         agents::get,
@@ -73,7 +74,7 @@ use super::{activities, agents, events, ops, tasks, ventures};
     components(schemas(ErrorBody)),
     tags(
         (name = "ventures", description = "Ventures: budgets and the tasks that spend them."),
-        (name = "tasks", description = "Tasks, and the agents' endpoints: claim, complete, heartbeat."),
+        (name = "tasks", description = "Tasks, and the agents' endpoints: claim, complete, heartbeat; cancel."),
         (name = "agents", description = "Agents."),
         (name = "activities", description = "The activity log."),
         (name = "events", description = "The live feed of changes."),

@@ -12,18 +12,19 @@ use super::error::{ApiError, BadRequest, Conflict, ErrorBody, NotFound};
 use super::extract::{Accepts, AppJson, AppQuery, PathId, Target, TargetId};
 use super::fields::{
     Attempt, Clearable, Cost, Count, InitialStatus, LeaseSeconds, MaxAttempts, NonBlank, QueryId, QueryWhole, TagList,
-    TaskFieldList, Text, WaitMs,
+    TaskFieldList, TaskIdList, Text, WaitMs,
 };
 use super::listing::{stream_tasks, Page};
 use super::wire::{AttemptJson, TaskJson};
 use super::{created, ok, AppState};
-use crate::domain::{Priority, TaskStatus};
-use crate::scheduler::{ClaimRequest, CompleteRequest, HeartbeatRequest, NewTask, TaskFilter, TaskPatch};
+use crate::domain::{OnDependencyFailure, Priority, TaskStatus};
+use crate::scheduler::{
+    CancelRequest, ClaimRequest, CompleteRequest, HeartbeatRequest, NewTask, TaskFilter, TaskPatch,
+};
 
 /// Why `/api/tasks/{id}` can answer 405.
 const RESERVED_IDS: &str =
-    "The id is `claim`, `complete` or `heartbeat`: those paths are the agents' endpoints, which take only `POST` \
-     (`method_not_allowed`).";
+    "The id is `claim`, `complete`, `heartbeat` or `cancel`: those paths take only `POST` (`method_not_allowed`).";
 
 /// The filters of `GET /api/tasks`. Unknown ids give `[]`, never 404.
 #[derive(Deserialize, IntoParams)]
@@ -132,7 +133,8 @@ pub async fn attempts(State(app): State<AppState>, PathId(id): PathId) -> Result
 #[serde(rename_all = "camelCase")]
 #[schema(as = NewTask)]
 pub struct NewTaskBody {
-    /// A task is always created queued; set other statuses with `PATCH`.
+    /// A task is created `queue` (or `blocked`, by its dependencies); set other statuses
+    /// with `PATCH`.
     // Never read: decoding it is what refuses any other status.
     #[serde(rename = "status")]
     _status: Option<InitialStatus>,
@@ -149,13 +151,19 @@ pub struct NewTaskBody {
     /// Default 3.
     #[schema(inline)]
     max_attempts: Option<MaxAttempts>,
+    /// Tasks (existing: 404 otherwise) this one waits for: while one is unfinished the task
+    /// is `blocked` and never claimed.
+    depends_on: Option<TaskIdList>,
+    /// Default `cancel`.
+    on_dependency_failure: Option<OnDependencyFailure>,
 }
 
 impl Accepts for NewTaskBody {
     const ALSO: &'static [&'static str] = super::wire::TASK_FIELDS;
 }
 
-/// Creates a queued task.
+/// Creates a task: `queue`, or `blocked` while a dependency is unfinished (`cancelled` at
+/// once when a dependency failed or was cancelled and the task says `cancel`).
 #[utoipa::path(
     post,
     path = "/api/tasks",
@@ -187,6 +195,8 @@ pub async fn create(State(app): State<AppState>, AppJson(body): AppJson<NewTaskB
         estimated_cost: body.estimated_cost.map(Into::into),
         tags: body.tags.map(Into::into),
         max_attempts: body.max_attempts.map(Into::into),
+        depends_on: body.depends_on.map(Into::into).unwrap_or_default(),
+        on_dependency_failure: body.on_dependency_failure,
     };
     let task = app.scheduler.create_task(new).await?;
     Ok(created(TaskJson::from(&task)))
@@ -215,7 +225,13 @@ pub struct TaskUpdateBody {
     tags: Clearable<TagList>,
     #[schema(inline)]
     max_attempts: Option<MaxAttempts>,
+    /// `cancelled` cancels the task as `POST /api/tasks/cancel` does; `blocked` is set only
+    /// by dependencies.
     status: Option<TaskStatus>,
+    /// Replaces the dependencies of a `queue` or `blocked` task (`[]`: none). A change that
+    /// would close a cycle is 409 `dependency_cycle`, naming it.
+    depends_on: Option<TaskIdList>,
+    on_dependency_failure: Option<OnDependencyFailure>,
 }
 
 impl Accepts for TaskUpdateBody {
@@ -250,12 +266,15 @@ pub async fn update(
         tags: fields.tags.into_patch(),
         max_attempts: fields.max_attempts.map(Into::into),
         status: fields.status,
+        depends_on: fields.depends_on.map(Into::into),
+        on_dependency_failure: fields.on_dependency_failure,
     };
     let task = app.scheduler.update_task(id, patch).await?;
     Ok(ok(TaskJson::from(&task)))
 }
 
-/// Deletes a task; an active task's agent is freed. `DELETE /api/tasks` names it the seed's
+/// Deletes a task; an active task's agent is freed. A task that an unfinished task depends
+/// on is 409 `has_dependents`. `DELETE /api/tasks` names it the seed's
 /// way, by `?id=` or `id` in the body.
 #[utoipa::path(
     delete,
@@ -435,5 +454,36 @@ pub async fn heartbeat(
         lease_seconds: body.lease_seconds.map(Into::into),
     };
     let task = app.scheduler.heartbeat(beat).await?;
+    Ok(ok(TaskJson::from(&task)))
+}
+
+/// `POST /api/tasks/cancel`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = CancelRequest)]
+pub struct CancelBody {
+    task_id: NonBlank,
+    /// Why; kept as the task's `error` and in the log.
+    reason: Option<Text>,
+}
+
+impl Accepts for CancelBody {}
+
+/// Cancels a task. A `queue` or `blocked` task is `cancelled` at once; an `active` one gets
+/// `cancelRequested: true` and stays with its holder, which learns it from its next
+/// heartbeat answer; its next report (or its lease's expiry) ends it `cancelled`. The
+/// task's dependents follow their `onDependencyFailure`. A finished task is 409 `finished`;
+/// repeating a cancel answers 200.
+#[utoipa::path(
+    post,
+    path = "/api/tasks/cancel",
+    operation_id = "cancelTask",
+    tag = "tasks",
+    request_body = CancelBody,
+    responses((status = 200, description = "The task, cancelled or asked to stop.", body = TaskJson), BadRequest, NotFound, Conflict)
+)]
+pub async fn cancel(State(app): State<AppState>, AppJson(body): AppJson<CancelBody>) -> Result<Response, ApiError> {
+    let request = CancelRequest { task_id: body.task_id.into(), reason: body.reason.map(Into::into) };
+    let task = app.scheduler.cancel_task(request).await?;
     Ok(ok(TaskJson::from(&task)))
 }

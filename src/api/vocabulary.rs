@@ -9,7 +9,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::domain::{AgentStatus, AttemptOutcome, Priority, TaskStatus, VentureStatus};
+use crate::domain::{AgentStatus, AttemptOutcome, OnDependencyFailure, Priority, TaskStatus, VentureStatus};
 
 macro_rules! vocabulary {
     ($($ty:ident: $description:literal;)+) => {$(
@@ -35,11 +35,12 @@ macro_rules! vocabulary {
 }
 
 vocabulary! {
-    TaskStatus: "A task's status.";
+    TaskStatus: "A task's status. `blocked`: waits for unfinished dependencies, never claimed; `completed`, `failed` and `cancelled` are finished.";
+    OnDependencyFailure: "What a task does when a dependency ends `failed` or `cancelled`: `cancel` (the default) cancels it too, `ignore` counts that dependency as done.";
     Priority: "A task's or venture's priority.";
     VentureStatus: "A venture's status. Only `active` ventures dispense tasks.";
     AgentStatus: "An agent's status.";
-    AttemptOutcome: "How an attempt ended: `active` while it runs; `failed` is an error report, `expired` a lease that ran out, `released` a claim taken back (never delivered, or taken from its holder by a PATCH or an agent DELETE).";
+    AttemptOutcome: "How an attempt ended: `active` while it runs; `failed` is an error report, `expired` a lease that ran out, `released` a claim taken back (never delivered, or taken from its holder by a PATCH or an agent DELETE), `cancelled` a report after the task's cancel was asked for.";
 }
 
 /// Accepts one of the names of `all`.

@@ -4,7 +4,7 @@
 use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
 
-use crate::domain::{Activity, Agent, Attempt, Millis, Money, Task, Venture};
+use crate::domain::{Activity, Agent, Attempt, Id, Millis, Money, Task, Venture};
 use crate::scheduler::{TaskView, VentureView};
 use crate::store::tags_json;
 
@@ -152,6 +152,16 @@ pub struct TaskJson<'a> {
     /// A string holding a JSON array, as the seed stored and returned it.
     #[schema(required = true, example = "[\"scraping\"]")]
     tags: Option<String>,
+    /// The tasks this one waits for, as given; `[]` when none.
+    #[schema(value_type = Vec<String>)]
+    depends_on: &'a [Id],
+    /// Those of `dependsOn` still unfinished while the task is `blocked`; `[]` otherwise.
+    #[schema(value_type = Vec<String>)]
+    blocked_by: &'a [Id],
+    #[schema(value_type = crate::domain::OnDependencyFailure)]
+    on_dependency_failure: &'static str,
+    /// An operator asked the active task to stop: its holder should wind down and report.
+    cancel_requested: bool,
     #[schema(required = true)]
     output: Option<&'a str>,
     #[schema(required = true)]
@@ -193,6 +203,10 @@ impl<'a> From<&'a TaskView> for TaskJson<'a> {
             estimated_cost: t.estimated_cost,
             actual_cost: t.actual_cost,
             tags: tags_json(t),
+            depends_on: t.depends_on.as_deref().unwrap_or_default(),
+            blocked_by: t.blocked_by.as_deref().unwrap_or_default(),
+            on_dependency_failure: t.on_dependency_failure.as_str(),
+            cancel_requested: t.cancel_requested,
             output: t.output.as_deref(),
             error: t.error.as_deref(),
             assigned_to: t.assigned_to.as_deref(),
@@ -304,6 +318,10 @@ pub const TASK_FIELDS: &[&str] = &[
     "estimatedCost",
     "actualCost",
     "tags",
+    "dependsOn",
+    "blockedBy",
+    "onDependencyFailure",
+    "cancelRequested",
     "output",
     "error",
     "assignedTo",

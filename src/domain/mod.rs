@@ -18,6 +18,9 @@ pub type Id = Arc<str>;
 /// A task's tags, shared between snapshots.
 pub type Tags = Arc<[Arc<str>]>;
 
+/// A list of task ids: a task's dependencies.
+pub type TaskIds = Arc<[Id]>;
+
 /// Where a task is in its life. See `docs/ARCHITECTURE.md` for the state machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TaskStatus {
@@ -25,6 +28,9 @@ pub enum TaskStatus {
     Active,
     Completed,
     Failed,
+    /// Waits for unfinished dependencies; never claimed.
+    Blocked,
+    Cancelled,
 }
 
 /// Claim order: `High` first. The derive orders variants as declared, so `High < Medium < Low`
@@ -73,14 +79,39 @@ macro_rules! wire_names {
 impl TaskStatus {
     /// Finished tasks live in the database, not in the scheduler's memory.
     pub fn is_finished(self) -> bool {
-        matches!(self, TaskStatus::Completed | TaskStatus::Failed)
+        matches!(self, TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled)
+    }
+
+    /// Whether a dependency that ended in this status lets its dependents go only if they
+    /// say `ignore`: it failed or was cancelled.
+    pub fn is_unsuccessful(self) -> bool {
+        matches!(self, TaskStatus::Failed | TaskStatus::Cancelled)
     }
 
     /// How many statuses there are, for arrays indexed by `status as usize`.
     pub const COUNT: usize = TaskStatus::ALL.len();
 }
 
-wire_names!(TaskStatus { Queue => "queue", Active => "active", Completed => "completed", Failed => "failed" });
+wire_names!(TaskStatus {
+    Queue => "queue",
+    Active => "active",
+    Completed => "completed",
+    Failed => "failed",
+    Blocked => "blocked",
+    Cancelled => "cancelled",
+});
+
+/// What a task does when one of its dependencies fails or is cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum OnDependencyFailure {
+    /// It is cancelled too, and so on down the graph.
+    #[default]
+    Cancel,
+    /// That dependency counts as done.
+    Ignore,
+}
+
+wire_names!(OnDependencyFailure { Cancel => "cancel", Ignore => "ignore" });
 wire_names!(Priority { Low => "low", Medium => "medium", High => "high" });
 wire_names!(VentureStatus { Active => "active", Paused => "paused", Completed => "completed" });
 impl AgentStatus {
@@ -117,6 +148,15 @@ pub struct Task {
     pub actual_cost: Option<Money>,
     /// `None` when the task was created without tags; the API renders the list as a JSON string.
     pub tags: Option<Tags>,
+    /// The tasks this one waits for, as given (`None`: none).
+    pub depends_on: Option<TaskIds>,
+    /// Those of `depends_on` it still waits for while `blocked` (`None`: none). Derived by
+    /// the scheduler, never stored.
+    pub blocked_by: Option<TaskIds>,
+    pub on_dependency_failure: OnDependencyFailure,
+    /// An operator asked for the active task to stop: its holder learns it from heartbeats,
+    /// and its next report (or its lease's expiry) ends it `cancelled`.
+    pub cancel_requested: bool,
     pub output: Option<Arc<str>>,
     pub error: Option<Arc<str>>,
     /// The holder while active; the last holder as history once completed or failed.

@@ -85,10 +85,12 @@ pub fn prune_turn(
                 turn.tasks.push(row?);
             }
             drop(statement);
-            // A pruned task's attempts go with it, in the same transaction.
+            // A pruned task's attempts and dependencies go with it, in the same transaction.
             let mut attempts = tx.prepare_cached("DELETE FROM TaskAttempt WHERE taskId = ?1")?;
+            let mut dependencies = tx.prepare_cached("DELETE FROM TaskDependency WHERE taskId = ?1")?;
             for (id, _, _) in &turn.tasks[before..] {
                 attempts.execute([&**id])?;
+                dependencies.execute([&**id])?;
             }
             more |= turn.tasks.len() - before == ROUND_ROWS as usize;
         }

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use crate::domain::{Activity, Agent, Attempt, Id, Task, Venture};
+use crate::domain::{Activity, Agent, Attempt, Id, Task, TaskIds, Venture};
 
 /// One state change the scheduler made, in the order it made them. Records are whole
 /// snapshots (upserts), so applying a batch is idempotent and needs no read of the old row.
@@ -16,4 +16,7 @@ pub enum Change {
     Activity(Arc<Activity>),
     /// One claim of a task, at the claim and again at its end; it leaves with its task.
     Attempt(Arc<Attempt>),
+    /// A task's dependencies, replaced whole (at its create, or by a `PATCH`); the task
+    /// record carries them too, this is what writes their rows.
+    Dependencies(Id, Option<TaskIds>),
 }

@@ -1,9 +1,12 @@
 //! What the scheduler is asked to do, already validated for shape by the API layer, and
 //! what it answers. The scheduler checks only what needs its state (ids, transitions).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::domain::{Agent, AgentStatus, Id, Money, Priority, Tags, Task, TaskStatus, Venture, VentureStatus};
+use crate::domain::{
+    Agent, AgentStatus, Id, Money, OnDependencyFailure, Priority, Tags, Task, TaskStatus, Venture, VentureStatus,
+};
 
 /// A field update: `None` leaves the field alone, `Some(None)` clears a nullable field.
 pub type Patch<T> = Option<T>;
@@ -41,6 +44,9 @@ pub struct NewTask {
     pub estimated_cost: Option<Money>,
     pub tags: Option<Tags>,
     pub max_attempts: Option<u32>,
+    /// Ids of existing tasks, in the order given (repeats are dropped).
+    pub depends_on: Vec<Id>,
+    pub on_dependency_failure: Option<OnDependencyFailure>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -52,6 +58,15 @@ pub struct TaskPatch {
     pub tags: Patch<Option<Tags>>,
     pub max_attempts: Patch<u32>,
     pub status: Patch<TaskStatus>,
+    /// Replaces the dependencies of a `queue` or `blocked` task (empty: none).
+    pub depends_on: Patch<Vec<Id>>,
+    pub on_dependency_failure: Patch<OnDependencyFailure>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CancelRequest {
+    pub task_id: Id,
+    pub reason: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -182,21 +197,32 @@ pub enum SchedulerError {
     /// The store cannot take more writes right now; nothing was changed.
     #[error("{message}")]
     Unavailable { message: String },
-    /// The task is not in memory: if it exists it is finished, and its record must be read
-    /// from the database and handed back with this epoch (`Scheduler` does that; it never
-    /// reaches a client).
-    #[error("task `{id}` is not in memory")]
-    InHistory { id: Id, epoch: u64 },
+    /// These tasks are not in memory: those that exist are finished, and their records must
+    /// be read from the database and handed back with this epoch (`Scheduler` does that; it
+    /// never reaches a client).
+    #[error("tasks {ids:?} are not in memory")]
+    InHistory { ids: Vec<Id>, epoch: u64 },
 }
 
-/// A finished task's record as the database held it, read after the scheduler answered
-/// `InHistory { epoch }`. The scheduler trusts it only while its history epoch is still
+/// Finished tasks' records as the database held them, read after the scheduler answered
+/// `InHistory { epoch }`. The scheduler trusts them only while its history epoch is still
 /// `epoch`: nothing that could change a finished task's record has happened since.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct HistoryRecord {
     pub epoch: u64,
-    /// `None`: the database holds no such task.
-    pub task: Option<Arc<Task>>,
+    /// By id; `None`: the database holds no such task.
+    pub tasks: HashMap<Id, Option<Arc<Task>>>,
+}
+
+impl HistoryRecord {
+    /// Adds records read at `epoch`; those read at an earlier epoch are dropped.
+    pub fn merge(mut self, newer: HistoryRecord) -> HistoryRecord {
+        if newer.epoch != self.epoch {
+            return newer;
+        }
+        self.tasks.extend(newer.tasks);
+        self
+    }
 }
 
 impl TaskFilter {

@@ -13,8 +13,9 @@ mod state;
 pub use change::Change;
 pub use commands::*;
 pub use progress::Progress;
-pub use state::{CompletionOutcome, Pruned, SchedulerConfig, SchedulerState, Snapshot};
+pub use state::{CompletionOutcome, Pruned, SchedulerConfig, SchedulerState, Snapshot, MAX_DEPENDENCIES};
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -190,9 +191,15 @@ impl Scheduler {
         let mut record: Option<HistoryRecord> = None;
         for _ in 0..HISTORY_TRIES {
             let apply = apply.clone();
-            let given = record.take();
+            let given = record.clone();
             match self.write(move |s| apply(s, given.as_ref())).await {
-                Err(SchedulerError::InHistory { id, epoch }) => record = Some(self.read_history(id, epoch).await?),
+                Err(SchedulerError::InHistory { ids, epoch }) => {
+                    let read = self.read_history(ids, epoch).await?;
+                    record = Some(match record.take() {
+                        Some(earlier) => earlier.merge(read),
+                        None => read,
+                    });
+                }
                 other => return other,
             }
         }
@@ -201,13 +208,17 @@ impl Scheduler {
 
     /// Reads a finished task's record. No wait for the disk: the scheduler answers for a
     /// finished task itself until its change is committed.
-    async fn read_history(&self, id: Id, epoch: u64) -> Result<HistoryRecord, SchedulerError> {
+    async fn read_history(&self, ids: Vec<Id>, epoch: u64) -> Result<HistoryRecord, SchedulerError> {
         let history = self.history.clone();
-        let task = tokio::task::spawn_blocking(move || history.finished_task(&id))
-            .await
-            .map_err(|e| unavailable_history(e.to_string()))?
-            .map_err(unavailable_history)?;
-        Ok(HistoryRecord { epoch, task: task.map(Arc::new) })
+        let tasks = tokio::task::spawn_blocking(move || {
+            ids.into_iter()
+                .map(|id| history.finished_task(&id).map(|task| (id, task.map(Arc::new))))
+                .collect::<Result<HashMap<_, _>, String>>()
+        })
+        .await
+        .map_err(|e| unavailable_history(e.to_string()))?
+        .map_err(unavailable_history)?;
+        Ok(HistoryRecord { epoch, tasks })
     }
 
     /// The list key of a task, from memory or the database; `None` when there is no such task.
@@ -215,9 +226,9 @@ impl Scheduler {
         let lookup = id.clone();
         match self.read(move |s| s.list_key(&lookup)).await? {
             Ok(key) => Ok(Some(key)),
-            Err(SchedulerError::InHistory { id, epoch }) => {
-                let record = self.read_history(id, epoch).await?;
-                Ok(record.task.map(|t| (t.created_at, t.id.clone())))
+            Err(SchedulerError::InHistory { ids, epoch }) => {
+                let record = self.read_history(ids, epoch).await?;
+                Ok(record.tasks.into_values().flatten().next().map(|t| (t.created_at, t.id.clone())))
             }
             Err(SchedulerError::NotFound { .. }) => Ok(None),
             Err(other) => Err(other),
@@ -276,7 +287,7 @@ impl Scheduler {
         for _ in 0..HISTORY_TRIES {
             let (lookup, given) = (id.clone(), record.take());
             match self.read(move |s| s.get_task_in(&lookup, given.as_ref())).await? {
-                Err(SchedulerError::InHistory { id, epoch }) => record = Some(self.read_history(id, epoch).await?),
+                Err(SchedulerError::InHistory { ids, epoch }) => record = Some(self.read_history(ids, epoch).await?),
                 other => return other,
             }
         }
@@ -289,6 +300,10 @@ impl Scheduler {
 
     pub async fn update_task(&self, id: Id, patch: TaskPatch) -> Result<TaskView, SchedulerError> {
         self.write_task(move |s, history| s.update_task(&id, patch.clone(), history)).await
+    }
+
+    pub async fn cancel_task(&self, request: CancelRequest) -> Result<TaskView, SchedulerError> {
+        self.write_task(move |s, history| s.cancel_task(request.clone(), history)).await
     }
 
     pub async fn delete_task(&self, id: Id) -> Result<TaskView, SchedulerError> {

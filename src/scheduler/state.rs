@@ -7,6 +7,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+mod graph;
+
+pub use graph::MAX_DEPENDENCIES;
+
 use super::commands::*;
 use super::queued_index::{fits, QueueKey, QueuedIndex};
 use super::Change;
@@ -39,6 +43,8 @@ pub enum CompletionOutcome {
     Completed,
     Requeued,
     Failed,
+    /// The task's cancel was asked for: the report (or the lease's expiry) ended it.
+    Cancelled,
     /// A repeat of a report already applied: nothing changed.
     Repeated,
 }
@@ -49,6 +55,7 @@ impl CompletionOutcome {
             CompletionOutcome::Completed => "completed",
             CompletionOutcome::Requeued => "requeued",
             CompletionOutcome::Failed => "failed",
+            CompletionOutcome::Cancelled => "cancelled",
             CompletionOutcome::Repeated => "repeated",
         }
     }
@@ -141,6 +148,10 @@ pub struct SchedulerState {
     unwritten_order: VecDeque<(u64, Id)>,
     /// This message's finished records, until the actor numbers its envelope.
     unsent: Vec<(Id, Option<Arc<Task>>)>,
+    /// Blocked tasks by each dependency they wait for: the graph read backwards (`graph`).
+    waiting_on: HashMap<Id, HashSet<Id>>,
+    /// Tasks that finished in this operation whose dependents are not settled yet.
+    newly_finished: VecDeque<Arc<Task>>,
 }
 
 impl SchedulerState {
@@ -163,6 +174,8 @@ impl SchedulerState {
             unwritten: HashMap::new(),
             unwritten_order: VecDeque::new(),
             unsent: Vec::new(),
+            waiting_on: HashMap::new(),
+            newly_finished: VecDeque::new(),
         };
         for venture in snapshot.ventures {
             state.now = state.now.max(venture.created_at);
@@ -183,7 +196,24 @@ impl SchedulerState {
             state.agents.insert(entry.agent.id.clone(), entry);
         }
         let mut active: Vec<(Millis, Id, Id)> = Vec::new();
-        for task in snapshot.tasks {
+        let unfinished: HashSet<Id> =
+            snapshot.tasks.iter().filter(|t| !t.status.is_finished()).map(|t| t.id.clone()).collect();
+        for mut task in snapshot.tasks {
+            if task.status == TaskStatus::Blocked {
+                // `blockedBy` is derived, not stored: the dependencies still unfinished. A
+                // blocked task with none left (which a consistent file never has) is queued.
+                let waiting: Vec<Id> = task
+                    .depends_on
+                    .iter()
+                    .flat_map(|ids| ids.iter())
+                    .filter(|id| unfinished.contains(*id))
+                    .cloned()
+                    .collect();
+                task.blocked_by = (!waiting.is_empty()).then(|| waiting.into());
+                if task.blocked_by.is_none() {
+                    task.status = TaskStatus::Queue;
+                }
+            }
             if !state.ventures.contains_key(&task.venture_id) {
                 tracing::warn!(task = %task.id, venture = %task.venture_id, "skipping a task whose venture is gone");
                 continue;
@@ -228,6 +258,7 @@ impl SchedulerState {
             }
             outcomes.push(self.expire_lease(&task_id));
         }
+        self.settle_dependents();
         while let Some((deadline, agent_id)) = self.idle_agents.first().cloned() {
             if deadline > self.now {
                 break;
@@ -372,6 +403,18 @@ impl SchedulerState {
         let view = self.venture_view(entry);
         // Venture deletion is a rare operator action, so a scan of the task table is acceptable.
         let doomed: Vec<Arc<Task>> = self.tasks.values().filter(|t| t.venture_id == *id).cloned().collect();
+        // Tasks of other ventures must not be left waiting for tasks that go with this one.
+        for task in &doomed {
+            let outside = self
+                .waiting_on
+                .get(&task.id)
+                .into_iter()
+                .flatten()
+                .any(|dependent| self.tasks.get(dependent).is_some_and(|dependent| dependent.venture_id != *id));
+            if outside {
+                self.check_no_dependents(&task.id)?;
+            }
+        }
         for task in &doomed {
             self.unindex(task);
             self.tasks.remove(&task.id);
@@ -441,15 +484,15 @@ impl SchedulerState {
             let live = record.as_ref().filter(|t| self.ventures.contains_key(&t.venture_id));
             return live.cloned().ok_or_else(|| not_found("task", id, field));
         }
-        match history {
-            Some(record) if record.epoch == self.history_epoch => match &record.task {
+        match history.filter(|record| record.epoch == self.history_epoch).and_then(|record| record.tasks.get(id)) {
+            Some(record) => match record {
                 // A record whose venture is gone went with it (its delete is on its way).
                 Some(task) if task.status.is_finished() && self.ventures.contains_key(&task.venture_id) => {
                     Ok(task.clone())
                 }
                 _ => Err(not_found("task", id, field)),
             },
-            _ => Err(SchedulerError::InHistory { id: id.clone(), epoch: self.history_epoch }),
+            None => Err(SchedulerError::InHistory { ids: vec![id.clone()], epoch: self.history_epoch }),
         }
     }
 
@@ -465,8 +508,10 @@ impl SchedulerState {
         self.unsent.push((task.id.clone(), None));
     }
 
-    /// Creates a queued task. A client-chosen id must be free in the database too, so a
-    /// create with one is answered `InHistory` until the caller brings that id's record.
+    /// Creates a task: `queue`, or `blocked` while a dependency is unfinished, or at once
+    /// `cancelled` when a dependency failed and the task says `cancel`. A client-chosen id
+    /// must be free in the database too, and finished dependencies are read from there, so
+    /// such a create is answered `InHistory` until the caller brings those records.
     pub fn create_task(&mut self, new: NewTask, history: Option<&HistoryRecord>) -> Result<TaskView, SchedulerError> {
         if !self.ventures.contains_key(&new.venture_id) {
             return Err(not_found("venture", &new.venture_id, Some("ventureId")));
@@ -478,18 +523,25 @@ impl SchedulerState {
                 Err(other) => return Err(other),
             }
         }
+        let dependencies = self.assess_dependencies(&new.depends_on, history)?;
+        let on_dependency_failure = new.on_dependency_failure.unwrap_or_default();
+        let (status, error) = dependencies.status_for(on_dependency_failure);
         let id = self.new_id(new.id, |s, id| s.tasks.contains_key(id), "task")?;
         let task = Task {
             id: id.clone(),
             title: new.title,
             description: new.description,
-            status: TaskStatus::Queue,
+            status,
             priority: new.priority.unwrap_or(Priority::Medium),
             estimated_cost: new.estimated_cost,
             actual_cost: None,
             tags: new.tags,
+            depends_on: dependencies.ids,
+            blocked_by: if status == TaskStatus::Blocked { dependencies.unfinished } else { None },
+            on_dependency_failure,
+            cancel_requested: false,
             output: None,
-            error: None,
+            error,
             assigned_to: None,
             venture_id: new.venture_id,
             attempts: 0,
@@ -505,8 +557,22 @@ impl SchedulerState {
             reported_cost: None,
         };
         let task = self.put_task(task);
+        if task.depends_on.is_some() {
+            self.record_dependencies(&task);
+        }
         let title = format!("Task created: {}", task.title);
         self.log("task_created", title, None, Some(&task.venture_id), Some(&task.id), None);
+        if task.status == TaskStatus::Cancelled {
+            let title = format!("Task cancelled: {}", task.title);
+            self.log(
+                "task_cancelled",
+                title,
+                task.error.as_deref().map(str::to_owned),
+                Some(&task.venture_id),
+                Some(&task.id),
+                None,
+            );
+        }
         Ok(self.task_view(&task))
     }
 
@@ -517,23 +583,61 @@ impl SchedulerState {
         history: Option<&HistoryRecord>,
     ) -> Result<TaskView, SchedulerError> {
         let old = self.find_task(id, history, None)?;
+        let mut task = Task::clone(&old);
+        set(&mut task.on_dependency_failure, patch.on_dependency_failure);
+        // New dependencies set the status the rest of the edit starts from. The list the
+        // task has already (a task read and sent back whole) changes nothing.
+        let current = old.depends_on.as_deref().unwrap_or_default();
+        let depends_on = patch.depends_on.filter(|given| !same_ids(given, current));
+        if let Some(given) = &depends_on {
+            if !matches!(old.status, TaskStatus::Queue | TaskStatus::Blocked) {
+                return Err(Self::dependencies_fixed(&old));
+            }
+            self.check_acyclic(id, given)?;
+            let dependencies = self.assess_dependencies(given, history)?;
+            let (status, error) = dependencies.status_for(task.on_dependency_failure);
+            task.blocked_by = if status == TaskStatus::Blocked { dependencies.unfinished } else { None };
+            task.depends_on = dependencies.ids;
+            task.status = status;
+            if error.is_some() {
+                task.error = error;
+            }
+        }
         if let Some(to) = patch.status {
-            check_operator_transition(&old, to)?;
+            check_operator_transition(&task, to)?;
+        }
+        let requeued_from_history = patch.status == Some(TaskStatus::Queue) && task.status.is_finished();
+        if requeued_from_history {
+            // Back in memory it waits again for its unfinished dependencies, which must not
+            // wait for it.
+            let dependencies: Vec<Id> = task.depends_on.iter().flat_map(|ids| ids.iter()).cloned().collect();
+            self.check_acyclic(id, &dependencies)?;
         }
         self.reopen_history(&old);
-        let mut task = Task::clone(&old);
         set(&mut task.title, patch.title);
         set(&mut task.description, patch.description);
         set(&mut task.priority, patch.priority);
         set(&mut task.estimated_cost, patch.estimated_cost);
         set(&mut task.tags, patch.tags);
         set(&mut task.max_attempts, patch.max_attempts);
+        task.updated_at = self.now;
+        if patch.status == Some(TaskStatus::Cancelled) {
+            let task = self.cancel_edited(&old, task, None);
+            if depends_on.is_some() {
+                self.record_dependencies(&task);
+            }
+            self.settle_dependents();
+            return Ok(self.task_view(&task));
+        }
         let mut note = String::new();
-        if let Some(to) = patch.status.filter(|to| *to != old.status) {
+        if task.status != old.status {
+            note = format!(" (status {} → {})", old.status.as_str(), task.status.as_str());
+        }
+        if let Some(to) = patch.status.filter(|to| *to != task.status) {
             note = format!(" (status {} → {})", old.status.as_str(), to.as_str());
             match to {
                 TaskStatus::Queue => {
-                    if old.status == TaskStatus::Failed {
+                    if task.status.is_finished() {
                         // Attempts restart. The last report stays repeatable until the next
                         // claim, which its attempt number must then not match, but only if
                         // no claim came after it already (a lease that then ran out).
@@ -544,33 +648,118 @@ impl SchedulerState {
                         task.reported_attempt = 0;
                     }
                     task.return_to_queue();
+                    task.cancel_requested = false;
+                    task.status = TaskStatus::Queue;
+                    if requeued_from_history {
+                        let waiting: Vec<Id> = task
+                            .depends_on
+                            .iter()
+                            .flat_map(|ids| ids.iter())
+                            .filter(|id| self.tasks.contains_key(*id))
+                            .cloned()
+                            .collect();
+                        if !waiting.is_empty() {
+                            task.status = TaskStatus::Blocked;
+                            task.blocked_by = Some(waiting.into());
+                        }
+                    }
                 }
                 TaskStatus::Completed | TaskStatus::Failed => {
                     task.lease_expires_at = None;
+                    task.blocked_by = None;
+                    task.cancel_requested = false;
                     if to == TaskStatus::Completed {
                         task.completed_at = Some(self.now);
                     }
+                    task.status = to;
                 }
-                TaskStatus::Active => unreachable!("check_operator_transition refuses it"),
+                TaskStatus::Active | TaskStatus::Blocked | TaskStatus::Cancelled => {
+                    unreachable!("check_operator_transition refuses them; cancels returned above")
+                }
             }
-            task.status = to;
         }
-        task.updated_at = self.now;
         if old.status == TaskStatus::Active && task.status != TaskStatus::Active {
             // The operator took the task from its holder: that attempt ends `released`.
             self.end_attempt(&old, AttemptOutcome::Released, AttemptEnd::default());
         }
         let task = self.put_task(task);
+        if depends_on.is_some() {
+            self.record_dependencies(&task);
+        }
         if old.status == TaskStatus::Active && task.status != TaskStatus::Active {
             self.release_agent(old.assigned_to.as_ref(), &task.id, 0, AgentStatus::Online);
         }
         let title = format!("Task updated: {}{note}", task.title);
         self.log("task_updated", title, None, Some(&task.venture_id), Some(&task.id), None);
+        if task.status == TaskStatus::Cancelled {
+            let title = format!("Task cancelled: {}", task.title);
+            let description = task.error.as_deref().map(str::to_owned);
+            self.log("task_cancelled", title, description, Some(&task.venture_id), Some(&task.id), None);
+        }
+        self.settle_dependents();
         Ok(self.task_view(&task))
+    }
+
+    /// `POST /api/tasks/cancel`: a `queue` or `blocked` task is cancelled at once; an active
+    /// one is asked to stop (its holder learns it from heartbeats, and its next report or
+    /// its lease's expiry ends it `cancelled`). A repeat answers as the first did.
+    pub fn cancel_task(
+        &mut self,
+        request: CancelRequest,
+        history: Option<&HistoryRecord>,
+    ) -> Result<TaskView, SchedulerError> {
+        let old = self.find_task(&request.task_id, history, Some("taskId"))?;
+        check_operator_transition(&old, TaskStatus::Cancelled)?;
+        if old.status == TaskStatus::Cancelled || old.cancel_requested {
+            return Ok(self.task_view(&old));
+        }
+        let mut task = Task::clone(&old);
+        task.updated_at = self.now;
+        let task = self.cancel_edited(&old, task, request.reason);
+        self.settle_dependents();
+        Ok(self.task_view(&task))
+    }
+
+    /// Cancels `task` (the edited version of `old`, an unfinished task), or asks its holder
+    /// to stop when it is active, and logs it.
+    fn cancel_edited(&mut self, old: &Arc<Task>, mut task: Task, reason: Option<Arc<str>>) -> Arc<Task> {
+        if old.status == TaskStatus::Cancelled || old.cancel_requested {
+            return self.put_task(task);
+        }
+        let said = reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+        if old.status == TaskStatus::Active {
+            task.cancel_requested = true;
+            task.error = Some(reason.unwrap_or_else(|| "cancel requested".into()));
+            let task = self.put_task(task);
+            let title = format!("Cancel requested: {}", task.title);
+            let description = format!(
+                "{} holds attempt {}; it learns of the cancel at its next heartbeat{said}",
+                old.assigned_to.as_deref().unwrap_or("nobody"),
+                old.attempts
+            );
+            self.log(
+                "task_cancel_requested",
+                title,
+                Some(description),
+                Some(&task.venture_id),
+                Some(&task.id),
+                old.assigned_to.as_ref(),
+            );
+            return task;
+        }
+        task.status = TaskStatus::Cancelled;
+        task.blocked_by = None;
+        task.error = Some(reason.unwrap_or_else(|| "cancelled".into()));
+        let task = self.put_task(task);
+        let title = format!("Task cancelled: {}", task.title);
+        let description = format!("cancelled while {}{said}", old.status.as_str());
+        self.log("task_cancelled", title, Some(description), Some(&task.venture_id), Some(&task.id), None);
+        task
     }
 
     pub fn delete_task(&mut self, id: &Id, history: Option<&HistoryRecord>) -> Result<TaskView, SchedulerError> {
         let task = self.find_task(id, history, None)?;
+        self.check_no_dependents(id)?;
         let view = self.task_view(&task);
         self.reopen_history(&task);
         if self.tasks.remove(id).is_some() {
@@ -722,13 +911,24 @@ impl SchedulerState {
             actual_cost: report.actual_cost,
             tokens_used: report.tokens_used,
         };
-        let ended_as = if report.error.is_some() { AttemptOutcome::Failed } else { AttemptOutcome::Completed };
+        let ended_as = match (old.cancel_requested, report.error.is_some()) {
+            (true, _) => AttemptOutcome::Cancelled,
+            (false, true) => AttemptOutcome::Failed,
+            (false, false) => AttemptOutcome::Completed,
+        };
         self.end_attempt(&old, ended_as, ended);
         task.actual_cost = match (old.actual_cost, report.actual_cost) {
             (Some(earlier), Some(this)) => Some(earlier.saturating_add(this)),
             (earlier, this) => this.or(earlier),
         };
         let outcome = match report.error {
+            // Whatever it says, the report of a task whose cancel was asked for ends it.
+            error if old.cancel_requested => {
+                task.error = error;
+                task.status = TaskStatus::Cancelled;
+                task.cancel_requested = false;
+                CompletionOutcome::Cancelled
+            }
             None => {
                 task.status = TaskStatus::Completed;
                 task.completed_at = Some(self.now);
@@ -762,6 +962,16 @@ impl SchedulerState {
                 format!("Task completed: {}", task.title),
                 format!("Completed by {}; cost {charge}", report.agent_id),
             ),
+            CompletionOutcome::Cancelled => (
+                "task_cancelled",
+                format!("Task cancelled: {}", task.title),
+                format!(
+                    "{} reported attempt {} ({}) after its cancel was asked for; cost {charge}",
+                    report.agent_id,
+                    task.attempts,
+                    if task.error.is_some() { "an error" } else { "a success" }
+                ),
+            ),
             _ => (
                 "task_failed",
                 format!(
@@ -782,6 +992,7 @@ impl SchedulerState {
             ),
         };
         self.log(kind, title, Some(description), Some(&task.venture_id), Some(&task.id), Some(&report.agent_id));
+        self.settle_dependents();
         Ok((self.task_view(&task), outcome))
     }
 
@@ -1054,7 +1265,12 @@ impl SchedulerState {
         task.updated_at = self.now;
         self.end_attempt(&old, AttemptOutcome::Expired, AttemptEnd::default());
         self.count_failure(&task.venture_id);
-        let outcome = if task.attempts >= task.max_attempts {
+        let outcome = if task.cancel_requested {
+            // The holder never reported after the cancel: the expiry ends the task.
+            task.status = TaskStatus::Cancelled;
+            task.cancel_requested = false;
+            CompletionOutcome::Cancelled
+        } else if task.attempts >= task.max_attempts {
             task.status = TaskStatus::Failed;
             task.error = Some("lease expired on the last attempt".into());
             CompletionOutcome::Failed
@@ -1185,10 +1401,17 @@ impl SchedulerState {
     /// Stores the new version of a task, moving it between indexes as its status says. A
     /// finished task leaves memory: its record goes to the persister and only its count stays.
     fn put_task(&mut self, task: Task) -> Arc<Task> {
-        if let Some(old) = self.tasks.remove(&task.id) {
-            self.unindex(&old);
-        }
+        let was_unfinished = match self.tasks.remove(&task.id) {
+            Some(old) => {
+                self.unindex(&old);
+                true
+            }
+            None => false,
+        };
         let task = Arc::new(task);
+        if was_unfinished && task.status.is_finished() {
+            self.newly_finished.push_back(task.clone());
+        }
         let reopened = self.unsent.last().is_some_and(|(id, _)| *id == task.id);
         if task.status.is_finished() || reopened {
             self.unsent.push((task.id.clone(), Some(task.clone())));
@@ -1256,7 +1479,10 @@ impl SchedulerState {
                     entry.n_active += 1;
                 }
             }
-            TaskStatus::Completed | TaskStatus::Failed => unreachable!("finished tasks are not indexed"),
+            TaskStatus::Blocked => self.wait_for_dependencies(task),
+            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled => {
+                unreachable!("finished tasks are not indexed")
+            }
         }
     }
 
@@ -1275,7 +1501,10 @@ impl SchedulerState {
                     entry.reserved = entry.reserved.saturating_sub(task.reserved_cost());
                 }
             }
-            TaskStatus::Completed | TaskStatus::Failed => unreachable!("finished tasks are not indexed"),
+            TaskStatus::Blocked => self.stop_waiting(task),
+            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled => {
+                unreachable!("finished tasks are not indexed")
+            }
         }
     }
 
@@ -1353,6 +1582,12 @@ fn set<T>(slot: &mut T, value: Option<T>) {
     }
 }
 
+/// Whether `given` names the same tasks as `current`, in the same order, repeats aside.
+fn same_ids(given: &[Id], current: &[Id]) -> bool {
+    let mut seen = HashSet::with_capacity(given.len());
+    given.iter().filter(|id| seen.insert(*id)).eq(current.iter())
+}
+
 /// Whether `report` repeats the report the task last took: the same outcome, cost, output
 /// and error (the caller has checked that it comes from the same agent for that attempt).
 fn is_the_applied_report(task: &Task, report: &CompleteRequest) -> bool {
@@ -1364,17 +1599,33 @@ fn check_operator_transition(task: &Task, to: TaskStatus) -> Result<(), Schedule
     use TaskStatus::*;
     let allowed = match (task.status, to) {
         (from, to) if from == to => true,
-        (Active | Failed, Queue) => true,
-        (Queue | Active, Failed | Completed) => true,
+        (Active | Failed | Cancelled, Queue) => true,
+        (Queue | Active | Blocked, Failed | Completed | Cancelled) => true,
         _ => false,
     };
     if allowed {
         return Ok(());
     }
-    let message = if to == Active {
-        "a task becomes active only by a claim (POST /api/tasks/claim)".to_string()
-    } else {
-        format!("a {} task cannot be set to {}", task.status.as_str(), to.as_str())
+    if to == Cancelled {
+        return Err(SchedulerError::Conflict {
+            code: "finished",
+            message: format!(
+                "task `{}` is already {}; only an unfinished task can be cancelled",
+                task.id,
+                task.status.as_str()
+            ),
+            field: None,
+        });
+    }
+    let message = match (task.status, to) {
+        (_, Active) => "a task becomes active only by a claim (POST /api/tasks/claim)".to_string(),
+        (_, Blocked) => "a task is blocked only by its unfinished dependencies (dependsOn)".to_string(),
+        (Blocked, Queue) => format!(
+            "task `{}` is blocked by its unfinished dependencies; it is queued when they finish, or when dependsOn \
+             no longer names an unfinished task",
+            task.id
+        ),
+        _ => format!("a {} task cannot be set to {}", task.status.as_str(), to.as_str()),
     };
     Err(SchedulerError::Conflict { code: "invalid_transition", message, field: Some("status") })
 }

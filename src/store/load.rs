@@ -8,14 +8,16 @@ use rusqlite::{Connection, Row};
 
 use super::StoreError;
 use crate::domain::{
-    Agent, AgentStatus, Attempt, AttemptOutcome, Id, Millis, Priority, Task, TaskStatus, Venture, VentureStatus,
+    Agent, AgentStatus, Attempt, AttemptOutcome, Id, Millis, OnDependencyFailure, Priority, Task, TaskIds, TaskStatus,
+    Venture, VentureStatus,
 };
 use crate::scheduler::Snapshot;
 
 /// The columns `decode_task` reads, in its order.
 pub(super) const TASK_COLUMNS: &str = "id, title, description, status, priority, estimatedCost, actualCost, tags, \
     output, error, assignedTo, ventureId, attempts, maxAttempts, leaseSeconds, leaseExpiresAt, claimedAt, createdAt, \
-    updatedAt, completedAt, reportedBy, reportedAttempt, reportedCost";
+    updatedAt, completedAt, reportedBy, reportedAttempt, reportedCost, onDependencyFailure, cancelRequested, \
+    (SELECT json_group_array(dependsOnId ORDER BY position) FROM TaskDependency WHERE taskId = Task.id)";
 
 /// Loads ventures, agents and unfinished tasks, and counts the finished ones (through the
 /// `(status, ventureId)` index alone, without reading their rows).
@@ -142,6 +144,13 @@ pub(super) fn decode_attempt(row: &Row<'_>) -> Result<Attempt, StoreError> {
     })
 }
 
+/// A JSON array of ids; `None` when empty.
+fn ids_list(c: &Cells<'_, '_>, index: usize, column: &'static str) -> Result<Option<TaskIds>, StoreError> {
+    let Some(text) = c.get::<Option<String>>(index, column)? else { return Ok(None) };
+    let ids: Vec<String> = serde_json::from_str(&text).map_err(|_| c.bad(column, text.clone()))?;
+    Ok((!ids.is_empty()).then(|| ids.into_iter().map(Id::from).collect()))
+}
+
 pub(super) fn decode_task(row: &Row<'_>) -> Result<Task, StoreError> {
     let c = Cells::new(row, "Task")?;
     let tags = match c.get::<Option<String>>(7, "tags")? {
@@ -175,6 +184,11 @@ pub(super) fn decode_task(row: &Row<'_>) -> Result<Task, StoreError> {
         reported_by: c.opt_text(20, "reportedBy")?,
         reported_attempt: c.get(21, "reportedAttempt")?,
         reported_cost: c.get(22, "reportedCost")?,
+        on_dependency_failure: c.named(23, "onDependencyFailure", OnDependencyFailure::parse)?,
+        cancel_requested: c.get(24, "cancelRequested")?,
+        depends_on: ids_list(&c, 25, "dependsOn")?,
+        // Derived by the scheduler from which dependencies are unfinished.
+        blocked_by: None,
     })
 }
 

@@ -58,6 +58,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/002_history.sql")),
         M::up(include_str!("../../migrations/003_reports.sql")),
         M::up(include_str!("../../migrations/004_attempts.sql")),
+        M::up(include_str!("../../migrations/005_graph.sql")),
     ])
 }
 
@@ -172,7 +173,7 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 /// Drops every table, then migrates: the file afterwards is as `migrate` makes a new one.
 pub fn drop_everything(conn: &mut Connection) -> Result<(), StoreError> {
     conn.execute_batch(
-        "DROP TABLE IF EXISTS TaskAttempt; DROP TABLE IF EXISTS Activity; DROP TABLE IF EXISTS Agent;
+        "DROP TABLE IF EXISTS TaskDependency; DROP TABLE IF EXISTS TaskAttempt; DROP TABLE IF EXISTS Activity; DROP TABLE IF EXISTS Agent;
          DROP TABLE IF EXISTS Task; DROP TABLE IF EXISTS Venture; PRAGMA user_version = 0;",
     )
     .map_err(StoreError::sqlite("dropping the tables"))

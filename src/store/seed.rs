@@ -7,7 +7,10 @@ use rusqlite::Connection;
 
 use super::write_changes;
 use super::StoreError;
-use crate::domain::{Activity, Agent, AgentStatus, Millis, Money, Priority, Task, TaskStatus, Venture, VentureStatus};
+use crate::domain::{
+    Activity, Agent, AgentStatus, Millis, Money, OnDependencyFailure, Priority, Task, TaskStatus, Venture,
+    VentureStatus,
+};
 use crate::scheduler::Change;
 
 /// Writes the sample data; rows whose id already exists are replaced by the sample's.
@@ -55,6 +58,10 @@ fn sample_changes(now: Millis) -> Vec<Change> {
         estimated_cost: Some(Money::units(cost)),
         actual_cost: None,
         tags: Some(tags.iter().map(|t| Arc::from(*t)).collect()),
+        depends_on: None,
+        blocked_by: None,
+        on_dependency_failure: OnDependencyFailure::Cancel,
+        cancel_requested: false,
         output: None,
         error: None,
         assigned_to: None,

@@ -18,8 +18,8 @@ const UPSERT_VENTURE: &str = "INSERT INTO Venture (id, name, icon, status, prior
 
 const UPSERT_TASK: &str = "INSERT INTO Task (id, title, description, status, priority, estimatedCost, actualCost, tags, output, error,
         assignedTo, ventureId, attempts, maxAttempts, leaseSeconds, leaseExpiresAt, claimedAt, createdAt, updatedAt, completedAt, reportedBy,
-        reportedAttempt, reportedCost)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)
+        reportedAttempt, reportedCost, onDependencyFailure, cancelRequested)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)
     ON CONFLICT(id) DO UPDATE SET title = excluded.title, description = excluded.description, status = excluded.status,
         priority = excluded.priority, estimatedCost = excluded.estimatedCost, actualCost = excluded.actualCost,
         tags = excluded.tags, output = excluded.output, error = excluded.error, assignedTo = excluded.assignedTo,
@@ -27,7 +27,8 @@ const UPSERT_TASK: &str = "INSERT INTO Task (id, title, description, status, pri
         leaseSeconds = excluded.leaseSeconds, leaseExpiresAt = excluded.leaseExpiresAt, claimedAt = excluded.claimedAt,
         updatedAt = excluded.updatedAt, completedAt = excluded.completedAt,
         reportedBy = excluded.reportedBy, reportedAttempt = excluded.reportedAttempt,
-        reportedCost = excluded.reportedCost";
+        reportedCost = excluded.reportedCost, onDependencyFailure = excluded.onDependencyFailure,
+        cancelRequested = excluded.cancelRequested";
 
 const UPSERT_AGENT: &str = "INSERT INTO Agent (id, name, status, model, currentTask, tokensUsed, maxTokens, sessionsCount, lastActiveAt, createdAt, updatedAt)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -80,10 +81,10 @@ pub fn write_changes<'a>(tx: &Transaction<'_>, changes: impl IntoIterator<Item =
                 ])?;
             }
             Change::DeleteVenture(id) => {
-                tx.prepare_cached(
-                    "DELETE FROM TaskAttempt WHERE taskId IN (SELECT id FROM Task WHERE ventureId = ?1)",
-                )?
-                .execute([&**id])?;
+                for table in ["TaskAttempt", "TaskDependency"] {
+                    let sql = format!("DELETE FROM {table} WHERE taskId IN (SELECT id FROM Task WHERE ventureId = ?1)");
+                    tx.prepare_cached(&sql)?.execute([&**id])?;
+                }
                 tx.prepare_cached("DELETE FROM Task WHERE ventureId = ?1")?.execute([&**id])?;
                 tx.prepare_cached("DELETE FROM Venture WHERE id = ?1")?.execute([&**id])?;
             }
@@ -112,10 +113,13 @@ pub fn write_changes<'a>(tx: &Transaction<'_>, changes: impl IntoIterator<Item =
                     t.reported_by.as_deref(),
                     t.reported_attempt,
                     t.reported_cost,
+                    t.on_dependency_failure.as_str(),
+                    t.cancel_requested,
                 ])?;
             }
             Change::DeleteTask(id) => {
                 tx.prepare_cached("DELETE FROM TaskAttempt WHERE taskId = ?1")?.execute([&**id])?;
+                tx.prepare_cached("DELETE FROM TaskDependency WHERE taskId = ?1")?.execute([&**id])?;
                 tx.prepare_cached("DELETE FROM Task WHERE id = ?1")?.execute([&**id])?;
             }
             Change::Agent(a) => {
@@ -149,6 +153,14 @@ pub fn write_changes<'a>(tx: &Transaction<'_>, changes: impl IntoIterator<Item =
                 ])?;
                 if inserted == 0 {
                     tracing::warn!(id = &*a.id, "an activity id was taken; the later activity was not logged");
+                }
+            }
+            Change::Dependencies(task_id, depends_on) => {
+                tx.prepare_cached("DELETE FROM TaskDependency WHERE taskId = ?1")?.execute([&**task_id])?;
+                let mut insert = tx
+                    .prepare_cached("INSERT INTO TaskDependency (taskId, dependsOnId, position) VALUES (?1, ?2, ?3)")?;
+                for (position, dependency) in depends_on.iter().flat_map(|ids| ids.iter()).enumerate() {
+                    insert.execute(params![&**task_id, &**dependency, position as i64])?;
                 }
             }
             Change::Attempt(a) => {
@@ -227,6 +239,10 @@ pub(crate) mod fixtures {
             reported_by: None,
             reported_attempt: 0,
             reported_cost: None,
+            depends_on: None,
+            blocked_by: None,
+            on_dependency_failure: Default::default(),
+            cancel_requested: false,
         })
     }
 
