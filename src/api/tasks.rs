@@ -286,6 +286,7 @@ pub async fn update(
         (status = 200, description = "The deleted task.", body = TaskJson),
         BadRequest,
         NotFound,
+        Conflict,
         (status = 405, description = RESERVED_IDS, body = ErrorBody),
     )
 )]
