@@ -1,7 +1,9 @@
 //! The dashboard in a real browser: Debian's headless Chromium, driven through ChromeDriver,
 //! against a seeded server. It checks what a person would see: the seed data on the board,
 //! a task made with the "+" form, a claim made through the API moving a card live, the
-//! requeue button, and the API's validation errors beside the field they name.
+//! requeue button, blocked tasks saying what they wait for and moving to Queue when it is
+//! done, the cancel button and its dialog, a cancel request shown on an active card, and the
+//! API's validation errors beside the field they name.
 //!
 //! Without `chromedriver` on `PATH` the test says so and passes, unless
 //! `MC_REQUIRE_BROWSER=1` (CI sets it), when it fails. Screenshots go to
@@ -31,6 +33,10 @@ const HEIGHT: u32 = 1100;
 const SCRAPER: &str = "Set up web scraper for Allbirds product pages";
 const RESEARCH: &str = "Research trending products";
 const OPTIMIZE: &str = "Optimize product listings";
+const CHECKLIST: &str = "Draft the launch checklist";
+const LAUNCH: &str = "Launch the storefront";
+const ANNOUNCE: &str = "Announce the launch";
+const IMPORT: &str = "Import the scraped catalogue";
 
 /// Helpers every page script gets.
 const PRELUDE: &str = "
@@ -350,6 +356,95 @@ async fn scenario(client: Client, server: Arc<TestServer>, artifacts: PathBuf) {
     assert!(failed.as_str().unwrap_or_default().contains("Blocked by a captcha"), "the failed card shows its error");
     let feed = run(&client, "return text('#activity');", vec![]).await;
     assert!(feed.as_str().unwrap_or_default().contains("task_completed"), "the activity feed is live: {feed}");
+
+    // Task graphs: a task that depends on an unfinished one is blocked and says what it waits for.
+    for (id, title, venture, priority, depends_on) in [
+        ("checklist", CHECKLIST, "clxyz-ecommerce", "high", json!([])),
+        ("launch", LAUNCH, "clxyz-ecommerce", "medium", json!(["checklist"])),
+        ("announce", ANNOUNCE, "clxyz-ecommerce", "low", json!(["launch"])),
+        ("import", IMPORT, "clxyz-allbirds", "medium", json!(["clxyz123"])),
+    ] {
+        let body =
+            json!({"id": id, "title": title, "ventureId": venture, "priority": priority, "dependsOn": depends_on});
+        let (status, task) = server.post("/api/tasks", body).await;
+        assert_eq!(status, StatusCode::CREATED, "create {id}: {task}");
+    }
+    let waits = wait_for(
+        &client,
+        "the blocked cards",
+        "const waits = (id) => text('#col-blocked .card[data-id=\"' + id + '\"] .waits');
+         return titles('blocked').length === 3 && titles('queue').includes(arguments[0])
+           && [waits('launch'), waits('announce'), waits('import'), text('#count-blocked')];",
+        vec![json!(CHECKLIST)],
+    )
+    .await;
+    for (shown, waited_for) in [(&waits[0], CHECKLIST), (&waits[1], LAUNCH), (&waits[2], SCRAPER)] {
+        assert!(
+            shown.as_str().unwrap_or_default().contains(waited_for),
+            "a blocked card names {waited_for:?}: {waits}"
+        );
+    }
+    assert_eq!(waits[3], json!("3"));
+
+    // Its dependency done (through the API), the task moves to Queue; its own dependent stays blocked.
+    let (_, checklist) = server.post("/api/tasks/claim", json!({"agentId": "agent-telegram"})).await;
+    assert_eq!(checklist["id"], "checklist");
+    server.post("/api/tasks/complete", json!({"taskId": "checklist", "agentId": "agent-telegram"})).await;
+    wait_for(
+        &client,
+        "the unblocked task in Queue",
+        "return titles('completed').includes(arguments[0]) && titles('queue').includes(arguments[1]) \
+         && !titles('blocked').includes(arguments[1]) && titles('blocked').includes(arguments[2]);",
+        vec![json!(CHECKLIST), json!(LAUNCH), json!(ANNOUNCE)],
+    )
+    .await;
+
+    // The card's cancel button asks first, saying what happens; the cancel takes the dependent along.
+    find(&client, "#col-queue .card[data-id=\"launch\"] button[data-action=\"cancel\"]")
+        .await
+        .click()
+        .await
+        .expect("click Cancel");
+    let asked =
+        wait_for(&client, "the cancel dialog", "return $('#cancel-dialog').open && text('#cancel-dialog');", vec![])
+            .await;
+    let asked = asked.as_str().unwrap_or_default();
+    for expected in [LAUNCH, "cancelled at once", ANNOUNCE] {
+        assert!(asked.contains(expected), "the cancel dialog says {expected:?}: {asked:?}");
+    }
+    let reason = "Postponed until the catalogue is in";
+    find(&client, "#f-reason").await.send_keys(reason).await.expect("type the reason");
+    find(&client, "#cancel-confirm").await.click().await.expect("confirm the cancel");
+    wait_for(
+        &client,
+        "the cancelled cards",
+        "return !$('#cancel-dialog').open && !titles('queue').includes(arguments[0]) \
+         && titles('cancelled').includes(arguments[0]) && titles('cancelled').includes(arguments[1]) \
+         && titles('blocked').length === 1 && text('#col-cancelled').includes(arguments[2]) \
+         && text('#toast').includes('Cancelled');",
+        vec![json!(LAUNCH), json!(ANNOUNCE), json!(reason)],
+    )
+    .await;
+    let launch = server.ok("/api/tasks/launch").await;
+    assert_eq!((&launch["status"], &launch["error"]), (&json!("cancelled"), &json!(reason)));
+    assert_eq!(server.ok("/api/tasks/announce").await["status"], "cancelled");
+
+    // A cancel of an active task (through the API) asks its agent to stop: the card says so.
+    let (status, scraper) = server.post("/api/tasks/cancel", json!({"taskId": "clxyz123"})).await;
+    assert_eq!(
+        (status, &scraper["status"], &scraper["cancelRequested"]),
+        (StatusCode::OK, &json!("active"), &json!(true))
+    );
+    let badge = wait_for(
+        &client,
+        "the cancel-requested badge",
+        "const card = '#col-active .card[data-id=\"clxyz123\"]';
+         return !$(card + ' button[data-action=\"cancel\"]') && text(card + ' .badge-stopping');",
+        vec![],
+    )
+    .await;
+    assert_eq!(badge, json!("Cancel requested"));
+
     run(&client, "window.scrollTo(0, 0); document.activeElement?.blur(); $('#toast').hidden = true;", vec![]).await;
     screenshot(&client, &artifacts, "board.png", true).await;
 
@@ -389,7 +484,7 @@ async fn scenario(client: Client, server: Arc<TestServer>, artifacts: PathBuf) {
     assert_eq!(run(&client, "return text('#err-estimatedCost');", vec![]).await, json!(""));
     find(&client, "#create-cancel").await.click().await.expect("cancel");
     wait_for(&client, "the dialog to close", "return !$('#create-dialog').open;", vec![]).await;
-    assert_eq!(server.ok("/api/tasks").await.as_array().unwrap().len(), 5, "the bad submissions made nothing");
+    assert_eq!(server.ok("/api/tasks").await.as_array().unwrap().len(), 9, "the bad submissions made nothing");
 
     // Phone width: everything fits without scrolling sideways (the board scrolls by itself).
     client.set_window_size(390, 844).await.expect("phone-sized window");

@@ -11,7 +11,7 @@ const EVENTS = ['task', 'venture', 'agent', 'activity', 'task_deleted', 'venture
 const $ = (id) => document.getElementById(id);
 
 const throughput = new Throughput();
-const view = new View({ throughput, onRequeue: requeue });
+const view = new View({ throughput, onRequeue: requeue, onCancel: askCancel });
 
 let source = null; // the current EventSource
 let buffer = null; // events held while the lists load; null once they are applied as they come
@@ -86,10 +86,14 @@ function applyEvent(type, data, alreadyCounted) {
   if (parts.length) view.invalidate(...parts);
 }
 
-/** The task fields the board shows: a light listing, without every `output` and `description`. */
+/**
+ * The task fields the board shows: a light listing, without every `output` and `description`.
+ * `dependsOn` and `onDependencyFailure` tell the cancel dialog which tasks a cancel takes along.
+ */
 const BOARD_FIELDS = [
   'id', 'title', 'status', 'priority', 'estimatedCost', 'actualCost', 'tags', 'error', 'assignedTo', 'ventureId',
   'venture', 'attempts', 'maxAttempts', 'leaseExpiresAt', 'claimedAt', 'createdAt', 'updatedAt', 'completedAt',
+  'dependsOn', 'blockedBy', 'onDependencyFailure', 'cancelRequested',
 ].join(',');
 
 let loads = 0;
@@ -140,10 +144,10 @@ function scheduleReconnect() {
 
 // Actions ---------------------------------------------------------------------------------
 
-/** Active → queue, or failed → queue. The card moves when the server says so, not before. */
+/** Active, failed or cancelled → queue. The card moves when the server says so, not before. */
 async function requeue(id) {
   if (view.pending.has(id)) return;
-  view.pending.add(id);
+  view.pending.set(id, 'requeue');
   view.invalidate('board');
   const answer = await request('PATCH', `/api/tasks/${encodeURIComponent(id)}`, { status: 'queue' });
   view.pending.delete(id);
@@ -155,6 +159,71 @@ async function requeue(id) {
     view.invalidate('board');
   }
 }
+
+// Cancelling: the card's button asks first, saying what the cancel does --------------------
+
+const cancelDialog = $('cancel-dialog');
+let cancelling = ''; // the id of the task the dialog asks about
+
+function askCancel(id) {
+  const task = store.state.tasks.get(id);
+  if (!task || view.pending.has(id)) return;
+  cancelling = id;
+  const active = task.status === 'active';
+  $('cancel-title').textContent = `Cancel “${task.title}”?`;
+  if (active) {
+    const agent = store.state.agents.get(task.assignedTo)?.name ?? task.assignedTo ?? 'Its agent';
+    $('cancel-message').textContent = `${agent} is working on it. It is asked to stop at its next heartbeat, `
+      + 'and the task ends cancelled when the agent reports (or its lease runs out).';
+  } else {
+    $('cancel-message').textContent = task.status === 'blocked'
+      ? 'It stops waiting for its dependencies and is cancelled at once.'
+      : 'It leaves the queue and is cancelled at once; no agent will claim it.';
+  }
+  const cascade = store.cancelCascade(id);
+  const names = cascade.slice(0, 5).map((t) => `“${t.title}”`).join(', ');
+  const more = cascade.length > 5 ? ` and ${cascade.length - 5} more` : '';
+  $('cancel-dependents').textContent = cascade.length
+    ? `${cascade.length === 1 ? 'A task depends' : `${cascade.length} tasks depend`} on it and ${cascade.length === 1 ? 'says' : 'say'} `
+      + `to cancel when a dependency fails; ${cascade.length === 1 ? 'it is' : 'they are'} cancelled too`
+      + `${active ? ' when it ends' : ''}: ${names}${more}.`
+    : 'No other task is cancelled with it.';
+  $('f-reason').value = '';
+  cancelDialog.showModal();
+  $('cancel-keep').focus();
+}
+
+async function cancel(id, reason) {
+  if (!id || view.pending.has(id)) return;
+  view.pending.set(id, 'cancel');
+  view.invalidate('board');
+  const body = { taskId: id };
+  if (reason) body.reason = reason;
+  const answer = await request('POST', '/api/tasks/cancel', body);
+  view.pending.delete(id);
+  if (answer.ok) {
+    store.offerTask(answer.data);
+    view.invalidate('board', 'ventures', 'agents');
+    view.toast(answer.data.status === 'cancelled'
+      ? `Cancelled “${answer.data.title}”`
+      : `Asked the agent to stop “${answer.data.title}”; it is cancelled when the agent reports`);
+  } else {
+    view.toast(answer.data?.error ?? `The server answered ${answer.status}`, 'error');
+    view.invalidate('board');
+  }
+}
+
+$('cancel-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const id = cancelling;
+  const reason = $('f-reason').value.trim();
+  cancelDialog.close();
+  cancel(id, reason);
+});
+$('cancel-keep').addEventListener('click', () => cancelDialog.close());
+cancelDialog.addEventListener('close', () => {
+  cancelling = '';
+});
 
 // The "+" form ----------------------------------------------------------------------------
 

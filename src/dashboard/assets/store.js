@@ -2,7 +2,10 @@
 // the events of `GET /api/events`. Nothing here touches the DOM.
 
 export const PRIORITY_RANK = { high: 0, medium: 1, low: 2 };
-export const STATUSES = ['queue', 'active', 'completed', 'failed'];
+/** The board's columns, left to right. */
+export const STATUSES = ['blocked', 'queue', 'active', 'completed', 'failed', 'cancelled'];
+/** The statuses a task can still leave: its card has a cancel button. */
+export const UNFINISHED = new Set(['blocked', 'queue', 'active']);
 /** Activities kept for the feed (newest first). */
 const ACTIVITY_KEEP = 200;
 
@@ -26,7 +29,14 @@ export const claimOrder = (a, b) =>
 const newestClaimFirst = (a, b) => compare(b.claimedAt ?? '', a.claimedAt ?? '') || compare(b.id, a.id);
 const finishedAt = (t) => t.completedAt ?? t.updatedAt ?? '';
 const newestFinishFirst = (a, b) => compare(finishedAt(b), finishedAt(a)) || compare(b.id, a.id);
-export const ORDER = { queue: claimOrder, active: newestClaimFirst, completed: newestFinishFirst, failed: newestFinishFirst };
+export const ORDER = {
+  blocked: claimOrder,
+  queue: claimOrder,
+  active: newestClaimFirst,
+  completed: newestFinishFirst,
+  failed: newestFinishFirst,
+  cancelled: newestFinishFirst,
+};
 
 /** The `k` first items in `cmp` order without sorting them all: O(n log k) for the usual case. */
 export function topK(items, k, cmp) {
@@ -61,6 +71,9 @@ function tagList(tags) {
 
 function putTask(task) {
   task.tagList = tagList(task.tags);
+  // Absent from servers without task graphs.
+  task.blockedBy ??= [];
+  task.dependsOn ??= [];
   state.tasks.set(task.id, task);
 }
 
@@ -132,13 +145,39 @@ export function offerTask(task) {
 }
 
 /**
+ * The unfinished tasks that a cancel of `id` would cancel too: those that depend on it and
+ * say `cancel` on a failed dependency, and theirs in turn. One pass over the tasks to index
+ * the dependents, made only when someone is about to cancel.
+ */
+export function cancelCascade(id) {
+  const dependents = new Map();
+  for (const task of state.tasks.values()) {
+    if (!UNFINISHED.has(task.status) || task.onDependencyFailure === 'ignore') continue;
+    for (const dependency of task.dependsOn ?? []) {
+      if (!dependents.has(dependency)) dependents.set(dependency, []);
+      dependents.get(dependency).push(task);
+    }
+  }
+  const found = new Map();
+  const stack = [id];
+  while (stack.length) {
+    for (const task of dependents.get(stack.pop()) ?? []) {
+      if (task.id === id || found.has(task.id)) continue;
+      found.set(task.id, task);
+      stack.push(task.id);
+    }
+  }
+  return [...found.values()];
+}
+
+/**
  * Everything the board and the venture bars need, in one pass over the tasks:
  * per status the count and the first `limits[status]` cards (of `ventureId` only, if
  * given); per venture the reserved cost (estimated cost of its active tasks); the whole
  * queue's depth.
  */
 export function snapshot(ventureId, limits) {
-  const lists = { queue: [], active: [], completed: [], failed: [] };
+  const lists = Object.fromEntries(STATUSES.map((status) => [status, []]));
   const reserved = new Map();
   let queueDepth = 0;
   for (const task of state.tasks.values()) {

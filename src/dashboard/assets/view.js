@@ -1,7 +1,7 @@
 // Drawing the state. Changes only mark parts dirty; one animation frame redraws each dirty
 // part once, however many events arrived, and cards are reused while they do not change.
 
-import { state, snapshot, STATUSES } from './store.js';
+import { state, snapshot, STATUSES, UNFINISHED } from './store.js';
 
 const PAGE = 100; // cards per column before "show more"
 const AGENTS_SHOWN = 100;
@@ -17,6 +17,9 @@ const ACTIVITY_ICON = {
   task_released: ['↺', 'warn'],
   task_updated: ['✎', 'new'],
   task_deleted: ['−', 'new'],
+  task_unblocked: ['→', 'claim'],
+  task_cancel_requested: ['⊘', 'warn'],
+  task_cancelled: ['⊘', 'fail'],
   venture_created: ['+', 'claim'],
   venture_deleted: ['−', 'new'],
   agent_registered: ['+', 'done'],
@@ -86,9 +89,10 @@ function withCode(text) {
 const $ = (id) => document.getElementById(id);
 
 export class View {
-  constructor({ throughput, onRequeue, onFilter }) {
+  constructor({ throughput, onRequeue, onCancel, onFilter }) {
     this.throughput = throughput;
     this.onRequeue = onRequeue;
+    this.onCancel = onCancel;
     this.onFilter = onFilter;
     this.dirty = new Set();
     this.frame = 0;
@@ -96,8 +100,8 @@ export class View {
     this.lastFlush = 0; // when the last redraw started, and how long it took (ms)
     this.lastCost = 0;
     this.filter = '';
-    this.limits = { queue: PAGE, active: PAGE, completed: PAGE, failed: PAGE };
-    this.pending = new Set(); // task ids with a requeue in flight
+    this.limits = Object.fromEntries(STATUSES.map((status) => [status, PAGE]));
+    this.pending = new Map(); // task id → the action in flight for it (`requeue`, `cancel`)
     this.cards = new Map(); // task id → {sig, node}
     this.activityNodes = new Map(); // activity id → node
     this.reserved = new Map();
@@ -111,6 +115,7 @@ export class View {
       const button = event.target.closest('button[data-action]');
       if (!button) return;
       if (button.dataset.action === 'requeue') this.onRequeue(button.dataset.id);
+      if (button.dataset.action === 'cancel') this.onCancel(button.dataset.id);
       if (button.dataset.action === 'more') {
         this.limits[button.dataset.status] += PAGE;
         this.invalidate('board');
@@ -216,40 +221,57 @@ export class View {
   card(task) {
     const venture = state.ventures.get(task.ventureId);
     const agent = task.assignedTo ? state.agents.get(task.assignedTo) : null;
-    const pending = this.pending.has(task.id);
+    const pending = this.pending.get(task.id) ?? '';
+    // What a blocked task waits for, by title when the board knows the task.
+    const waits = task.status === 'blocked' ? task.blockedBy.map((id) => [id, state.tasks.get(id)?.title]) : [];
     const sig = [
       task.updatedAt, task.status, task.title, task.priority, task.estimatedCost, task.actualCost,
       task.attempts, task.maxAttempts, task.assignedTo, task.leaseExpiresAt, task.tags, task.error,
-      venture?.name, venture?.icon, agent?.name, pending,
+      task.cancelRequested, waits.flat().join('\u0002'), venture?.name, venture?.icon, agent?.name, pending,
     ].join('\u0001');
     const cached = this.cards.get(task.id);
     if (cached && cached.sig === sig) return cached.node;
-    const node = this.buildCard(task, venture, agent, pending);
+    const node = this.buildCard(task, venture, agent, pending, waits);
     this.cards.set(task.id, { sig, node });
     return node;
   }
 
-  buildCard(task, venture, agent, pending) {
+  buildCard(task, venture, agent, pending, waits) {
     const fact = (label, value) => h('div', {}, h('dt', { text: label }), h('dd', { text: value }));
     const ventureLabel = venture ? `${venture.icon} ${venture.name}` : task.venture ? `${task.venture.icon} ${task.venture.name}` : task.ventureId;
-    let action = null;
-    if (task.status === 'active' || task.status === 'failed') {
-      const label = task.status === 'active' ? 'Back to queue' : 'Requeue';
-      action = h('button', {
-        type: 'button',
-        class: 'small',
-        'data-action': 'requeue',
-        'data-id': task.id,
-        'aria-label': `${label}: ${task.title}`,
-        disabled: pending,
-        text: pending ? 'Sending…' : label,
-      });
+    const button = (action, label, kind = '') => h('button', {
+      type: 'button',
+      class: `small${kind}`,
+      'data-action': action,
+      'data-id': task.id,
+      'aria-label': `${label}: ${task.title}`,
+      disabled: Boolean(pending),
+      text: pending === action ? 'Sending…' : label,
+    });
+    const actions = [];
+    if (task.status === 'active' || task.status === 'failed' || task.status === 'cancelled') {
+      actions.push(button('requeue', task.status === 'active' ? 'Back to queue' : 'Requeue'));
     }
+    // An active task whose cancel was asked for shows that instead: asking again does nothing.
+    if (UNFINISHED.has(task.status) && !task.cancelRequested) actions.push(button('cancel', 'Cancel', ' danger'));
+    const stopping = task.status === 'active' && task.cancelRequested;
+    const finished = { completed: 'Completed ', failed: 'Failed ', cancelled: 'Cancelled ' }[task.status];
+    // The error says why a task failed or was cancelled; a cancel request's default says nothing new.
+    const error = task.status === 'completed' || (stopping && task.error === 'cancel requested') ? null : task.error;
     return h('li', { class: `card prio-${task.priority}`, 'data-id': task.id, 'data-status': task.status, tabindex: '-1' },
       h('div', { class: 'card-top' },
         h('span', { class: `prio prio-${task.priority}`, text: task.priority }),
+        stopping ? h('span', { class: 'badge badge-stopping', text: 'Cancel requested', title: 'The agent is asked to stop at its next heartbeat' }) : null,
         h('span', { class: 'card-venture', title: ventureLabel, text: ventureLabel })),
       h('h3', { class: 'card-title', text: task.title }),
+      task.status === 'blocked'
+        ? h('div', { class: 'waits' },
+          h('span', { class: 'label', text: 'Waits for ' }),
+          waits.length
+            ? h('ul', { class: 'deps', 'aria-label': 'Waits for' }, waits.map(([id, title]) =>
+              h('li', { 'data-dep': id, title: title ? id : 'Not on the board', text: title ?? id, class: title ? null : 'dep-id' })))
+            : h('span', { class: 'muted', text: 'its dependencies' }))
+        : null,
       h('p', { class: 'assignee' }, h('span', { class: 'label', text: 'Assignee ' }),
         task.assignedTo
           ? h('strong', { title: task.assignedTo, text: agent?.name ?? task.assignedTo })
@@ -262,12 +284,10 @@ export class View {
         ? h('p', { class: 'lease' }, h('span', { class: 'label', text: 'Lease ' }),
           h('span', { 'data-lease-until': task.leaseExpiresAt, text: leaseText(task.leaseExpiresAt) }))
         : null,
-      task.status === 'completed' || task.status === 'failed'
-        ? h('p', { class: 'when' }, task.status === 'completed' ? 'Completed ' : 'Failed ', since(task.completedAt ?? task.updatedAt))
-        : null,
+      finished ? h('p', { class: 'when' }, finished, since(task.completedAt ?? task.updatedAt)) : null,
       task.tagList.length ? h('ul', { class: 'tags', 'aria-label': 'Tags' }, task.tagList.map((t) => h('li', { text: t }))) : null,
-      task.error && task.status !== 'completed' ? h('p', { class: 'card-error', title: task.error, text: task.error }) : null,
-      action);
+      error ? h('p', { class: 'card-error', title: error }, withCode(error)) : null,
+      actions.length ? h('div', { class: 'card-actions' }, actions) : null);
   }
 
   // Ventures ----------------------------------------------------------------------------
