@@ -76,6 +76,9 @@ fn task(i: usize, venture: &Arc<Venture>) -> TaskView {
         blocked_by: None,
         on_dependency_failure: Default::default(),
         cancel_requested: false,
+        run_at: None,
+        retry_delay_seconds: 0,
+        idempotency_key: None,
     };
     TaskView { task: Arc::new(task), venture: Some(venture.clone()) }
 }

@@ -226,7 +226,7 @@ fn wake_up(c: &mut Criterion) {
                     scheduler.list_ventures().await.expect("read");
                     let new = NewTask { title: "Wake-up".into(), venture_id: venture_id.clone(), ..NewTask::default() };
                     let started = Instant::now();
-                    let created = scheduler.create_task(new).await.expect("create");
+                    let (created, _) = scheduler.create_task(new).await.expect("create");
                     let (claimed, returned_at) = parked.await.expect("the parked claim's task");
                     total += returned_at - started;
                     let claimed = claimed.expect("claim").expect("woken with the new task");

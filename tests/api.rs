@@ -322,7 +322,8 @@ async fn patch_status_is_an_operator_action_that_never_charges() {
     let (s, t) = server.patch("/api/tasks/clxyz123", json!({"status": "completed"})).await;
     assert_eq!((s, t["status"].as_str()), (StatusCode::OK, Some("completed")));
     assert_eq!(server.ok("/api/ventures/clxyz-allbirds").await["capitalSpent"], 45.0);
-    // failed -> queue resets attempts.
+    // failed -> queue keeps attempts (the fencing token never repeats) and grants a fresh
+    // allowance of claims.
     let (_, t) = server.post("/api/tasks/claim", json!({"agentId": "agent-main"})).await;
     let id = t["id"].as_str().unwrap().to_owned();
     let (_, t) = server.patch(&format!("/api/tasks/{id}"), json!({"status": "failed"})).await;
@@ -331,7 +332,10 @@ async fn patch_status_is_an_operator_action_that_never_charges() {
         (Some("failed"), Some("agent-main"), Some(1))
     );
     let (_, t) = server.patch(&format!("/api/tasks/{id}"), json!({"status": "queue"})).await;
-    assert_eq!((t["status"].as_str(), t["attempts"].as_u64()), (Some("queue"), Some(0)));
+    assert_eq!(
+        (t["status"].as_str(), t["attempts"].as_u64(), t["maxAttempts"].as_u64()),
+        (Some("queue"), Some(1), Some(4))
+    );
     // Deleting an active task frees its agent.
     let (_, t) = server.post("/api/tasks/claim", json!({"agentId": "agent-telegram"})).await;
     server.delete(&format!("/api/tasks/{}", t["id"].as_str().unwrap())).await;

@@ -29,7 +29,7 @@
 //! `PROPTEST_CASES=20000` runs a longer hunt. Bugs it found are pinned as small tests at
 //! the end, and its shrunk failures are kept in `model.proptest-regressions`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
@@ -77,7 +77,9 @@ fn kind_of(error: &SchedulerError) -> ErrKind {
         SchedulerError::Conflict { .. } => ErrKind::Conflict,
         SchedulerError::Invalid { .. } => ErrKind::Invalid,
         // The harness answers `InHistory` with the record, so it never ends an operation.
-        SchedulerError::Unavailable { .. } | SchedulerError::InHistory { .. } => ErrKind::Unavailable,
+        SchedulerError::Unavailable { .. } | SchedulerError::InHistory { .. } | SchedulerError::KeyInHistory { .. } => {
+            ErrKind::Unavailable
+        }
     }
 }
 
@@ -414,7 +416,9 @@ impl Model {
         match c.status.filter(|to| *to != from) {
             Some(TaskStatus::Queue) => {
                 if from == TaskStatus::Failed {
-                    task.attempts = 0;
+                    // "`attempts` never decreases": a requeue grants a fresh allowance of
+                    // claims, the PATCH's `maxAttempts` or the default 3 (docs/API.md).
+                    task.max_attempts = task.attempts + c.max_attempts.unwrap_or(3);
                 }
                 task.status = TaskStatus::Queue;
                 task.assigned_to = None;
@@ -1012,7 +1016,8 @@ impl Real {
 
     fn record(&self, ids: &[Id], epoch: u64) -> HistoryRecord {
         let read = |id: &Id| self.reader.finished_task(id).expect("the reader reads what the writer wrote");
-        HistoryRecord { epoch, tasks: ids.iter().map(|id| (id.clone(), read(id).map(Arc::new))).collect() }
+        let tasks = ids.iter().map(|id| (id.clone(), read(id).map(Arc::new))).collect();
+        HistoryRecord { epoch, tasks, ..HistoryRecord::default() }
     }
 
     /// Runs `op`, handing it a task's record from the database when the scheduler asks,
@@ -1026,6 +1031,15 @@ impl Real {
             match op(&mut self.state, record.as_ref()) {
                 Err(SchedulerError::InHistory { ids, epoch }) => {
                     let read = self.record(&ids, epoch);
+                    record = Some(match record.take() {
+                        Some(earlier) => earlier.merge(read),
+                        None => read,
+                    });
+                }
+                Err(SchedulerError::KeyInHistory { venture_id, key, epoch }) => {
+                    let task = self.reader.with_key(&venture_id, &key).expect("the reader reads what the writer wrote");
+                    let keys = HashMap::from([((venture_id, key), task.map(Arc::new))]);
+                    let read = HistoryRecord { epoch, keys, ..HistoryRecord::default() };
                     record = Some(match record.take() {
                         Some(earlier) => earlier.merge(read),
                         None => read,

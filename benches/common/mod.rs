@@ -96,6 +96,9 @@ pub fn queued_task(i: usize, venture_ids: &[Id]) -> Task {
         blocked_by: None,
         on_dependency_failure: Default::default(),
         cancel_requested: false,
+        run_at: None,
+        retry_delay_seconds: 0,
+        idempotency_key: None,
     }
 }
 

@@ -112,7 +112,9 @@ impl From<SchedulerError> for ApiError {
             }
             // `InHistory` is answered inside `Scheduler`; reaching here means the task kept
             // changing while it was read, and a retry will see it settled.
-            SchedulerError::Unavailable { .. } | SchedulerError::InHistory { .. } => {
+            SchedulerError::Unavailable { .. }
+            | SchedulerError::InHistory { .. }
+            | SchedulerError::KeyInHistory { .. } => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
         }

@@ -17,7 +17,7 @@ use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema,
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::domain::{Id, Money, Tags, TaskStatus};
+use crate::domain::{Id, Millis, Money, Tags, TaskStatus};
 use crate::scheduler::MAX_DEPENDENCIES;
 
 /// Longest `name`, `title`, `agentName`, `model`, `icon`, `type` and ids, in characters.
@@ -75,6 +75,17 @@ pub type MaxAttempts = Whole<1, U32_MAX>;
 pub type Attempt = Whole<0, U32_MAX>;
 /// A lease's length, up to a day.
 pub type LeaseSeconds = Whole<1, 86_400>;
+/// The back-off base after a failed attempt, up to the longest back-off (an hour).
+pub type RetryDelaySeconds = Whole<0, 3_600>;
+
+/// A point in time: RFC 3339 with any offset (`2026-12-01T09:00:00Z`).
+pub struct Timestamp(pub Millis);
+
+/// Longest idempotency key, in characters.
+pub const MAX_KEY_CHARS: usize = 200;
+
+/// An idempotency key: 1 to `MAX_KEY_CHARS` characters.
+pub struct IdempotencyKey(pub Arc<str>);
 /// How long a claim may wait for work.
 pub type WaitMs = Whole<0, 30_000>;
 /// Tokens and sessions an agent has used.
@@ -145,6 +156,8 @@ into_value! {
     Cost => Money: |cost| cost.0;
     TagList => Tags: |tags| tags.0;
     TaskIdList => Vec<Id>: |ids| ids.0;
+    Timestamp => Millis: |time| time.0;
+    IdempotencyKey => Arc<str>: |key| key.0;
 }
 
 impl<const MIN: u64, const MAX: u64> From<Whole<MIN, MAX>> for u64 {
@@ -391,6 +404,31 @@ impl<'de> Deserialize<'de> for TagList {
     }
 }
 
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        fn check(s: &str) -> Result<(), String> {
+            match Millis::parse(s) {
+                Some(_) => Ok(()),
+                None => Err("`{field}` must be an RFC 3339 time, such as 2026-12-01T09:00:00Z".to_owned()),
+            }
+        }
+        let text = d.deserialize_any(Checked(check))?;
+        Ok(Timestamp(Millis::parse(&text).expect("checked above")))
+    }
+}
+
+impl<'de> Deserialize<'de> for IdempotencyKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        fn check(s: &str) -> Result<(), String> {
+            match s.chars().count() {
+                1..=MAX_KEY_CHARS => Ok(()),
+                _ => Err(format!("`{{field}}` must be 1 to {MAX_KEY_CHARS} characters")),
+            }
+        }
+        d.deserialize_any(Checked(check)).map(IdempotencyKey)
+    }
+}
+
 impl<'de> Deserialize<'de> for TaskIdList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct IdsVisitor;
@@ -553,6 +591,26 @@ impl PartialSchema for TagList {
             .into()
     }
 }
+
+impl PartialSchema for Timestamp {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::DateTime)))
+            .description(Some("An RFC 3339 time (any offset)."))
+            .into()
+    }
+}
+
+impl ToSchema for Timestamp {}
+
+impl PartialSchema for IdempotencyKey {
+    fn schema() -> RefOr<Schema> {
+        string(Some(1), MAX_KEY_CHARS).description(Some("1 to 200 characters.")).into()
+    }
+}
+
+impl ToSchema for IdempotencyKey {}
 
 impl PartialSchema for TaskIdList {
     fn schema() -> RefOr<Schema> {

@@ -11,8 +11,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, BadRequest, Conflict, ErrorBody, NotFound};
 use super::extract::{Accepts, AppJson, AppQuery, PathId, Target, TargetId};
 use super::fields::{
-    Attempt, Clearable, Cost, Count, InitialStatus, LeaseSeconds, MaxAttempts, NonBlank, QueryId, QueryWhole, TagList,
-    TaskFieldList, TaskIdList, Text, WaitMs,
+    Attempt, Clearable, Cost, Count, IdempotencyKey, InitialStatus, LeaseSeconds, MaxAttempts, NonBlank, QueryId,
+    QueryWhole, RetryDelaySeconds, TagList, TaskFieldList, TaskIdList, Text, Timestamp, WaitMs,
 };
 use super::listing::{stream_tasks, Page};
 use super::wire::{AttemptJson, TaskJson};
@@ -156,6 +156,15 @@ pub struct NewTaskBody {
     depends_on: Option<TaskIdList>,
     /// Default `cancel`.
     on_dependency_failure: Option<OnDependencyFailure>,
+    /// Not claimable before this time: until then the task is `blocked`.
+    run_at: Option<Timestamp>,
+    /// After a failed attempt that requeues the task, it waits this many seconds times
+    /// 2^(attempts − 1), at most 3,600. Default 0: retried at once.
+    #[schema(inline)]
+    retry_delay_seconds: Option<RetryDelaySeconds>,
+    /// A create whose key a task of the venture already has (for as long as the database
+    /// holds it) answers 200 with that task and changes nothing.
+    idempotency_key: Option<IdempotencyKey>,
 }
 
 impl Accepts for NewTaskBody {
@@ -180,6 +189,7 @@ impl Accepts for NewTaskBody {
                 )),
             )
         ),
+        (status = 200, description = "The venture's task with this `idempotencyKey`, unchanged: nothing was created.", body = TaskJson),
         BadRequest,
         NotFound,
         Conflict,
@@ -197,9 +207,14 @@ pub async fn create(State(app): State<AppState>, AppJson(body): AppJson<NewTaskB
         max_attempts: body.max_attempts.map(Into::into),
         depends_on: body.depends_on.map(Into::into).unwrap_or_default(),
         on_dependency_failure: body.on_dependency_failure,
+        run_at: body.run_at.map(Into::into),
+        retry_delay_seconds: body.retry_delay_seconds.map(|delay| u64::from(delay) as u32),
+        idempotency_key: body.idempotency_key.map(Into::into),
     };
-    let task = app.scheduler.create_task(new).await?;
-    Ok(created(TaskJson::from(&task)))
+    match app.scheduler.create_task(new).await? {
+        (task, true) => Ok(created(TaskJson::from(&task))),
+        (task, false) => Ok(ok(TaskJson::from(&task))),
+    }
 }
 
 /// `PATCH /api/tasks/{id}`: the fields given are changed; `null` leaves a field as it is,
@@ -232,6 +247,12 @@ pub struct TaskUpdateBody {
     /// would close a cycle is 409 `dependency_cycle`, naming it.
     depends_on: Option<TaskIdList>,
     on_dependency_failure: Option<OnDependencyFailure>,
+    /// Moves the time of a `queue` or `blocked` task; `null` clears it.
+    #[serde(default)]
+    #[schema(value_type = Option<Timestamp>)]
+    run_at: Clearable<Timestamp>,
+    #[schema(inline)]
+    retry_delay_seconds: Option<RetryDelaySeconds>,
 }
 
 impl Accepts for TaskUpdateBody {
@@ -268,6 +289,8 @@ pub async fn update(
         status: fields.status,
         depends_on: fields.depends_on.map(Into::into),
         on_dependency_failure: fields.on_dependency_failure,
+        run_at: fields.run_at.into_patch(),
+        retry_delay_seconds: fields.retry_delay_seconds.map(|delay| u64::from(delay) as u32),
     };
     let task = app.scheduler.update_task(id, patch).await?;
     Ok(ok(TaskJson::from(&task)))

@@ -162,6 +162,14 @@ pub struct TaskJson<'a> {
     on_dependency_failure: &'static str,
     /// An operator asked the active task to stop: its holder should wind down and report.
     cancel_requested: bool,
+    /// Not claimable before this time (set by the client, or by a failed attempt's
+    /// back-off); `blocked` until then.
+    #[schema(required = true, format = DateTime)]
+    run_at: Option<String>,
+    retry_delay_seconds: u32,
+    /// Unique per venture for as long as the database holds the task.
+    #[schema(required = true)]
+    idempotency_key: Option<&'a str>,
     #[schema(required = true)]
     output: Option<&'a str>,
     #[schema(required = true)]
@@ -207,6 +215,9 @@ impl<'a> From<&'a TaskView> for TaskJson<'a> {
             blocked_by: t.blocked_by.as_deref().unwrap_or_default(),
             on_dependency_failure: t.on_dependency_failure.as_str(),
             cancel_requested: t.cancel_requested,
+            run_at: t.run_at.map(time),
+            retry_delay_seconds: t.retry_delay_seconds,
+            idempotency_key: t.idempotency_key.as_deref(),
             output: t.output.as_deref(),
             error: t.error.as_deref(),
             assigned_to: t.assigned_to.as_deref(),
@@ -322,6 +333,9 @@ pub const TASK_FIELDS: &[&str] = &[
     "blockedBy",
     "onDependencyFailure",
     "cancelRequested",
+    "runAt",
+    "retryDelaySeconds",
+    "idempotencyKey",
     "output",
     "error",
     "assignedTo",

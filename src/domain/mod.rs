@@ -157,6 +157,14 @@ pub struct Task {
     /// An operator asked for the active task to stop: its holder learns it from heartbeats,
     /// and its next report (or its lease's expiry) ends it `cancelled`.
     pub cancel_requested: bool,
+    /// Not claimable before this time: the task is `blocked` until then. Also set by a
+    /// failed attempt's back-off.
+    pub run_at: Option<Millis>,
+    /// After a failed attempt that requeues the task, it waits this many seconds times
+    /// 2^(attempts − 1), at most an hour. 0: retried at once.
+    pub retry_delay_seconds: u32,
+    /// One task per key and venture: a create with a key the venture has answers that task.
+    pub idempotency_key: Option<Arc<str>>,
     pub output: Option<Arc<str>>,
     pub error: Option<Arc<str>>,
     /// The holder while active; the last holder as history once completed or failed.

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::domain::{
-    Agent, AgentStatus, Id, Money, OnDependencyFailure, Priority, Tags, Task, TaskStatus, Venture, VentureStatus,
+    Agent, AgentStatus, Id, Millis, Money, OnDependencyFailure, Priority, Tags, Task, TaskStatus, Venture,
+    VentureStatus,
 };
 
 /// A field update: `None` leaves the field alone, `Some(None)` clears a nullable field.
@@ -47,6 +48,9 @@ pub struct NewTask {
     /// Ids of existing tasks, in the order given (repeats are dropped).
     pub depends_on: Vec<Id>,
     pub on_dependency_failure: Option<OnDependencyFailure>,
+    pub run_at: Option<Millis>,
+    pub retry_delay_seconds: Option<u32>,
+    pub idempotency_key: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -61,6 +65,9 @@ pub struct TaskPatch {
     /// Replaces the dependencies of a `queue` or `blocked` task (empty: none).
     pub depends_on: Patch<Vec<Id>>,
     pub on_dependency_failure: Patch<OnDependencyFailure>,
+    /// `Some(None)` clears it.
+    pub run_at: Patch<Option<Millis>>,
+    pub retry_delay_seconds: Patch<u32>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -202,6 +209,10 @@ pub enum SchedulerError {
     /// never reaches a client).
     #[error("tasks {ids:?} are not in memory")]
     InHistory { ids: Vec<Id>, epoch: u64 },
+    /// No task in memory has this venture's idempotency key: the database's task with it,
+    /// if any, must be read and handed back with this epoch, as for `InHistory`.
+    #[error("idempotency key `{key}` of venture `{venture_id}` is not in memory")]
+    KeyInHistory { venture_id: Id, key: Arc<str>, epoch: u64 },
 }
 
 /// Finished tasks' records as the database held them, read after the scheduler answered
@@ -212,6 +223,8 @@ pub struct HistoryRecord {
     pub epoch: u64,
     /// By id; `None`: the database holds no such task.
     pub tasks: HashMap<Id, Option<Arc<Task>>>,
+    /// By venture and idempotency key; `None`: the database holds no task with it.
+    pub keys: HashMap<(Id, Arc<str>), Option<Arc<Task>>>,
 }
 
 impl HistoryRecord {
@@ -221,6 +234,7 @@ impl HistoryRecord {
             return newer;
         }
         self.tasks.extend(newer.tasks);
+        self.keys.extend(newer.keys);
         self
     }
 }

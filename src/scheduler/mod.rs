@@ -66,6 +66,9 @@ pub trait ChangeFeed: Send + Sync + 'static {
 pub trait TaskHistory: Send + Sync + 'static {
     /// The task's record, if the database holds it.
     fn finished_task(&self, id: &Id) -> Result<Option<Task>, String>;
+
+    /// The venture's task with this idempotency key, if the database holds one.
+    fn task_with_key(&self, venture_id: &Id, key: &str) -> Result<Option<Task>, String>;
 }
 
 /// How often an operation on a finished task reads its record again when finished tasks
@@ -200,6 +203,13 @@ impl Scheduler {
                         None => read,
                     });
                 }
+                Err(SchedulerError::KeyInHistory { venture_id, key, epoch }) => {
+                    let read = self.read_keyed(venture_id, key, epoch).await?;
+                    record = Some(match record.take() {
+                        Some(earlier) => earlier.merge(read),
+                        None => read,
+                    });
+                }
                 other => return other,
             }
         }
@@ -218,7 +228,19 @@ impl Scheduler {
         .await
         .map_err(|e| unavailable_history(e.to_string()))?
         .map_err(unavailable_history)?;
-        Ok(HistoryRecord { epoch, tasks })
+        Ok(HistoryRecord { epoch, tasks, keys: HashMap::new() })
+    }
+
+    /// Reads the venture's task with an idempotency key from the database.
+    async fn read_keyed(&self, venture_id: Id, key: Arc<str>, epoch: u64) -> Result<HistoryRecord, SchedulerError> {
+        let history = self.history.clone();
+        let (lookup_venture, lookup_key) = (venture_id.clone(), key.clone());
+        let task = tokio::task::spawn_blocking(move || history.task_with_key(&lookup_venture, &lookup_key))
+            .await
+            .map_err(|e| unavailable_history(e.to_string()))?
+            .map_err(unavailable_history)?;
+        let keys = HashMap::from([((venture_id, key), task.map(Arc::new))]);
+        Ok(HistoryRecord { epoch, tasks: HashMap::new(), keys })
     }
 
     /// The list key of a task, from memory or the database; `None` when there is no such task.
@@ -294,8 +316,15 @@ impl Scheduler {
         Err(history_kept_changing())
     }
 
-    pub async fn create_task(&self, new: NewTask) -> Result<TaskView, SchedulerError> {
-        self.write_task(move |s, history| s.create_task(new.clone(), history)).await
+    /// Creates a task; `false` when the venture's task with the create's idempotency key is
+    /// answered instead. That answer, like any other, is sent only once what it shows is
+    /// durable (a concurrent create of the key may not be committed yet).
+    pub async fn create_task(&self, new: NewTask) -> Result<(TaskView, bool), SchedulerError> {
+        let (task, created) = self.write_task(move |s, history| s.create_task(new.clone(), history)).await?;
+        if !created && self.durability == Durability::Batch {
+            self.wait_all_durable().await?;
+        }
+        Ok((task, created))
     }
 
     pub async fn update_task(&self, id: Id, patch: TaskPatch) -> Result<TaskView, SchedulerError> {

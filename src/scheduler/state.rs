@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+mod delays;
 mod graph;
 
 pub use graph::MAX_DEPENDENCIES;
@@ -18,6 +19,10 @@ use crate::domain::{
     Activity, Agent, AgentStatus, Attempt, AttemptOutcome, Id, Millis, Money, Priority, Task, TaskStatus, Venture,
     VentureStatus,
 };
+
+/// How many claims a task is allowed when its create does not say, and what a requeue of a
+/// finished task grants when its PATCH does not say.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
 /// The longest activity title the log takes, in characters: the limit the API sets on the
 /// titles clients write, so that no title the scheduler writes (one that quotes an agent's
@@ -152,6 +157,10 @@ pub struct SchedulerState {
     waiting_on: HashMap<Id, HashSet<Id>>,
     /// Tasks that finished in this operation whose dependents are not settled yet.
     newly_finished: VecDeque<Arc<Task>>,
+    /// Blocked tasks waiting for their `runAt`, by that time (`delays`).
+    delayed: BTreeSet<(Millis, Id)>,
+    /// Unfinished tasks by venture and idempotency key (`delays`).
+    keys: HashMap<(Id, Arc<str>), Id>,
 }
 
 impl SchedulerState {
@@ -176,6 +185,8 @@ impl SchedulerState {
             unsent: Vec::new(),
             waiting_on: HashMap::new(),
             newly_finished: VecDeque::new(),
+            delayed: BTreeSet::new(),
+            keys: HashMap::new(),
         };
         for venture in snapshot.ventures {
             state.now = state.now.max(venture.created_at);
@@ -258,6 +269,7 @@ impl SchedulerState {
             }
             outcomes.push(self.expire_lease(&task_id));
         }
+        self.release_due();
         self.settle_dependents();
         while let Some((deadline, agent_id)) = self.idle_agents.first().cloned() {
             if deadline > self.now {
@@ -512,9 +524,20 @@ impl SchedulerState {
     /// `cancelled` when a dependency failed and the task says `cancel`. A client-chosen id
     /// must be free in the database too, and finished dependencies are read from there, so
     /// such a create is answered `InHistory` until the caller brings those records.
-    pub fn create_task(&mut self, new: NewTask, history: Option<&HistoryRecord>) -> Result<TaskView, SchedulerError> {
+    /// A create whose idempotency key the venture has already answers that task instead,
+    /// with `false`: nothing changes, whatever else the request says.
+    pub fn create_task(
+        &mut self,
+        new: NewTask,
+        history: Option<&HistoryRecord>,
+    ) -> Result<(TaskView, bool), SchedulerError> {
         if !self.ventures.contains_key(&new.venture_id) {
             return Err(not_found("venture", &new.venture_id, Some("ventureId")));
+        }
+        if let Some(key) = &new.idempotency_key {
+            if let Some(existing) = self.task_with_key(&new.venture_id, key, history)? {
+                return Ok((self.task_view(&existing), false));
+            }
         }
         if let Some(requested) = &new.id {
             match self.find_task(requested, history, None) {
@@ -525,7 +548,8 @@ impl SchedulerState {
         }
         let dependencies = self.assess_dependencies(&new.depends_on, history)?;
         let on_dependency_failure = new.on_dependency_failure.unwrap_or_default();
-        let (status, error) = dependencies.status_for(on_dependency_failure);
+        let delayed = new.run_at.is_some_and(|at| at > self.now);
+        let (status, error) = dependencies.status_for(on_dependency_failure, delayed);
         let id = self.new_id(new.id, |s, id| s.tasks.contains_key(id), "task")?;
         let task = Task {
             id: id.clone(),
@@ -540,12 +564,15 @@ impl SchedulerState {
             blocked_by: if status == TaskStatus::Blocked { dependencies.unfinished } else { None },
             on_dependency_failure,
             cancel_requested: false,
+            run_at: new.run_at,
+            retry_delay_seconds: new.retry_delay_seconds.unwrap_or(0),
+            idempotency_key: new.idempotency_key,
             output: None,
             error,
             assigned_to: None,
             venture_id: new.venture_id,
             attempts: 0,
-            max_attempts: new.max_attempts.unwrap_or(3),
+            max_attempts: new.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
             lease_seconds: self.config.default_lease_seconds,
             lease_expires_at: None,
             claimed_at: None,
@@ -573,7 +600,7 @@ impl SchedulerState {
                 None,
             );
         }
-        Ok(self.task_view(&task))
+        Ok((self.task_view(&task), true))
     }
 
     pub fn update_task(
@@ -585,6 +612,23 @@ impl SchedulerState {
         let old = self.find_task(id, history, None)?;
         let mut task = Task::clone(&old);
         set(&mut task.on_dependency_failure, patch.on_dependency_failure);
+        set(&mut task.retry_delay_seconds, patch.retry_delay_seconds);
+        // A waiting task's time may move; the same time (a task sent back whole) is no edit.
+        let run_at = patch.run_at.filter(|at| *at != old.run_at);
+        if let Some(at) = run_at {
+            if !matches!(old.status, TaskStatus::Queue | TaskStatus::Blocked) {
+                return Err(SchedulerError::Conflict {
+                    code: "invalid_transition",
+                    message: format!(
+                        "runAt can change only while a task is queue or blocked; task `{id}` is {}",
+                        old.status.as_str()
+                    ),
+                    field: Some("runAt"),
+                });
+            }
+            task.run_at = at;
+            task.status = self.waiting_status(&task);
+        }
         // New dependencies set the status the rest of the edit starts from. The list the
         // task has already (a task read and sent back whole) changes nothing.
         let current = old.depends_on.as_deref().unwrap_or_default();
@@ -595,7 +639,7 @@ impl SchedulerState {
             }
             self.check_acyclic(id, given)?;
             let dependencies = self.assess_dependencies(given, history)?;
-            let (status, error) = dependencies.status_for(task.on_dependency_failure);
+            let (status, error) = dependencies.status_for(task.on_dependency_failure, self.is_delayed(&task));
             task.blocked_by = if status == TaskStatus::Blocked { dependencies.unfinished } else { None };
             task.depends_on = dependencies.ids;
             task.status = status;
@@ -638,14 +682,11 @@ impl SchedulerState {
             match to {
                 TaskStatus::Queue => {
                     if task.status.is_finished() {
-                        // Attempts restart. The last report stays repeatable until the next
-                        // claim, which its attempt number must then not match, but only if
-                        // no claim came after it already (a lease that then ran out).
-                        if task.reported_attempt != task.attempts {
-                            task.reported_by = None;
-                        }
-                        task.attempts = 0;
-                        task.reported_attempt = 0;
+                        // Attempt numbers fence reports, so they never restart: a requeue
+                        // grants a fresh allowance of claims instead, the PATCH's
+                        // `maxAttempts` or the default.
+                        let grant = patch.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+                        task.max_attempts = task.attempts.saturating_add(grant);
                     }
                     task.return_to_queue();
                     task.cancel_requested = false;
@@ -658,11 +699,9 @@ impl SchedulerState {
                             .filter(|id| self.tasks.contains_key(*id))
                             .cloned()
                             .collect();
-                        if !waiting.is_empty() {
-                            task.status = TaskStatus::Blocked;
-                            task.blocked_by = Some(waiting.into());
-                        }
+                        task.blocked_by = (!waiting.is_empty()).then(|| waiting.into());
                     }
+                    task.status = self.waiting_status(&task);
                 }
                 TaskStatus::Completed | TaskStatus::Failed => {
                     task.lease_expires_at = None;
@@ -863,7 +902,9 @@ impl SchedulerState {
         }
         let mut task = Task::clone(&old);
         task.return_to_queue();
-        task.attempts -= 1;
+        // The attempt number stays used (a fencing token never repeats), but the claim that
+        // never arrived does not use up the task's allowance.
+        task.max_attempts = task.max_attempts.saturating_add(1);
         task.updated_at = self.now;
         self.end_attempt(&old, AttemptOutcome::Released, AttemptEnd::default());
         let task = self.put_task(task);
@@ -940,6 +981,7 @@ impl SchedulerState {
                 self.count_failure(&task.venture_id);
                 if task.attempts < task.max_attempts {
                     task.return_to_queue();
+                    self.back_off(&mut task);
                     CompletionOutcome::Requeued
                 } else {
                     task.status = TaskStatus::Failed;
@@ -1276,6 +1318,7 @@ impl SchedulerState {
             CompletionOutcome::Failed
         } else {
             task.return_to_queue();
+            self.back_off(&mut task);
             CompletionOutcome::Requeued
         };
         let task = self.put_task(task);
@@ -1465,6 +1508,7 @@ impl SchedulerState {
     /// Adds an unfinished task to the indexes its status puts it in.
     fn index(&mut self, task: &Task) {
         self.tasks_by_status[task.status as usize] += 1;
+        self.index_time_and_key(task);
         match task.status {
             TaskStatus::Queue => {
                 let tags = task.tags.as_deref().unwrap_or_default();
@@ -1488,6 +1532,7 @@ impl SchedulerState {
 
     fn unindex(&mut self, task: &Task) {
         self.tasks_by_status[task.status as usize] -= 1;
+        self.unindex_time_and_key(task);
         match task.status {
             TaskStatus::Queue => {
                 self.queued.remove(&task.venture_id, &QueueKey::of(task), task.tags.as_deref().unwrap_or_default());

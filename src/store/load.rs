@@ -17,7 +17,8 @@ use crate::scheduler::Snapshot;
 pub(super) const TASK_COLUMNS: &str = "id, title, description, status, priority, estimatedCost, actualCost, tags, \
     output, error, assignedTo, ventureId, attempts, maxAttempts, leaseSeconds, leaseExpiresAt, claimedAt, createdAt, \
     updatedAt, completedAt, reportedBy, reportedAttempt, reportedCost, onDependencyFailure, cancelRequested, \
-    (SELECT json_group_array(dependsOnId ORDER BY position) FROM TaskDependency WHERE taskId = Task.id)";
+    (SELECT json_group_array(dependsOnId ORDER BY position) FROM TaskDependency WHERE taskId = Task.id), runAt, \
+    retryDelaySeconds, idempotencyKey";
 
 /// Loads ventures, agents and unfinished tasks, and counts the finished ones (through the
 /// `(status, ventureId)` index alone, without reading their rows).
@@ -189,6 +190,9 @@ pub(super) fn decode_task(row: &Row<'_>) -> Result<Task, StoreError> {
         depends_on: ids_list(&c, 25, "dependsOn")?,
         // Derived by the scheduler from which dependencies are unfinished.
         blocked_by: None,
+        run_at: c.opt_time(26, "runAt")?,
+        retry_delay_seconds: c.get(27, "retryDelaySeconds")?,
+        idempotency_key: c.opt_text(28, "idempotencyKey")?,
     })
 }
 

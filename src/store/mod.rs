@@ -59,6 +59,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/003_reports.sql")),
         M::up(include_str!("../../migrations/004_attempts.sql")),
         M::up(include_str!("../../migrations/005_graph.sql")),
+        M::up(include_str!("../../migrations/006_time.sql")),
     ])
 }
 

@@ -34,6 +34,19 @@ impl TaskReader {
         })
     }
 
+    /// The venture's task with this idempotency key, whatever its status.
+    pub fn with_key(&self, venture_id: &str, key: &str) -> Result<Option<Task>, StoreError> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM Task WHERE ventureId = ?1 AND idempotencyKey = ?2");
+        self.pool.with_connection("reading a task by idempotency key", |conn| {
+            let mut statement = conn.prepare_cached(&sql)?;
+            let mut rows = statement.query([venture_id, key])?;
+            match rows.next()? {
+                Some(row) => decode_task(row).map(Some).map_err(store_to_sqlite),
+                None => Ok(None),
+            }
+        })
+    }
+
     /// Every attempt of the task, oldest first.
     pub fn attempts(&self, task_id: &str) -> Result<Vec<Attempt>, StoreError> {
         let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM TaskAttempt WHERE taskId = ?1 ORDER BY attempt");
@@ -102,6 +115,10 @@ impl TaskReader {
 impl TaskHistory for TaskReader {
     fn finished_task(&self, id: &Id) -> Result<Option<Task>, String> {
         self.get(id).map_err(|e| e.to_string())
+    }
+
+    fn task_with_key(&self, venture_id: &Id, key: &str) -> Result<Option<Task>, String> {
+        self.with_key(venture_id, key).map_err(|e| e.to_string())
     }
 }
 

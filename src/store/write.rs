@@ -18,8 +18,9 @@ const UPSERT_VENTURE: &str = "INSERT INTO Venture (id, name, icon, status, prior
 
 const UPSERT_TASK: &str = "INSERT INTO Task (id, title, description, status, priority, estimatedCost, actualCost, tags, output, error,
         assignedTo, ventureId, attempts, maxAttempts, leaseSeconds, leaseExpiresAt, claimedAt, createdAt, updatedAt, completedAt, reportedBy,
-        reportedAttempt, reportedCost, onDependencyFailure, cancelRequested)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)
+        reportedAttempt, reportedCost, onDependencyFailure, cancelRequested, runAt, retryDelaySeconds, idempotencyKey)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25,
+        ?26, ?27, ?28)
     ON CONFLICT(id) DO UPDATE SET title = excluded.title, description = excluded.description, status = excluded.status,
         priority = excluded.priority, estimatedCost = excluded.estimatedCost, actualCost = excluded.actualCost,
         tags = excluded.tags, output = excluded.output, error = excluded.error, assignedTo = excluded.assignedTo,
@@ -28,7 +29,8 @@ const UPSERT_TASK: &str = "INSERT INTO Task (id, title, description, status, pri
         updatedAt = excluded.updatedAt, completedAt = excluded.completedAt,
         reportedBy = excluded.reportedBy, reportedAttempt = excluded.reportedAttempt,
         reportedCost = excluded.reportedCost, onDependencyFailure = excluded.onDependencyFailure,
-        cancelRequested = excluded.cancelRequested";
+        cancelRequested = excluded.cancelRequested, runAt = excluded.runAt,
+        retryDelaySeconds = excluded.retryDelaySeconds";
 
 const UPSERT_AGENT: &str = "INSERT INTO Agent (id, name, status, model, currentTask, tokensUsed, maxTokens, sessionsCount, lastActiveAt, createdAt, updatedAt)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -115,6 +117,9 @@ pub fn write_changes<'a>(tx: &Transaction<'_>, changes: impl IntoIterator<Item =
                     t.reported_cost,
                     t.on_dependency_failure.as_str(),
                     t.cancel_requested,
+                    t.run_at.map(text),
+                    t.retry_delay_seconds,
+                    t.idempotency_key.as_deref(),
                 ])?;
             }
             Change::DeleteTask(id) => {
@@ -243,6 +248,9 @@ pub(crate) mod fixtures {
             blocked_by: None,
             on_dependency_failure: Default::default(),
             cancel_requested: false,
+            run_at: None,
+            retry_delay_seconds: 0,
+            idempotency_key: None,
         })
     }
 

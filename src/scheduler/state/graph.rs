@@ -30,13 +30,13 @@ pub(super) struct Dependencies {
 
 impl Dependencies {
     /// The status these dependencies give a task that says `policy` and would otherwise be
-    /// `queue`, with the error of a cancel.
-    pub fn status_for(&self, policy: OnDependencyFailure) -> (TaskStatus, Option<Arc<str>>) {
+    /// `queue` (or, when `delayed` by its `runAt`, `blocked`), with the error of a cancel.
+    pub fn status_for(&self, policy: OnDependencyFailure, delayed: bool) -> (TaskStatus, Option<Arc<str>>) {
         match &self.unsuccessful {
             Some((id, status)) if policy == OnDependencyFailure::Cancel => {
                 (TaskStatus::Cancelled, Some(dependency_ended(id, *status)))
             }
-            _ if self.unfinished.is_some() => (TaskStatus::Blocked, None),
+            _ if self.unfinished.is_some() || delayed => (TaskStatus::Blocked, None),
             _ => (TaskStatus::Queue, None),
         }
     }
@@ -205,7 +205,8 @@ impl SchedulerState {
                     .cloned()
                     .collect();
                 task.blocked_by = non_empty(rest);
-                if task.blocked_by.is_some() {
+                // Still waiting: for another dependency, or for its `runAt`.
+                if task.blocked_by.is_some() || self.is_delayed(&task) {
                     self.put_task(task);
                     continue;
                 }
