@@ -1,0 +1,315 @@
+//! Task graph benchmarks, in `SchedulerState` itself (no actor, no SQLite): unblocking many
+//! dependents, the failure cascade, the cycle check of a `dependsOn` edit, and the claim
+//! decision with many blocked tasks in memory.
+//!
+//! Graphs are built through the state's own commands (`create_task`, `claim`), untimed:
+//! per iteration with `iter_batched` where the timed step consumes the graph, and once per
+//! benchmark (the timed step undone untimed) where it does not.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
+use mission_control::domain::{Id, Millis, Task, TaskStatus};
+use mission_control::scheduler::{
+    CancelRequest, ClaimRequest, CompleteRequest, CompletionOutcome, NewTask, SchedulerConfig, SchedulerError,
+    SchedulerState, Snapshot, TaskPatch, TaskView,
+};
+
+use common::label;
+
+/// Tasks in each graph (dependents of one task, a chain, a tree), over two decades, so that
+/// the per-task costs show how the work grows.
+const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
+/// Queued tasks for `claim_with_blocked` (the sizes `claim_decision` in `scheduler.rs` uses).
+const QUEUE_SIZES: [usize; 2] = [1_000, 100_000];
+/// Blocked tasks added for `claim_with_blocked`.
+const N_BLOCKED: usize = 100_000;
+/// Claims taken before the claimed tasks are put back, as in `scheduler.rs`.
+const CHUNK: u64 = 64;
+
+const CONFIG: SchedulerConfig = SchedulerConfig { default_lease_seconds: 1800, agent_timeout_seconds: 90 };
+
+fn empty_state() -> SchedulerState {
+    SchedulerState::new(CONFIG, common::snapshot(0), Millis::now())
+}
+
+fn create(state: &mut SchedulerState, title: &str, depends_on: Vec<Id>, max_attempts: Option<u32>) -> Id {
+    let new = NewTask {
+        title: title.into(),
+        venture_id: common::venture_id(0),
+        depends_on,
+        max_attempts,
+        ..NewTask::default()
+    };
+    state.create_task(new, None).expect("create").task.id.clone()
+}
+
+fn claim(state: &mut SchedulerState) -> TaskView {
+    let request = ClaimRequest { agent_id: common::AGENT.into(), ..ClaimRequest::default() };
+    state.claim(request).expect("claim").expect("a queued task")
+}
+
+fn report(view: &TaskView, error: Option<&str>) -> CompleteRequest {
+    CompleteRequest {
+        task_id: view.task.id.clone(),
+        agent_id: common::AGENT.into(),
+        attempt: Some(view.task.attempts),
+        error: error.map(Into::into),
+        ..CompleteRequest::default()
+    }
+}
+
+fn count(state: &SchedulerState, status: TaskStatus) -> u64 {
+    state.task_count(status)
+}
+
+/// `root`, claimed, and `n` tasks blocked on it alone. Returns the report that completes it.
+fn fan_out(n: usize) -> (SchedulerState, CompleteRequest) {
+    let mut state = empty_state();
+    let root = create(&mut state, "root", Vec::new(), None);
+    for i in 0..n {
+        create(&mut state, &format!("dependent {i}"), vec![root.clone()], None);
+    }
+    let held = claim(&mut state);
+    assert_eq!(held.task.id, root);
+    drop(state.take_changes());
+    (state, report(&held, None))
+}
+
+/// `root` (queued) and a chain of `n` blocked tasks under it, each depending on the one
+/// before, all with the default policy `cancel`. Returns the cancel of the root.
+fn chain(n: usize) -> (SchedulerState, CancelRequest) {
+    let mut state = empty_state();
+    let root = create(&mut state, "root", Vec::new(), None);
+    let mut previous = root.clone();
+    for i in 0..n {
+        previous = create(&mut state, &format!("link {i}"), vec![previous], None);
+    }
+    drop(state.take_changes());
+    (state, CancelRequest { task_id: root, reason: Some("benchmark".into()) })
+}
+
+/// `root`, claimed with `maxAttempts` 1, and a tree of `n` blocked tasks under it, four
+/// children each (task `i` depends on task `i / 4`, the root being task 0), policy `cancel`.
+/// Returns the error report that fails the root.
+fn tree(n: usize) -> (SchedulerState, CompleteRequest) {
+    let mut state = empty_state();
+    let mut ids: Vec<Id> = vec![create(&mut state, "root", Vec::new(), Some(1))];
+    for i in 1..=n {
+        let parent = ids[i / 4].clone();
+        ids.push(create(&mut state, &format!("node {i}"), vec![parent], None));
+    }
+    let held = claim(&mut state);
+    assert_eq!(held.task.id, ids[0]);
+    drop(state.take_changes());
+    (state, report(&held, Some("benchmark: fail the root")))
+}
+
+/// Unblocking: the completion of a task that `n` blocked tasks wait for queues them all.
+fn unblock(c: &mut Criterion) {
+    let mut group = c.benchmark_group("graph_unblock");
+    for n in SIZES {
+        let (mut state, done) = fan_out(n);
+        assert_eq!(count(&state, TaskStatus::Blocked), n as u64);
+        let (_, outcome) = state.complete(done, None).expect("complete");
+        assert_eq!(outcome, CompletionOutcome::Completed);
+        assert_eq!(count(&state, TaskStatus::Blocked), 0);
+        assert_eq!(count(&state, TaskStatus::Queue), n as u64);
+        drop(state);
+        group.bench_function(BenchmarkId::new("dependents", label(n)), |b| {
+            b.iter_batched(
+                || fan_out(n),
+                |(mut state, done)| {
+                    state.complete(done, None).expect("complete");
+                    state
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+/// The failure cascade: a cancelled root cancels a chain of `n`; a failed root cancels a
+/// tree of `n`.
+fn cascade(c: &mut Criterion) {
+    let mut group = c.benchmark_group("graph_cascade");
+    for n in SIZES {
+        let (mut state, cancel) = chain(n);
+        state.cancel_task(cancel, None).expect("cancel");
+        assert_eq!(count(&state, TaskStatus::Blocked), 0);
+        assert_eq!(count(&state, TaskStatus::Cancelled), n as u64 + 1);
+        let (mut state, fail) = tree(n);
+        let (_, outcome) = state.complete(fail, None).expect("fail");
+        assert_eq!(outcome, CompletionOutcome::Failed);
+        assert_eq!(count(&state, TaskStatus::Blocked), 0);
+        assert_eq!(count(&state, TaskStatus::Cancelled), n as u64);
+        drop(state);
+        group.bench_function(BenchmarkId::new("chain_cancel", label(n)), |b| {
+            b.iter_batched(
+                || chain(n),
+                |(mut state, cancel)| {
+                    state.cancel_task(cancel, None).expect("cancel");
+                    state
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        group.bench_function(BenchmarkId::new("tree_fail", label(n)), |b| {
+            b.iter_batched(
+                || tree(n),
+                |(mut state, fail)| {
+                    state.complete(fail, None).expect("fail");
+                    state
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn depends_on(ids: Vec<Id>) -> TaskPatch {
+    TaskPatch { depends_on: Some(ids), ..TaskPatch::default() }
+}
+
+/// The cycle check of a `dependsOn` edit over a chain `t0 <- t1 <- ... <- t{n-1}` (each
+/// depends on the one before; `t0` queued, the rest blocked), built once per size:
+///
+/// - `refused`: `t0` to depend on `t{n-1}`, refused `dependency_cycle` after walking the
+///   whole chain; nothing changes, so it is simply repeated.
+/// - `accepted`: an unrelated queued task to depend on `t{n-1}`, accepted after walking the
+///   chain down to `t0`; it is then blocked, and its `dependsOn` is emptied again, untimed.
+fn cycle_check(c: &mut Criterion) {
+    let mut group = c.benchmark_group("graph_cycle_check");
+    for n in SIZES {
+        let mut state = empty_state();
+        let t0 = create(&mut state, "t0", Vec::new(), None);
+        let mut last = t0.clone();
+        for i in 1..n {
+            last = create(&mut state, &format!("t{i}"), vec![last], None);
+        }
+        let unrelated = create(&mut state, "unrelated", Vec::new(), None);
+        drop(state.take_changes());
+        assert_eq!(count(&state, TaskStatus::Blocked), n as u64 - 1);
+
+        match state.update_task(&t0, depends_on(vec![last.clone()]), None) {
+            Err(SchedulerError::Conflict { code: "dependency_cycle", message, .. }) => {
+                assert_eq!(message.matches(" -> ").count(), n, "the path names the whole chain");
+            }
+            other => panic!("expected dependency_cycle, got {other:?}"),
+        }
+        group.bench_function(BenchmarkId::new("refused", label(n)), |b| {
+            b.iter_batched(
+                || depends_on(vec![last.clone()]),
+                |patch| state.update_task(&t0, patch, None).expect_err("a cycle"),
+                BatchSize::SmallInput,
+            )
+        });
+
+        let undo = |state: &mut SchedulerState| {
+            let view = state.update_task(&unrelated, depends_on(Vec::new()), None).expect("undo");
+            assert_eq!(view.task.status, TaskStatus::Queue);
+            drop(state.take_changes());
+        };
+        let view = state.update_task(&unrelated, depends_on(vec![last.clone()]), None).expect("accepted");
+        assert_eq!(view.task.status, TaskStatus::Blocked);
+        undo(&mut state);
+        group.bench_function(BenchmarkId::new("accepted", label(n)), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let patch = depends_on(vec![last.clone()]);
+                    let started = Instant::now();
+                    let edited = state.update_task(&unrelated, patch, None);
+                    total += started.elapsed();
+                    drop(edited.expect("accepted"));
+                    undo(&mut state);
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+/// `n` queued tasks as in `scheduler.rs`, plus, if `blocked`, `N_BLOCKED` tasks blocked on
+/// one task that stays active (claimed by another agent, its lease far off) throughout.
+fn claim_snapshot(n: usize, blocked: bool) -> Snapshot {
+    let mut snapshot = common::snapshot(n);
+    if !blocked {
+        return snapshot;
+    }
+    let venture_ids: Vec<Id> = (0..common::N_VENTURES).map(common::venture_id).collect();
+    let never = Task {
+        id: "never-finished".into(),
+        status: TaskStatus::Active,
+        assigned_to: Some("another-agent".into()),
+        attempts: 1,
+        claimed_at: Some(common::BASE),
+        lease_expires_at: Some(Millis(common::BASE.0 + 1_000 * 86_400_000)),
+        ..common::queued_task(n + N_BLOCKED, &venture_ids)
+    };
+    for i in 0..N_BLOCKED {
+        let mut task = common::queued_task(n + i, &venture_ids);
+        task.id = format!("blocked{i}").into();
+        task.status = TaskStatus::Blocked;
+        task.depends_on = Some(vec![never.id.clone()].into());
+        snapshot.tasks.push(task);
+    }
+    snapshot.tasks.push(never);
+    snapshot
+}
+
+/// The claim decision as `claim_decision` in `scheduler.rs` times it (the same queue, the
+/// same timing and requeueing), without and with `N_BLOCKED` blocked tasks in memory.
+fn claim_with_blocked(c: &mut Criterion) {
+    let mut group = c.benchmark_group("graph_claim");
+    for n in QUEUE_SIZES {
+        for blocked in [false, true] {
+            let mut state = SchedulerState::new(CONFIG, claim_snapshot(n, blocked), Millis::now());
+            assert_eq!(count(&state, TaskStatus::Blocked), if blocked { N_BLOCKED as u64 } else { 0 });
+            assert_eq!(count(&state, TaskStatus::Queue), n as u64);
+            let name = if blocked { format!("with_{}_blocked", label(N_BLOCKED)) } else { "no_blocked".to_string() };
+            let mut held: Vec<TaskView> = Vec::with_capacity(CHUNK as usize);
+            group.bench_function(BenchmarkId::new(name, label(n)), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let request = ClaimRequest { agent_id: common::AGENT.into(), ..ClaimRequest::default() };
+                        let started = Instant::now();
+                        let claimed = state.claim(request);
+                        total += started.elapsed();
+                        held.push(claimed.expect("claim").expect("a queued task"));
+                        drop(state.take_changes());
+                        if held.len() as u64 == CHUNK {
+                            requeue(&mut state, &mut held);
+                        }
+                    }
+                    requeue(&mut state, &mut held);
+                    total
+                })
+            });
+            drop(state);
+        }
+    }
+    group.finish();
+}
+
+fn requeue(state: &mut SchedulerState, held: &mut Vec<TaskView>) {
+    for view in held.drain(..) {
+        let mut put_back = report(&view, None);
+        put_back.error = Some(common::error_text());
+        state.complete(put_back, None).expect("requeue");
+    }
+    drop(state.take_changes());
+}
+
+criterion_group! {
+    name = benches;
+    config = common::config();
+    targets = unblock, cascade, cycle_check, claim_with_blocked
+}
+criterion_main!(benches);
