@@ -43,7 +43,7 @@ fn create(state: &mut SchedulerState, title: &str, depends_on: Vec<Id>, max_atte
         max_attempts,
         ..NewTask::default()
     };
-    state.create_task(new, None).expect("create").task.id.clone()
+    state.create_task(new, None).expect("create").0.task.id.clone()
 }
 
 fn claim(state: &mut SchedulerState) -> TaskView {
