@@ -445,6 +445,21 @@ async fn scenario(client: Client, server: Arc<TestServer>, artifacts: PathBuf) {
     .await;
     assert_eq!(badge, json!("Cancel requested"));
 
+    // A delayed task waits in Blocked and says when it runs.
+    let tomorrow = mission_control::domain::Millis(mission_control::domain::Millis::now().0 + 86_400_000);
+    let (status, _) = server
+        .post(
+            "/api/tasks",
+            json!({"id": "digest", "title": "Send the daily digest", "ventureId": "clxyz-ecommerce",
+                   "priority": "low", "runAt": tomorrow.to_string()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let runs =
+        wait_for(&client, "the delayed card", "return text('#col-blocked .card[data-id=\"digest\"] .run-at');", vec![])
+            .await;
+    assert!(runs.as_str().unwrap_or_default().starts_with("Runs "), "the delayed card says when it runs: {runs}");
+
     run(&client, "window.scrollTo(0, 0); document.activeElement?.blur(); $('#toast').hidden = true;", vec![]).await;
     screenshot(&client, &artifacts, "board.png", true).await;
 
@@ -484,7 +499,7 @@ async fn scenario(client: Client, server: Arc<TestServer>, artifacts: PathBuf) {
     assert_eq!(run(&client, "return text('#err-estimatedCost');", vec![]).await, json!(""));
     find(&client, "#create-cancel").await.click().await.expect("cancel");
     wait_for(&client, "the dialog to close", "return !$('#create-dialog').open;", vec![]).await;
-    assert_eq!(server.ok("/api/tasks").await.as_array().unwrap().len(), 9, "the bad submissions made nothing");
+    assert_eq!(server.ok("/api/tasks").await.as_array().unwrap().len(), 10, "the bad submissions made nothing");
 
     // Phone width: everything fits without scrolling sideways (the board scrolls by itself).
     client.set_window_size(390, 844).await.expect("phone-sized window");

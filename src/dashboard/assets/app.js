@@ -93,7 +93,7 @@ function applyEvent(type, data, alreadyCounted) {
 const BOARD_FIELDS = [
   'id', 'title', 'status', 'priority', 'estimatedCost', 'actualCost', 'tags', 'error', 'assignedTo', 'ventureId',
   'venture', 'attempts', 'maxAttempts', 'leaseExpiresAt', 'claimedAt', 'createdAt', 'updatedAt', 'completedAt',
-  'dependsOn', 'blockedBy', 'onDependencyFailure', 'cancelRequested',
+  'dependsOn', 'blockedBy', 'onDependencyFailure', 'cancelRequested', 'runAt',
 ].join(',');
 
 let loads = 0;

@@ -227,7 +227,7 @@ export class View {
     const sig = [
       task.updatedAt, task.status, task.title, task.priority, task.estimatedCost, task.actualCost,
       task.attempts, task.maxAttempts, task.assignedTo, task.leaseExpiresAt, task.tags, task.error,
-      task.cancelRequested, waits.flat().join('\u0002'), venture?.name, venture?.icon, agent?.name, pending,
+      task.cancelRequested, task.runAt, waits.flat().join('\u0002'), venture?.name, venture?.icon, agent?.name, pending,
     ].join('\u0001');
     const cached = this.cards.get(task.id);
     if (cached && cached.sig === sig) return cached.node;
@@ -258,13 +258,19 @@ export class View {
     const finished = { completed: 'Completed ', failed: 'Failed ', cancelled: 'Cancelled ' }[task.status];
     // The error says why a task failed or was cancelled; a cancel request's default says nothing new.
     const error = task.status === 'completed' || (stopping && task.error === 'cancel requested') ? null : task.error;
+    // A delayed task (by its runAt, or a failed attempt's back-off) says when it runs.
+    const delayed = task.status === 'blocked' && task.runAt && new Date(task.runAt) > new Date() ? task.runAt : null;
     return h('li', { class: `card prio-${task.priority}`, 'data-id': task.id, 'data-status': task.status, tabindex: '-1' },
       h('div', { class: 'card-top' },
         h('span', { class: `prio prio-${task.priority}`, text: task.priority }),
         stopping ? h('span', { class: 'badge badge-stopping', text: 'Cancel requested', title: 'The agent is asked to stop at its next heartbeat' }) : null,
         h('span', { class: 'card-venture', title: ventureLabel, text: ventureLabel })),
       h('h3', { class: 'card-title', text: task.title }),
-      task.status === 'blocked'
+      delayed
+        ? h('p', { class: 'run-at' }, h('span', { class: 'label', text: 'Runs ' }),
+          h('time', { datetime: delayed, text: WHEN.format(new Date(delayed)) }))
+        : null,
+      task.status === 'blocked' && (waits.length || !delayed)
         ? h('div', { class: 'waits' },
           h('span', { class: 'label', text: 'Waits for ' }),
           waits.length
