@@ -1076,17 +1076,33 @@ impl SchedulerState {
         if let Some(deadline) = entry.idle_deadline {
             self.idle_agents.remove(&(deadline, id.clone()));
         }
+        let mut requeued = 0;
         for task_id in &entry.held {
             let old = self.tasks[task_id].clone();
             self.end_attempt(&old, AttemptOutcome::Released, AttemptEnd::default());
             let mut task = Task::clone(&old);
-            task.return_to_queue();
             task.updated_at = self.now;
+            if old.cancel_requested {
+                // The holder is gone without a report: as at its lease's expiry, the cancel
+                // asked for ends the task. (Requeued with the cancel still asked for, it was
+                // claimed again only to end cancelled, and a cancel of it changed nothing.)
+                task.lease_expires_at = None;
+                task.status = TaskStatus::Cancelled;
+                task.cancel_requested = false;
+                let task = self.put_task(task);
+                let title = format!("Task cancelled: {}", task.title);
+                let description = format!("its holder {id} was deleted after its cancel was asked for");
+                self.log("task_cancelled", title, Some(description), Some(&task.venture_id), Some(task_id), Some(id));
+                continue;
+            }
+            task.return_to_queue();
             self.put_task(task);
+            requeued += 1;
         }
         self.changes.push(Change::DeleteAgent(id.clone()));
-        let title = format!("Agent deleted: {} ({} task(s) requeued)", entry.agent.name, entry.held.len());
+        let title = format!("Agent deleted: {} ({requeued} task(s) requeued)", entry.agent.name);
         self.log("agent_deleted", title, None, None, None, Some(id));
+        self.settle_dependents();
         Ok(entry.agent)
     }
 
