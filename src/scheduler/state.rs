@@ -150,6 +150,9 @@ pub struct SchedulerState {
     unsent: Vec<(Id, Option<Arc<Task>>)>,
     /// Blocked tasks by each dependency they wait for: the graph read backwards (`graph`).
     waiting_on: HashMap<Id, HashSet<Id>>,
+    /// Blocked tasks by every id their `dependsOn` names, finished or gone ones included:
+    /// those to wait again when such an id is unfinished again (`graph`).
+    named_by: HashMap<Id, HashSet<Id>>,
     /// Tasks that finished in this operation whose dependents are not settled yet.
     newly_finished: VecDeque<Arc<Task>>,
 }
@@ -175,6 +178,7 @@ impl SchedulerState {
             unwritten_order: VecDeque::new(),
             unsent: Vec::new(),
             waiting_on: HashMap::new(),
+            named_by: HashMap::new(),
             newly_finished: VecDeque::new(),
         };
         for venture in snapshot.ventures {
@@ -524,6 +528,11 @@ impl SchedulerState {
             }
         }
         let dependencies = self.assess_dependencies(&new.depends_on, history)?;
+        if let Some(requested) = new.id.as_ref().filter(|_| !new.depends_on.is_empty()) {
+            // A client-chosen id may be one a deleted task had, which unfinished tasks may
+            // still name: the new task must not close a cycle through them.
+            self.check_acyclic(requested, &new.depends_on)?;
+        }
         let on_dependency_failure = new.on_dependency_failure.unwrap_or_default();
         let (status, error) = dependencies.status_for(on_dependency_failure);
         let id = self.new_id(new.id, |s, id| s.tasks.contains_key(id), "task")?;
@@ -559,6 +568,9 @@ impl SchedulerState {
         let task = self.put_task(task);
         if task.depends_on.is_some() {
             self.record_dependencies(&task);
+        }
+        if !task.status.is_finished() {
+            self.wait_again_for(&task.id);
         }
         let title = format!("Task created: {}", task.title);
         self.log("task_created", title, None, Some(&task.venture_id), Some(&task.id), None);
@@ -683,6 +695,9 @@ impl SchedulerState {
             self.end_attempt(&old, AttemptOutcome::Released, AttemptEnd::default());
         }
         let task = self.put_task(task);
+        if requeued_from_history {
+            self.wait_again_for(&task.id);
+        }
         if depends_on.is_some() {
             self.record_dependencies(&task);
         }
