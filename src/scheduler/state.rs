@@ -155,6 +155,9 @@ pub struct SchedulerState {
     unsent: Vec<(Id, Option<Arc<Task>>)>,
     /// Blocked tasks by each dependency they wait for: the graph read backwards (`graph`).
     waiting_on: HashMap<Id, HashSet<Id>>,
+    /// Blocked tasks by every id their `dependsOn` names, finished or gone ones included:
+    /// those to wait again when such an id is unfinished again (`graph`).
+    named_by: HashMap<Id, HashSet<Id>>,
     /// Tasks that finished in this operation whose dependents are not settled yet.
     newly_finished: VecDeque<Arc<Task>>,
     /// Blocked tasks waiting for their `runAt`, by that time (`delays`).
@@ -184,6 +187,7 @@ impl SchedulerState {
             unwritten_order: VecDeque::new(),
             unsent: Vec::new(),
             waiting_on: HashMap::new(),
+            named_by: HashMap::new(),
             newly_finished: VecDeque::new(),
             delayed: BTreeSet::new(),
             keys: HashMap::new(),
@@ -547,6 +551,11 @@ impl SchedulerState {
             }
         }
         let dependencies = self.assess_dependencies(&new.depends_on, history)?;
+        if let Some(requested) = new.id.as_ref().filter(|_| !new.depends_on.is_empty()) {
+            // A client-chosen id may be one a deleted task had, which unfinished tasks may
+            // still name: the new task must not close a cycle through them.
+            self.check_acyclic(requested, &new.depends_on)?;
+        }
         let on_dependency_failure = new.on_dependency_failure.unwrap_or_default();
         let delayed = new.run_at.is_some_and(|at| at > self.now);
         let (status, error) = dependencies.status_for(on_dependency_failure, delayed);
@@ -586,6 +595,9 @@ impl SchedulerState {
         let task = self.put_task(task);
         if task.depends_on.is_some() {
             self.record_dependencies(&task);
+        }
+        if !task.status.is_finished() {
+            self.wait_again_for(&task.id);
         }
         let title = format!("Task created: {}", task.title);
         self.log("task_created", title, None, Some(&task.venture_id), Some(&task.id), None);
@@ -722,6 +734,9 @@ impl SchedulerState {
             self.end_attempt(&old, AttemptOutcome::Released, AttemptEnd::default());
         }
         let task = self.put_task(task);
+        if requeued_from_history {
+            self.wait_again_for(&task.id);
+        }
         if depends_on.is_some() {
             self.record_dependencies(&task);
         }
@@ -1118,17 +1133,33 @@ impl SchedulerState {
         if let Some(deadline) = entry.idle_deadline {
             self.idle_agents.remove(&(deadline, id.clone()));
         }
+        let mut requeued = 0;
         for task_id in &entry.held {
             let old = self.tasks[task_id].clone();
             self.end_attempt(&old, AttemptOutcome::Released, AttemptEnd::default());
             let mut task = Task::clone(&old);
-            task.return_to_queue();
             task.updated_at = self.now;
+            if old.cancel_requested {
+                // The holder is gone without a report: as at its lease's expiry, the cancel
+                // asked for ends the task. (Requeued with the cancel still asked for, it was
+                // claimed again only to end cancelled, and a cancel of it changed nothing.)
+                task.lease_expires_at = None;
+                task.status = TaskStatus::Cancelled;
+                task.cancel_requested = false;
+                let task = self.put_task(task);
+                let title = format!("Task cancelled: {}", task.title);
+                let description = format!("its holder {id} was deleted after its cancel was asked for");
+                self.log("task_cancelled", title, Some(description), Some(&task.venture_id), Some(task_id), Some(id));
+                continue;
+            }
+            task.return_to_queue();
             self.put_task(task);
+            requeued += 1;
         }
         self.changes.push(Change::DeleteAgent(id.clone()));
-        let title = format!("Agent deleted: {} ({} task(s) requeued)", entry.agent.name, entry.held.len());
+        let title = format!("Agent deleted: {} ({requeued} task(s) requeued)", entry.agent.name);
         self.log("agent_deleted", title, None, None, None, Some(id));
+        self.settle_dependents();
         Ok(entry.agent)
     }
 

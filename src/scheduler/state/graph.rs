@@ -154,6 +154,9 @@ impl SchedulerState {
         for dependency in task.blocked_by.iter().flat_map(|ids| ids.iter()) {
             self.waiting_on.entry(dependency.clone()).or_default().insert(task.id.clone());
         }
+        for dependency in task.depends_on.iter().flat_map(|ids| ids.iter()) {
+            self.named_by.entry(dependency.clone()).or_default().insert(task.id.clone());
+        }
     }
 
     /// Forgets the blocked task's edges (called when it leaves memory's indexes).
@@ -163,6 +166,14 @@ impl SchedulerState {
                 waiting.remove(&task.id);
                 if waiting.is_empty() {
                     self.waiting_on.remove(dependency);
+                }
+            }
+        }
+        for dependency in task.depends_on.iter().flat_map(|ids| ids.iter()) {
+            if let Some(naming) = self.named_by.get_mut(dependency) {
+                naming.remove(&task.id);
+                if naming.is_empty() {
+                    self.named_by.remove(dependency);
                 }
             }
         }
@@ -216,6 +227,35 @@ impl SchedulerState {
                 let description = format!("its last dependency, `{}`, ended {}", finished.id, finished.status.as_str());
                 self.log("task_unblocked", title, Some(description), Some(&task.venture_id), Some(&task.id), None);
             }
+        }
+    }
+
+    /// A task id that is unfinished again (a finished task requeued, or a new task with
+    /// the id of a deleted one): the blocked tasks that name it in `dependsOn` wait for it
+    /// again, as a restart derives (`blockedBy` is the dependencies still unfinished).
+    /// Released tasks (queue, active) are not blocked again. No cycle can form: the requeue
+    /// or the create was refused if the task's own dependencies lead back to it.
+    pub(super) fn wait_again_for(&mut self, id: &Id) {
+        let Some(naming) = self.named_by.get(id) else { return };
+        let waits = |t: &Task| t.blocked_by.iter().flat_map(|ids| ids.iter()).any(|d| d == id);
+        let dependents: Vec<Arc<Task>> = naming
+            .iter()
+            .filter_map(|dependent| self.tasks.get(dependent))
+            .filter(|t| t.status == TaskStatus::Blocked && t.id != *id && !waits(t))
+            .cloned()
+            .collect();
+        for old in dependents {
+            let mut task = Task::clone(&old);
+            let waiting: Vec<Id> = task
+                .depends_on
+                .iter()
+                .flat_map(|ids| ids.iter())
+                .filter(|d| self.tasks.contains_key(*d))
+                .cloned()
+                .collect();
+            task.blocked_by = non_empty(waiting);
+            task.updated_at = self.now;
+            self.put_task(task);
         }
     }
 
