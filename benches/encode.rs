@@ -72,6 +72,7 @@ fn task(i: usize, venture: &Arc<Venture>) -> TaskView {
         reported_by: None,
         reported_attempt: 0,
         reported_cost: None,
+        reported_error: None,
         depends_on: None,
         blocked_by: None,
         on_dependency_failure: Default::default(),

@@ -1506,11 +1506,7 @@ impl Harness {
         };
         self.trace.push(format!("+{}ms {call} -> {real_shown}", self.model.now - START));
         let expected_answer = expected.as_ref().map(|(answer, _)| answer.clone()).map_err(|e| *e);
-        if known_deviation(&call, &real, &expected_answer) {
-            self.trace.push("  (known scheduler bug, see the ignored test: the model expected `repeated`)".into());
-        } else {
-            ensure!(self, real == expected_answer, "answer: got {real:?}, the model expected {expected_answer:?}");
-        }
+        ensure!(self, real == expected_answer, "answer: got {real:?}, the model expected {expected_answer:?}");
         let mutated = matches!(expected, Ok((_, true)));
         ensure!(
             self,
@@ -1668,20 +1664,6 @@ impl Harness {
         }
         Ok(())
     }
-}
-
-/// A deviation of the scheduler from the contract that is known and not fixed yet, pinned
-/// by `a_report_repeated_after_its_task_was_cancelled_is_answered_as_applied` (ignored):
-/// the repeat of an error report is compared with the task's `error`, which a cancel since
-/// (or a cascade from a dependency) has overwritten with its reason, so the scheduler
-/// answers 409 `conflicting_report` where the contract says 200. The harness's error text
-/// never changes, so no other cause gives this answer. Only the answer differs: neither
-/// side changes anything. `MODEL_STRICT=1` accepts no deviation.
-fn known_deviation(call: &Call, real: &Result<Answer, ErrKind>, expected: &Result<Answer, ErrKind>) -> bool {
-    std::env::var_os("MODEL_STRICT").is_none()
-        && matches!(call, Call::Complete(c) if c.error)
-        && *real == Err(ErrKind::Conflict)
-        && *expected == Ok("repeated".into())
 }
 
 fn run(ops: &[Op]) -> Result<(), String> {
@@ -2354,7 +2336,6 @@ fn a_blocked_task_waits_for_a_new_task_with_a_deleted_dependency_s_id() {
 /// dependency's cascade does the same. The fix wants the report's error kept apart, as
 /// `reportedCost` is (a column of its own), which is beyond the scheduler's state.
 #[test]
-#[ignore = "scheduler bug: a cancel overwrites the error a repeated report is compared with"]
 fn a_report_repeated_after_its_task_was_cancelled_is_answered_as_applied() {
     let mut state = fresh_state();
     add_venture(&mut state, "v", 0.0);

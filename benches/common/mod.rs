@@ -92,6 +92,7 @@ pub fn queued_task(i: usize, venture_ids: &[Id]) -> Task {
         reported_by: None,
         reported_attempt: 0,
         reported_cost: None,
+        reported_error: None,
         depends_on: None,
         blocked_by: None,
         on_dependency_failure: Default::default(),

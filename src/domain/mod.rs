@@ -185,10 +185,12 @@ pub struct Task {
     /// and a report from before a later claim is recognised as stale.
     pub reported_by: Option<Id>,
     pub reported_attempt: u32,
-    /// The `actualCost` of that report. With `output` and `error`, which that report set,
-    /// it is what a repeat is compared with: the same report is answered as applied, a
-    /// different one is a conflict. Kept apart from `actual_cost`, the total over attempts.
+    /// The `actualCost` and `error` of that report. With `output`, which that report set,
+    /// they are what a repeat is compared with: the same report is answered as applied, a
+    /// different one is a conflict. Kept apart from `actual_cost` (the total over attempts)
+    /// and `error` (which a cancel since may have replaced with its reason).
     pub reported_cost: Option<Money>,
+    pub reported_error: Option<Arc<str>>,
 }
 
 impl Task {

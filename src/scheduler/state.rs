@@ -591,6 +591,7 @@ impl SchedulerState {
             reported_by: None,
             reported_attempt: 0,
             reported_cost: None,
+            reported_error: None,
         };
         let task = self.put_task(task);
         if task.depends_on.is_some() {
@@ -957,6 +958,7 @@ impl SchedulerState {
         task.reported_by = Some(report.agent_id.clone());
         task.reported_attempt = task.attempts;
         task.reported_cost = report.actual_cost;
+        task.reported_error = report.error.clone();
         task.updated_at = self.now;
         // Each report describes its own attempt: nothing of an earlier one carries over,
         // except the cost, which is the total charged over all attempts.
@@ -1667,7 +1669,7 @@ fn same_ids(given: &[Id], current: &[Id]) -> bool {
 /// Whether `report` repeats the report the task last took: the same outcome, cost, output
 /// and error (the caller has checked that it comes from the same agent for that attempt).
 fn is_the_applied_report(task: &Task, report: &CompleteRequest) -> bool {
-    task.error == report.error && task.output == report.output && task.reported_cost == report.actual_cost
+    task.reported_error == report.error && task.output == report.output && task.reported_cost == report.actual_cost
 }
 
 /// The status changes an operator may make with `PATCH`; `active` is reached only by a claim.

@@ -18,7 +18,7 @@ pub(super) const TASK_COLUMNS: &str = "id, title, description, status, priority,
     output, error, assignedTo, ventureId, attempts, maxAttempts, leaseSeconds, leaseExpiresAt, claimedAt, createdAt, \
     updatedAt, completedAt, reportedBy, reportedAttempt, reportedCost, onDependencyFailure, cancelRequested, \
     (SELECT json_group_array(dependsOnId ORDER BY position) FROM TaskDependency WHERE taskId = Task.id), runAt, \
-    retryDelaySeconds, idempotencyKey";
+    retryDelaySeconds, idempotencyKey, reportedError";
 
 /// Loads ventures, agents and unfinished tasks, and counts the finished ones (through the
 /// `(status, ventureId)` index alone, without reading their rows).
@@ -193,6 +193,7 @@ pub(super) fn decode_task(row: &Row<'_>) -> Result<Task, StoreError> {
         run_at: c.opt_time(26, "runAt")?,
         retry_delay_seconds: c.get(27, "retryDelaySeconds")?,
         idempotency_key: c.opt_text(28, "idempotencyKey")?,
+        reported_error: c.opt_text(29, "reportedError")?,
     })
 }
 

@@ -80,6 +80,7 @@ fn sample_changes(now: Millis) -> Vec<Change> {
         reported_by: None,
         reported_attempt: 0,
         reported_cost: None,
+        reported_error: None,
     };
     let note = |offset, id: &str, title: &str, description: &str| Activity {
         id: id.into(),

@@ -18,9 +18,10 @@ const UPSERT_VENTURE: &str = "INSERT INTO Venture (id, name, icon, status, prior
 
 const UPSERT_TASK: &str = "INSERT INTO Task (id, title, description, status, priority, estimatedCost, actualCost, tags, output, error,
         assignedTo, ventureId, attempts, maxAttempts, leaseSeconds, leaseExpiresAt, claimedAt, createdAt, updatedAt, completedAt, reportedBy,
-        reportedAttempt, reportedCost, onDependencyFailure, cancelRequested, runAt, retryDelaySeconds, idempotencyKey)
+        reportedAttempt, reportedCost, onDependencyFailure, cancelRequested, runAt, retryDelaySeconds, idempotencyKey,
+        reportedError)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25,
-        ?26, ?27, ?28)
+        ?26, ?27, ?28, ?29)
     ON CONFLICT(id) DO UPDATE SET title = excluded.title, description = excluded.description, status = excluded.status,
         priority = excluded.priority, estimatedCost = excluded.estimatedCost, actualCost = excluded.actualCost,
         tags = excluded.tags, output = excluded.output, error = excluded.error, assignedTo = excluded.assignedTo,
@@ -30,7 +31,7 @@ const UPSERT_TASK: &str = "INSERT INTO Task (id, title, description, status, pri
         reportedBy = excluded.reportedBy, reportedAttempt = excluded.reportedAttempt,
         reportedCost = excluded.reportedCost, onDependencyFailure = excluded.onDependencyFailure,
         cancelRequested = excluded.cancelRequested, runAt = excluded.runAt,
-        retryDelaySeconds = excluded.retryDelaySeconds";
+        retryDelaySeconds = excluded.retryDelaySeconds, reportedError = excluded.reportedError";
 
 const UPSERT_AGENT: &str = "INSERT INTO Agent (id, name, status, model, currentTask, tokensUsed, maxTokens, sessionsCount, lastActiveAt, createdAt, updatedAt)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -120,6 +121,7 @@ pub fn write_changes<'a>(tx: &Transaction<'_>, changes: impl IntoIterator<Item =
                     t.run_at.map(text),
                     t.retry_delay_seconds,
                     t.idempotency_key.as_deref(),
+                    t.reported_error.as_deref(),
                 ])?;
             }
             Change::DeleteTask(id) => {
@@ -244,6 +246,7 @@ pub(crate) mod fixtures {
             reported_by: None,
             reported_attempt: 0,
             reported_cost: None,
+            reported_error: None,
             depends_on: None,
             blocked_by: None,
             on_dependency_failure: Default::default(),
