@@ -13,14 +13,14 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use mission_control::domain::{Id, Millis, Money};
+use mission_control::domain::{Id, Millis, Money, Priority};
 use mission_control::events::EventHub;
 use mission_control::persist::{PersisterConfig, PersisterHandle};
 use mission_control::scheduler::queued_index::{QueueKey, QueuedIndex};
 use mission_control::scheduler::Durability;
 use mission_control::scheduler::{
-    ClaimRequest, CompleteRequest, NewTask, Scheduler, SchedulerConfig, SchedulerOptions, SchedulerState, Snapshot,
-    SystemClock, TaskView,
+    ClaimRequest, CompleteRequest, HistoryRecord, NewTask, NewVenture, Scheduler, SchedulerConfig, SchedulerOptions,
+    SchedulerState, Snapshot, SystemClock, TaskView,
 };
 use mission_control::store;
 use tokio::sync::oneshot;
@@ -361,9 +361,71 @@ fn queued_index(c: &mut Criterion) {
     group.finish();
 }
 
+/// What the database says of a new task's client-chosen id: no such task.
+fn id_is_free(task: &NewTask) -> HistoryRecord {
+    let id = task.id.clone().expect("a client-chosen id");
+    HistoryRecord { tasks: [(id, None)].into(), ..HistoryRecord::default() }
+}
+
+/// A venture whose budget is nearly spent (room 0.5) with n queued tasks that do not fit
+/// (cost 5) and one that does, last in claim order. Each create re-checks the venture's best
+/// eligible task; it must not walk the n that do not fit. Timed: one create of another task
+/// that does not fit (deleted again untimed), with n = 0 and n = 100k in one run.
+fn budget_cliff(c: &mut Criterion) {
+    let mut group = c.benchmark_group("budget_cliff");
+    let venture: Id = "nearly-spent".into();
+    let new_task = |id: String, cost: Money, priority| NewTask {
+        id: Some(id.into()),
+        title: "t".into(),
+        venture_id: venture.clone(),
+        priority: Some(priority),
+        estimated_cost: Some(cost),
+        ..NewTask::default()
+    };
+    for n in [0, 100_000] {
+        let mut state = SchedulerState::new(CONFIG, Snapshot::default(), Millis::now());
+        let budget = NewVenture {
+            id: Some(venture.clone()),
+            name: "Nearly spent".into(),
+            capital_budget: Some(Money::units(10)),
+            capital_spent: Some(Money::from_micros(9_500_000)),
+            ..NewVenture::default()
+        };
+        state.create_venture(budget).expect("venture");
+        let create = |state: &mut SchedulerState, task: NewTask| {
+            let free = id_is_free(&task);
+            state.create_task(task, Some(&free)).expect("create")
+        };
+        for i in 0..n {
+            create(&mut state, new_task(format!("dear{i}"), Money::units(5), Priority::High));
+        }
+        create(&mut state, new_task("cheap".into(), Money::from_micros(250_000), Priority::Low));
+        assert_eq!(state.get_venture(&venture).expect("venture").budget_held, n as u64);
+        drop(state.take_changes());
+        let mut i = 0u64;
+        group.bench_function(label(n), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    i += 1;
+                    let task = new_task(format!("more{i}"), Money::units(5), Priority::High);
+                    let free = id_is_free(&task);
+                    let started = Instant::now();
+                    let (view, _) = state.create_task(task, Some(&free)).expect("create");
+                    total += started.elapsed();
+                    state.delete_task(&view.task.id, None).expect("delete");
+                    drop(state.take_changes());
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = common::config();
-    targets = claim_decision, actor_round_trip, wake_up, queued_index
+    targets = claim_decision, actor_round_trip, wake_up, queued_index, budget_cliff
 }
 criterion_main!(benches);

@@ -5,7 +5,7 @@
 //! O(log n). The scheduler picks across ventures with a second, much smaller ordered set
 //! of each venture's best eligible task (see `SchedulerState::refresh_candidate`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::domain::{Id, Millis, Money, Priority, Task};
@@ -34,9 +34,10 @@ impl QueueKey {
 #[derive(Debug, Default)]
 pub struct QueuedIndex {
     by_venture: HashMap<Id, BTreeMap<QueueKey, Money>>,
-    /// Each venture's queued costs as a multiset: how many tasks a budget holds back is a
-    /// range count, not a scan.
-    costs_by_venture: HashMap<Id, BTreeMap<Money, usize>>,
+    /// Each venture's queued tasks by cost, each cost's in claim order: how many tasks a
+    /// budget holds back is a range count, and the first task that fits a nearly spent
+    /// budget is the first of some cost within it, never a walk past the ones that do not.
+    by_cost: HashMap<Id, BTreeMap<Money, BTreeSet<QueueKey>>>,
     by_tag: HashMap<Arc<str>, BTreeMap<QueueKey, (Id, Money)>>,
     depth_by_priority: [usize; 3],
 }
@@ -47,13 +48,13 @@ impl QueuedIndex {
             self.by_tag.entry(tag.clone()).or_default().insert(key.clone(), (venture_id.clone(), estimated_cost));
         }
         let priority = key.priority;
-        let previous = self.by_venture.entry(venture_id.clone()).or_default().insert(key, estimated_cost);
+        let previous = self.by_venture.entry(venture_id.clone()).or_default().insert(key.clone(), estimated_cost);
         if let Some(previous) = previous {
-            self.forget_cost(venture_id, previous);
+            self.forget_cost(venture_id, &key, previous);
         } else {
             self.depth_by_priority[priority as usize] += 1;
         }
-        *self.costs_by_venture.entry(venture_id.clone()).or_default().entry(estimated_cost).or_default() += 1;
+        self.by_cost.entry(venture_id.clone()).or_default().entry(estimated_cost).or_default().insert(key);
     }
 
     /// Removes a task; returns whether it was there.
@@ -73,28 +74,28 @@ impl QueuedIndex {
         }
         let Some(cost) = removed else { return false };
         self.depth_by_priority[key.priority as usize] -= 1;
-        self.forget_cost(venture_id, cost);
+        self.forget_cost(venture_id, key, cost);
         true
     }
 
-    fn forget_cost(&mut self, venture_id: &Id, cost: Money) {
-        let Some(costs) = self.costs_by_venture.get_mut(venture_id) else { return };
-        if let Some(n) = costs.get_mut(&cost) {
-            *n -= 1;
-            if *n == 0 {
+    fn forget_cost(&mut self, venture_id: &Id, key: &QueueKey, cost: Money) {
+        let Some(costs) = self.by_cost.get_mut(venture_id) else { return };
+        if let Some(keys) = costs.get_mut(&cost) {
+            keys.remove(key);
+            if keys.is_empty() {
                 costs.remove(&cost);
             }
         }
         if costs.is_empty() {
-            self.costs_by_venture.remove(venture_id);
+            self.by_cost.remove(venture_id);
         }
     }
 
     /// How many of the venture's queued tasks cost more than `room`: what its budget holds
     /// back. O(log n) plus one step per distinct cost held back.
     pub fn held_back(&self, venture_id: &Id, room: Money) -> usize {
-        let Some(costs) = self.costs_by_venture.get(venture_id) else { return 0 };
-        costs.range((std::ops::Bound::Excluded(room), std::ops::Bound::Unbounded)).map(|(_, n)| n).sum()
+        let Some(costs) = self.by_cost.get(venture_id) else { return 0 };
+        costs.range((std::ops::Bound::Excluded(room), std::ops::Bound::Unbounded)).map(|(_, keys)| keys.len()).sum()
     }
 
     /// The queued tasks carrying the rarest of `tags`, in claim order, with venture and
@@ -122,9 +123,17 @@ impl QueuedIndex {
         self.by_venture.get(venture_id).into_iter().flat_map(|queue| queue.iter().map(|(k, c)| (k, *c)))
     }
 
-    /// The first of the venture's queued tasks, in claim order, whose cost fits in `room`.
+    /// The first of the venture's queued tasks, in claim order, whose cost fits in `room`:
+    /// the venture's first task when it fits (the usual case, O(log n)), else the earliest
+    /// of the first tasks of each cost within `room`, O(log n) per such cost. Tasks that do
+    /// not fit are never walked, however many there are.
     pub fn first_fitting(&self, venture_id: &Id, room: Money) -> Option<&QueueKey> {
-        self.iter_venture(venture_id).find(|(_, cost)| fits(*cost, room)).map(|(key, _)| key)
+        let (first, cost) = self.by_venture.get(venture_id)?.first_key_value()?;
+        if fits(*cost, room) {
+            return Some(first);
+        }
+        let costs = self.by_cost.get(venture_id)?;
+        costs.range(..=room).filter_map(|(_, keys)| keys.first()).min()
     }
 
     /// How many tasks the venture has queued.
@@ -214,6 +223,37 @@ mod tests {
         assert_eq!(index.held_back(&venture, units(1.0)), 2);
         assert_eq!(index.held_back(&venture, Money::from_micros(-1)), 2, "overspent: every task is held back");
         assert_eq!(index.held_back(&venture, units(1.1)), 1);
+    }
+
+    #[test]
+    fn first_fitting_is_the_first_in_claim_order_that_fits_whatever_the_mix() {
+        // Against the definition (a walk in claim order), over pseudo-random inserts and
+        // removes of tasks of a few costs, at every room.
+        let venture: Id = "v".into();
+        let mut index = QueuedIndex::default();
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        let priorities = [Priority::High, Priority::Medium, Priority::Low];
+        let mut keys = Vec::new();
+        for i in 0..400 {
+            let k = key(priorities[(next() % 3) as usize], (next() % 50) as i64, &format!("t{i}"));
+            if next() % 4 == 0 && !keys.is_empty() {
+                let gone: QueueKey = keys.swap_remove((next() as usize) % keys.len());
+                assert!(index.remove(&venture, &gone, &[]));
+            }
+            index.insert(&venture, k.clone(), units((next() % 6) as f64), &[]);
+            keys.push(k);
+            for room in [-1.0, 0.0, 1.0, 2.5, 5.0, 9.0] {
+                let room = if room < 0.0 { Money::from_micros(-1) } else { units(room) };
+                let walked = index.iter_venture(&venture).find(|(_, cost)| fits(*cost, room)).map(|(k, _)| k);
+                assert_eq!(index.first_fitting(&venture, room), walked, "room {room}");
+                let over = index.iter_venture(&venture).filter(|(_, cost)| !fits(*cost, room)).count();
+                assert_eq!(index.held_back(&venture, room), over, "room {room}");
+            }
+        }
     }
 
     #[test]
