@@ -1,6 +1,6 @@
 //! Task graph benchmarks, in `SchedulerState` itself (no actor, no SQLite): unblocking many
 //! dependents, the failure cascade, the cycle check of a `dependsOn` edit, and the claim
-//! decision with many blocked tasks in memory.
+//! decision with many blocked (or delayed) tasks in memory.
 //!
 //! Graphs are built through the state's own commands (`create_task`, `claim`), untimed:
 //! per iteration with `iter_batched` where the timed step consumes the graph, and once per
@@ -24,8 +24,8 @@ use common::label;
 const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
 /// Queued tasks for `claim_with_blocked` (the sizes `claim_decision` in `scheduler.rs` uses).
 const QUEUE_SIZES: [usize; 2] = [1_000, 100_000];
-/// Blocked tasks added for `claim_with_blocked`.
-const N_BLOCKED: usize = 100_000;
+/// Blocked tasks added for `claim_with_blocked`: 100k, and 1M as the control for `N_DELAYED`.
+const N_BLOCKED: [usize; 2] = [100_000, 1_000_000];
 /// Claims taken before the claimed tasks are put back, as in `scheduler.rs`.
 const CHUNK: u64 = 64;
 
@@ -235,11 +235,11 @@ fn cycle_check(c: &mut Criterion) {
     group.finish();
 }
 
-/// `n` queued tasks as in `scheduler.rs`, plus, if `blocked`, `N_BLOCKED` tasks blocked on
-/// one task that stays active (claimed by another agent, its lease far off) throughout.
-fn claim_snapshot(n: usize, blocked: bool) -> Snapshot {
+/// `n` queued tasks as in `scheduler.rs`, plus `blocked` tasks blocked on one task that
+/// stays active (claimed by another agent, its lease far off) throughout.
+fn claim_snapshot(n: usize, blocked: usize) -> Snapshot {
     let mut snapshot = common::snapshot(n);
-    if !blocked {
+    if blocked == 0 {
         return snapshot;
     }
     let venture_ids: Vec<Id> = (0..common::N_VENTURES).map(common::venture_id).collect();
@@ -250,9 +250,9 @@ fn claim_snapshot(n: usize, blocked: bool) -> Snapshot {
         attempts: 1,
         claimed_at: Some(common::BASE),
         lease_expires_at: Some(Millis(common::BASE.0 + 1_000 * 86_400_000)),
-        ..common::queued_task(n + N_BLOCKED, &venture_ids)
+        ..common::queued_task(n + blocked, &venture_ids)
     };
-    for i in 0..N_BLOCKED {
+    for i in 0..blocked {
         let mut task = common::queued_task(n + i, &venture_ids);
         task.id = format!("blocked{i}").into();
         task.status = TaskStatus::Blocked;
@@ -263,18 +263,82 @@ fn claim_snapshot(n: usize, blocked: bool) -> Snapshot {
     snapshot
 }
 
+/// How many delayed tasks `with_1M_delayed` adds.
+const N_DELAYED: usize = 1_000_000;
+
+/// What sits in memory next to the queue while the claim decision is timed.
+#[derive(Clone, Copy)]
+enum Beside {
+    Nothing,
+    /// This many tasks blocked on a dependency.
+    Blocked(usize),
+    /// `N_DELAYED` tasks whose `runAt` is a year off, so they stay blocked and in `delayed`.
+    Delayed,
+}
+
+impl Beside {
+    fn name(self) -> String {
+        match self {
+            Beside::Nothing => "no_blocked".to_string(),
+            Beside::Blocked(n) => format!("with_{}_blocked", label(n)),
+            Beside::Delayed => format!("with_{}_delayed", label(N_DELAYED)),
+        }
+    }
+
+    fn blocked(self) -> u64 {
+        match self {
+            Beside::Nothing => 0,
+            Beside::Blocked(n) => n as u64,
+            Beside::Delayed => N_DELAYED as u64,
+        }
+    }
+}
+
+/// The state `claim_with_blocked` claims from: `n` queued tasks and what is `beside` them.
+/// The delayed tasks are created through `create_task` with a `runAt` a year off (one
+/// millisecond apart, over the ventures in turn) and generated ids, as the API creates them
+/// (a chosen id would have to be looked up in the database first).
+fn claim_state(n: usize, beside: Beside) -> SchedulerState {
+    let now = Millis::now();
+    let mut state =
+        SchedulerState::new(CONFIG, claim_snapshot(n, if let Beside::Blocked(b) = beside { b } else { 0 }), now);
+    if let Beside::Delayed = beside {
+        let year_off = Millis(now.0 + 365 * 86_400_000);
+        for i in 0..N_DELAYED {
+            let new = NewTask {
+                title: format!("Delayed {i}").into(),
+                venture_id: common::venture_id(i % common::N_VENTURES),
+                priority: Some(common::priority(i)),
+                run_at: Some(Millis(year_off.0 + i as i64)),
+                ..NewTask::default()
+            };
+            let (view, created) = state.create_task(new, None).expect("create a delayed task");
+            assert!(created && view.task.status == TaskStatus::Blocked);
+            if i % 10_000 == 0 {
+                drop(state.take_changes());
+            }
+        }
+        drop(state.take_changes());
+        // A tick finds nothing due and leaves them all blocked.
+        state.advance(Millis::now());
+    }
+    state
+}
+
 /// The claim decision as `claim_decision` in `scheduler.rs` times it (the same queue, the
-/// same timing and requeueing), without and with `N_BLOCKED` blocked tasks in memory.
+/// same timing and requeueing), without blocked tasks, with 100k and 1M tasks blocked on a
+/// dependency, and with `N_DELAYED` tasks delayed by `runAt`, in memory. The 1M blocked
+/// tasks tell what the mere size of the task map costs from what the delayed index costs.
 fn claim_with_blocked(c: &mut Criterion) {
     let mut group = c.benchmark_group("graph_claim");
     for n in QUEUE_SIZES {
-        for blocked in [false, true] {
-            let mut state = SchedulerState::new(CONFIG, claim_snapshot(n, blocked), Millis::now());
-            assert_eq!(count(&state, TaskStatus::Blocked), if blocked { N_BLOCKED as u64 } else { 0 });
+        let blocked = N_BLOCKED.map(Beside::Blocked);
+        for beside in [Beside::Nothing, blocked[0], blocked[1], Beside::Delayed] {
+            let mut state = claim_state(n, beside);
+            assert_eq!(count(&state, TaskStatus::Blocked), beside.blocked());
             assert_eq!(count(&state, TaskStatus::Queue), n as u64);
-            let name = if blocked { format!("with_{}_blocked", label(N_BLOCKED)) } else { "no_blocked".to_string() };
             let mut held: Vec<TaskView> = Vec::with_capacity(CHUNK as usize);
-            group.bench_function(BenchmarkId::new(name, label(n)), |b| {
+            group.bench_function(BenchmarkId::new(beside.name(), label(n)), |b| {
                 b.iter_custom(|iters| {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
@@ -282,7 +346,9 @@ fn claim_with_blocked(c: &mut Criterion) {
                         let started = Instant::now();
                         let claimed = state.claim(request);
                         total += started.elapsed();
-                        held.push(claimed.expect("claim").expect("a queued task"));
+                        let view = claimed.expect("claim").expect("a queued task");
+                        assert!(view.task.run_at.is_none(), "a delayed task was handed out");
+                        held.push(view);
                         drop(state.take_changes());
                         if held.len() as u64 == CHUNK {
                             requeue(&mut state, &mut held);
@@ -292,6 +358,7 @@ fn claim_with_blocked(c: &mut Criterion) {
                     total
                 })
             });
+            assert_eq!(count(&state, TaskStatus::Blocked), beside.blocked());
             drop(state);
         }
     }

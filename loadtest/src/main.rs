@@ -5,6 +5,11 @@
 //! claim and complete latency percentiles, errors by status, and two correctness checks:
 //! no task handed out twice, and the venture's `capitalSpent` equal to what was charged.
 //! It exits non-zero when a check fails.
+//!
+//! With `--delayed N` it measures something else: how late parked claims receive tasks
+//! delayed by `runAt` (see `delayed.rs`).
+
+mod delayed;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
@@ -50,6 +55,19 @@ struct Args {
     /// Print a JSON line of interval figures every this many seconds (0: only the summary).
     #[arg(long, default_value_t = 0.0)]
     report_every: f64,
+    /// Instead of the claim → complete loop: create this many tasks with `runAt` spread over
+    /// `--spread` seconds and measure how late parked claims receive them.
+    #[arg(long)]
+    delayed: Option<usize>,
+    /// With `--delayed`: the parked claimers.
+    #[arg(long, default_value_t = 32)]
+    claimers: usize,
+    /// With `--delayed`: the seconds the `runAt`s are spread over.
+    #[arg(long, default_value_t = 5.0)]
+    spread: f64,
+    /// With `--delayed`: the seconds from the first create to the first `runAt`.
+    #[arg(long, default_value_t = 1.0)]
+    lead: f64,
     /// Bearer token, if the server has one.
     #[arg(long, env = "MC_API_TOKEN")]
     token: Option<String>,
@@ -122,10 +140,17 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let client = Rc::new(Client {
-        http: reqwest::Client::builder().pool_max_idle_per_host(args.agents + 8).tcp_nodelay(true).build()?,
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(args.agents.max(args.claimers) + 40)
+            .tcp_nodelay(true)
+            .build()?,
         base: args.url.trim_end_matches('/').to_owned(),
         token: args.token.clone(),
     });
+    if let Some(tasks) = args.delayed {
+        let options = delayed::Options { tasks, claimers: args.claimers, spread: args.spread, lead: args.lead };
+        return delayed::run(client, options).await;
+    }
     let venture = format!("loadtest-{}-{}", std::process::id(), now_millis());
     let (status, body) = client.post("/api/ventures", &json!({"id": venture, "name": venture})).await?;
     if status != StatusCode::CREATED {
