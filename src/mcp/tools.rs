@@ -213,7 +213,7 @@ assignedTo and blockedBy (get_task gives the rest). Filter by `status` and `vent
         description = "List the ventures (projects tasks belong to) with their status, priority and capital: \
 `capitalBudget` (0 means no budget), `capitalSpent`, `capitalReserved` (held for active tasks) and \
 `budgetLeft` (what is left to spend, null without a budget). Use it to find a `ventureId`.",
-        input_schema = input::<ListVenturesArgs>()
+        input_schema = rmcp::handler::server::common::schema_for_empty_input()
     )]
     async fn list_ventures(&self, extensions: Extensions) -> CallToolResult {
         match self.call(Method::GET, "/api/ventures", None, &extensions, REQUEST_TIMEOUT).await {
@@ -437,10 +437,6 @@ struct ListTasksArgs {
     #[schemars(range(min = 1))]
     limit: Option<u32>,
 }
-
-#[derive(JsonSchema)]
-#[schemars(crate = "rmcp::schemars")]
-struct ListVenturesArgs {}
 
 #[cfg(test)]
 mod tests {
