@@ -1,5 +1,6 @@
 //! A small typed client of the agents' endpoints (`claim`, `heartbeat`, `complete`), used by
-//! `mission-control work`. It knows the HTTP contract only, never the server's modules.
+//! `mission-control work`, and a plain `send` to any route, used by `mission-control mcp`. It
+//! knows the HTTP contract only, never the server's modules.
 //!
 //! Several base addresses may be given: a request goes to the one that answered last, and
 //! moves on to the next only when that one cannot be reached.
@@ -7,7 +8,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
 /// How long to wait for a connection before trying the next address.
@@ -179,11 +180,29 @@ impl Client {
         body: &impl Serialize,
         timeout: Duration,
     ) -> Result<(StatusCode, Vec<u8>), ClientError> {
+        let (status, body) = self.send(Method::POST, path, Some(body), timeout).await?;
+        classify(status, body)
+    }
+
+    /// Sends a request to the address in use, moving on to the next ones while none can be
+    /// reached, and returns the answer whatever its status. `path` may carry a query. Only a
+    /// server that cannot be reached or does not answer in `timeout` is an error
+    /// (`Unavailable`).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Vec<u8>), ClientError> {
         let first = self.current.load(Ordering::Relaxed);
         let mut last_error = String::new();
         for step in 0..self.urls.len() {
             let index = (first + step) % self.urls.len();
-            let mut request = self.http.post(format!("{}{path}", self.urls[index])).json(body).timeout(timeout);
+            let mut request = self.http.request(method.clone(), format!("{}{path}", self.urls[index])).timeout(timeout);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
             if let Some(token) = &self.token {
                 request = request.bearer_auth(token);
             }
@@ -201,7 +220,7 @@ impl Client {
                 .bytes()
                 .await
                 .map_err(|error| ClientError::Unavailable(format!("{}: {error}", self.urls[index])))?;
-            return classify(status, bytes.to_vec());
+            return Ok((status, bytes.to_vec()));
         }
         Err(ClientError::Unavailable(last_error))
     }

@@ -39,6 +39,9 @@ pub enum Command {
     /// The task's JSON is on the command's standard input; exit 0 completes the task with
     /// its standard output, anything else reports an error with its standard error.
     Work(WorkArgs),
+    /// Serve the Model Context Protocol over standard input and output: the scheduler's
+    /// operations as tools for an LLM agent, each one a call to the server at `--url`.
+    Mcp(McpArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -163,6 +166,20 @@ pub struct WorkArgs {
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// `mission-control mcp [--url URL] [--api-token TOKEN] [--agent-id ID]`.
+#[derive(Debug, Clone, Args)]
+pub struct McpArgs {
+    /// The server; give it several times (or comma-separated) to try them in order.
+    #[arg(long, env = "MC_URL", value_delimiter = ',', default_value = "http://127.0.0.1:3000")]
+    pub url: Vec<String>,
+    /// Sent as `Authorization: Bearer <token>`.
+    #[arg(long, env = "MC_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// The agent the tools act as when a call gives no `agentId`.
+    #[arg(long, env = "MC_AGENT_ID")]
+    pub agent_id: Option<String>,
 }
 
 #[cfg(test)]

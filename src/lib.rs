@@ -13,6 +13,8 @@
 //! - [`server`]: wiring it together; [`config`]: the command line; [`metrics`]: Prometheus.
 //! - [`client`]: a typed client of the agents' endpoints; [`worker`]: `mission-control work`,
 //!   which runs a command for each claimed task. Neither uses the server's modules.
+//! - [`mcp`]: the Model Context Protocol tools, over standard input and output
+//!   (`mission-control mcp`, through [`client`]) and at `/mcp` (through the API's own router).
 //!
 //! `docs/ARCHITECTURE.md` tells how a claim flows through these parts.
 
@@ -22,6 +24,7 @@ pub mod config;
 pub mod dashboard;
 pub mod domain;
 pub mod events;
+pub mod mcp;
 pub mod metrics;
 pub mod persist;
 pub mod scheduler;

@@ -3,9 +3,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use mission_control::config::{Cli, Command, DbArgs, ServeArgs, WorkArgs};
+use mission_control::config::{Cli, Command, DbArgs, McpArgs, ServeArgs, WorkArgs};
 use mission_control::domain::Millis;
-use mission_control::{server, store, worker};
+use mission_control::{mcp, server, store, worker};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Some(Command::Reset(db)) => seed(&db, true),
         Some(Command::Backup { db, dest }) => backup(&db, &dest),
         Some(Command::Work(args)) => return work(args),
+        Some(Command::Mcp(args)) => serve_mcp(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -83,6 +84,16 @@ fn work(args: WorkArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The MCP server over standard input and output, until the client closes it.
+fn serve_mcp(args: McpArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(mcp::serve_stdio(args))
 }
 
 fn migrate(db: &DbArgs) -> anyhow::Result<()> {

@@ -63,7 +63,7 @@ pub struct App {
     pub tasks: TaskReader,
     pub activities: ActivityReader,
     pub metrics: PrometheusHandle,
-    /// When set, every `/api` request must carry it as a bearer token.
+    /// When set, every `/api` and `/mcp` request must carry it as a bearer token.
     pub api_token: Option<Arc<str>>,
     /// Queues creates of activities with client-chosen ids, so that a later one finds the id
     /// taken in SQLite before it is logged. The insert itself decides who has the id.
@@ -76,9 +76,38 @@ pub struct App {
     pub event_streams: Arc<tokio::sync::Semaphore>,
 }
 
-/// The whole application: API, operations endpoints and the dashboard.
+/// The whole application: API, MCP, operations endpoints and the dashboard.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+    // The MCP tools call the API's routes in-process, through the same token check.
+    let api_only = api_routes(&state).fallback(not_found).layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let mcp =
+        crate::mcp::http_service(api_only.with_state(state.clone()), state.api_token.is_some(), MCP_MAX_BODY_BYTES);
+    let mcp = Router::new()
+        .route_service("/mcp", mcp)
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .merge(api_routes(&state))
+        .merge(mcp)
+        .route("/", get(crate::dashboard::index))
+        .route("/assets/{name}", get(crate::dashboard::asset))
+        .route("/healthz", get(ops::healthz))
+        .route("/openapi.json", get(openapi::serve))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route_layer(middleware::from_fn(track_metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// A JSON-RPC message at `/mcp`: a tool call's arguments (at most an API body) and the
+/// envelope around them.
+const MCP_MAX_BODY_BYTES: usize = MAX_BODY_BYTES + 64 * 1024;
+
+/// The `/api` routes, each behind the token check.
+fn api_routes(state: &AppState) -> Router<AppState> {
+    Router::new()
         .route(
             "/api/ventures",
             get(ventures::list).post(ventures::create).patch(ventures::update).delete(ventures::delete),
@@ -97,20 +126,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/activities", get(activities::list).post(activities::create))
         .route("/api/activities/{id}", get(activities::get))
         .route("/api/events", get(events::stream))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
-        .merge(api)
-        .route("/", get(crate::dashboard::index))
-        .route("/assets/{name}", get(crate::dashboard::asset))
-        .route("/healthz", get(ops::healthz))
-        .route("/openapi.json", get(openapi::serve))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .route_layer(middleware::from_fn(track_metrics))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
 }
 
 async fn not_found(request: Request) -> ApiError {
