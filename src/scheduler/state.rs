@@ -213,10 +213,15 @@ impl SchedulerState {
         let mut active: Vec<(Millis, Id, Id)> = Vec::new();
         let unfinished: HashSet<Id> =
             snapshot.tasks.iter().filter(|t| !t.status.is_finished()).map(|t| t.id.clone()).collect();
+        // The clock first, so that a delayed task is judged against the time it will be
+        // released by.
+        let known = snapshot.tasks.iter().filter(|t| state.ventures.contains_key(&t.venture_id));
+        state.now = known.map(|t| t.created_at).fold(state.now, Millis::max);
         for mut task in snapshot.tasks {
             if task.status == TaskStatus::Blocked {
                 // `blockedBy` is derived, not stored: the dependencies still unfinished. A
-                // blocked task with none left (which a consistent file never has) is queued.
+                // blocked task with none left and no `runAt` to come (which a consistent file
+                // never has) is queued.
                 let waiting: Vec<Id> = task
                     .depends_on
                     .iter()
@@ -225,7 +230,7 @@ impl SchedulerState {
                     .cloned()
                     .collect();
                 task.blocked_by = (!waiting.is_empty()).then(|| waiting.into());
-                if task.blocked_by.is_none() {
+                if task.blocked_by.is_none() && !state.is_delayed(&task) {
                     task.status = TaskStatus::Queue;
                 }
             }
@@ -233,7 +238,6 @@ impl SchedulerState {
                 tracing::warn!(task = %task.id, venture = %task.venture_id, "skipping a task whose venture is gone");
                 continue;
             }
-            state.now = state.now.max(task.created_at);
             if task.status.is_finished() {
                 state.count_finished(&task.venture_id, task.status, 1);
                 continue;
