@@ -644,7 +644,7 @@ impl SchedulerState {
                 });
             }
             task.run_at = at;
-            task.status = self.waiting_status(&task);
+            self.hold(&mut task);
         }
         // New dependencies set the status the rest of the edit starts from. The list the
         // task has already (a task read and sent back whole) changes nothing.
@@ -718,7 +718,7 @@ impl SchedulerState {
                             .collect();
                         task.blocked_by = (!waiting.is_empty()).then(|| waiting.into());
                     }
-                    task.status = self.waiting_status(&task);
+                    self.hold(&mut task);
                 }
                 TaskStatus::Completed | TaskStatus::Failed => {
                     task.lease_expires_at = None;
