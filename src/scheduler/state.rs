@@ -921,17 +921,35 @@ impl SchedulerState {
             return false;
         }
         let mut task = Task::clone(&old);
-        task.return_to_queue();
         // The attempt number stays used (a fencing token never repeats), but the claim that
         // never arrived does not use up the task's allowance.
         task.max_attempts = task.max_attempts.saturating_add(1);
         task.updated_at = self.now;
+        if old.cancel_requested {
+            // As if the claim had not happened: the cancel asked for since ends the task, as
+            // when its holder is deleted. (Requeued with the cancel still asked for, it was
+            // claimed again only to end cancelled, and a cancel of it changed nothing.)
+            task.lease_expires_at = None;
+            task.status = TaskStatus::Cancelled;
+            task.cancel_requested = false;
+        } else {
+            task.return_to_queue();
+        }
         self.end_attempt(&old, AttemptOutcome::Released, AttemptEnd::default());
         let task = self.put_task(task);
         self.release_agent(Some(agent_id), task_id, 0, AgentStatus::Online);
         let title = format!("Task released: {}", task.title);
-        let description = format!("{agent_id} went away before it received the task; it is queued again");
+        let description = format!(
+            "{agent_id} went away before it received the task; it is {}",
+            if task.status == TaskStatus::Cancelled { "cancelled, as was asked" } else { "queued again" }
+        );
         self.log("task_released", title, Some(description), Some(&task.venture_id), Some(task_id), Some(agent_id));
+        if task.status == TaskStatus::Cancelled {
+            let title = format!("Task cancelled: {}", task.title);
+            let description = format!("its claim never reached {agent_id} after its cancel was asked for");
+            self.log("task_cancelled", title, Some(description), Some(&task.venture_id), Some(task_id), Some(agent_id));
+        }
+        self.settle_dependents();
         true
     }
 
