@@ -678,6 +678,28 @@ impl Model {
         Ok(("ok".into(), true))
     }
 
+    /// A claim whose answer never reached its agent, given back while the agent still
+    /// holds that attempt: "keeps its number used and gives the claim back by raising
+    /// `maxAttempts` by one". As if the claim had not happened, a cancel asked for since
+    /// ends the task, as when its holder is deleted.
+    fn release_unreturned(&mut self, task_id: &str, agent: &str, attempt: u32) -> MResult {
+        let Some(task) = self.tasks.get_mut(task_id) else { return Ok(("kept".into(), false)) };
+        if task.status != TaskStatus::Active || task.assigned_to.as_deref() != Some(agent) || task.attempts != attempt {
+            return Ok(("kept".into(), false));
+        }
+        task.lease_expires_at = None;
+        task.max_attempts += 1;
+        if task.cancel_requested {
+            task.status = TaskStatus::Cancelled;
+            task.cancel_requested = false;
+        } else {
+            task.status = TaskStatus::Queue;
+            task.assigned_to = None;
+        }
+        self.release(agent, task_id, 0, AgentStatus::Online);
+        Ok(("released".into(), true))
+    }
+
     /// `POST /api/tasks/cancel`: a repeat (or a cancel of a cancelled task) changes nothing.
     fn cancel(&mut self, task_id: &str) -> MResult {
         let task = self.tasks.get_mut(task_id).ok_or(ErrKind::NotFound)?;
@@ -912,6 +934,12 @@ enum Op {
         run_at: Option<RunAtPatch>,
         retry_delay_seconds: Option<u32>,
     },
+    /// A claim whose answer never reached its agent is given back (`release_unreturned`).
+    Release {
+        task: TaskSel,
+        who: Who,
+        attempt: AttemptSel,
+    },
     DeleteTask {
         task: TaskSel,
     },
@@ -1007,6 +1035,7 @@ enum Call {
     Advance,
     PatchTask(PatchTaskCall),
     PatchTime(PatchTimeCall),
+    Release { task: String, agent: String, attempt: u32 },
     DeleteTask(String),
     PatchDeps { task: String, deps: Vec<String> },
     Cancel(String),
@@ -1237,6 +1266,14 @@ impl Model {
                 });
                 Call::PatchTime(PatchTimeCall { task, run_at, retry_delay_seconds: *retry_delay_seconds })
             }
+            Op::Release { task, who, attempt } => {
+                let task = self.pick_task(task);
+                Call::Release {
+                    agent: self.pick_agent(&task, who),
+                    attempt: self.pick_attempt(&task, attempt).unwrap_or(0),
+                    task,
+                }
+            }
             Op::DeleteTask { task } => Call::DeleteTask(self.pick_task(task)),
             Op::PatchDeps { task, deps } => {
                 let task = self.pick_task(task);
@@ -1301,6 +1338,7 @@ impl Model {
             Call::Advance | Call::Restart => Ok(("ok".into(), false)),
             Call::PatchTask(c) => self.patch_task(c),
             Call::PatchTime(c) => self.patch_time(c),
+            Call::Release { task, agent, attempt } => self.release_unreturned(task, agent, *attempt),
             Call::DeleteTask(id) => self.delete_task(id),
             Call::PatchDeps { task, deps } => self.patch_deps(task, deps),
             Call::Cancel(id) => self.cancel(id),
@@ -1451,6 +1489,9 @@ fn apply_call(
             )
             .map(|_| "ok".into())
             .map_err(kind),
+        Call::Release { task, agent, attempt } => {
+            Ok(if state.release_unreturned(&id(task), &id(agent), *attempt) { "released" } else { "kept" }.into())
+        }
         Call::DeleteTask(t) => state.delete_task(&id(t), history).map(|_| "ok".into()).map_err(kind),
         Call::PatchDeps { task, deps } => state
             .update_task(
@@ -2108,6 +2149,7 @@ fn op() -> impl Strategy<Value = Op> {
                 policy
             }),
         2 => task_sel().prop_map(|task| Op::DeleteTask { task }),
+        2 => (task_sel(), who(), attempt_sel()).prop_map(|(task, who, attempt)| Op::Release { task, who, attempt }),
         5 => (waiting_sel(), deps_sel()).prop_map(|(task, deps)| Op::PatchDeps { task, deps }),
         4 => prop_oneof![3 => task_sel(), 2 => waiting_sel()].prop_map(|task| Op::Cancel { task }),
         4 => (
@@ -2839,4 +2881,37 @@ fn a_task_delayed_again_waits_for_a_requeued_dependency() {
     assert_eq!(graph_state(&state, "a"), blocked(&["d"]), "its time came; d still holds it");
     state.restart();
     assert_eq!(graph_state(&state, "a"), blocked(&["d"]));
+}
+
+/// Found by the model: a claim given back (its answer never reached the agent) after a
+/// cancel of the task was asked for went back to the queue with `cancelRequested` still
+/// set: claimed again it ended `cancelled` whatever the work, and a cancel of the queued
+/// task changed nothing (the bug fixed for a deleted holder before). As if the claim had
+/// not happened, the cancel ends the task, and its dependents follow.
+#[test]
+fn a_cancel_requested_task_whose_claim_is_given_back_ends_cancelled() {
+    let mut state = one_claimed_task(); // a, one attempt, held by a0 (attempt 1)
+    add_dependent(&mut state, "b", &["a"], OnDependencyFailure::Cancel);
+    assert_eq!(cancel(&mut state, "a"), Ok("ok".into()));
+    let release = Call::Release { task: "a".into(), agent: "a0".into(), attempt: 1 };
+    assert_eq!(apply_real(&mut state, &release), Ok("released".into()));
+    let view = state.get_task(&id("a")).expect("task");
+    assert_eq!((view.task.status, view.task.cancel_requested), (TaskStatus::Cancelled, false));
+    assert_eq!((view.task.attempts, view.task.max_attempts), (1, 2), "the number stays used; the claim is given back");
+    assert_eq!(graph_state(&state, "b"), not_blocked(TaskStatus::Cancelled));
+    assert_eq!(state.state.get_agent(&id("a0")).unwrap().status, AgentStatus::Online);
+    assert_eq!(apply_real(&mut state, &release), Ok("kept".into()), "only while a0 holds that attempt");
+}
+
+#[test]
+fn a_claim_given_back_keeps_its_attempt_number_used() {
+    let mut state = one_claimed_task();
+    let release = |attempt| Call::Release { task: "a".into(), agent: "a0".into(), attempt };
+    assert_eq!(apply_real(&mut state, &release(2)), Ok("kept".into()), "not the attempt a0 holds");
+    assert_eq!(apply_real(&mut state, &release(1)), Ok("released".into()));
+    let view = state.get_task(&id("a")).expect("task");
+    assert_eq!((view.task.status, view.task.attempts, view.task.max_attempts), (TaskStatus::Queue, 1, 2));
+    assert_eq!(claim_as(&mut state, "a1", None), "claimed a");
+    assert_eq!(report_attempt(&mut state, "a", "a0", 1, false), Err(ErrKind::StaleLease));
+    assert_eq!(report_attempt(&mut state, "a", "a1", 2, false), Ok("completed".into()));
 }
