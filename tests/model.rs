@@ -2,7 +2,8 @@
 //!
 //! Proptest generates random sequences of operations (create ventures and tasks, claim,
 //! complete with success or error, report as the wrong agent or with a stale attempt,
-//! heartbeat, let leases run out, PATCH tasks, delete tasks, agents and ventures, change
+//! heartbeat, let leases run out, give back a claim whose answer was lost, PATCH tasks
+//! (status, `runAt`, `retryDelaySeconds`), delete tasks, agents and ventures, change
 //! a venture's budget, spending or status; and the task graph: create with `dependsOn` and
 //! `onDependencyFailure`, edit `dependsOn` (with deliberate cycles), cancel queued, blocked
 //! and active tasks) and applies each one both to the real scheduler, driven directly with
