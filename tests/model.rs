@@ -2,7 +2,8 @@
 //!
 //! Proptest generates random sequences of operations (create ventures and tasks, claim,
 //! complete with success or error, report as the wrong agent or with a stale attempt,
-//! heartbeat, let leases run out, PATCH tasks, delete tasks, agents and ventures, change
+//! heartbeat, let leases run out, give back a claim whose answer was lost, PATCH tasks
+//! (status, `runAt`, `retryDelaySeconds`), delete tasks, agents and ventures, change
 //! a venture's budget, spending or status; and the task graph: create with `dependsOn` and
 //! `onDependencyFailure`, edit `dependsOn` (with deliberate cycles), cancel queued, blocked
 //! and active tasks) and applies each one both to the real scheduler, driven directly with
@@ -14,6 +15,17 @@
 //! cancelled; one with no unfinished dependency left is queued); `blockedBy` is derived as
 //! the unfinished dependencies of a blocked task; the cycle check is a DFS through the
 //! `dependsOn` of unfinished tasks. Released tasks (queue, active) are never blocked again.
+//!
+//! Time, identity and fencing are as plain: a task keeps its `runAt`, `retryDelaySeconds`
+//! and `idempotencyKey`; a blocked task is queued by the same full scan once no unfinished
+//! dependency and no `runAt` to come holds it (the clock's step crosses `runAt`s and
+//! back-offs, also an hour at once); a failed attempt that sends a task back with a
+//! `retryDelaySeconds` sets `runAt` to `now + min(retryDelaySeconds × 2^(attempts − 1),
+//! 3600 s)`; a create with a key is answered `existing <id>` by a scan over the venture's
+//! tasks (which the model never prunes, so a finished task's key is answered from the
+//! database, also after a restart); `attempts` never goes down (checked after every step),
+//! and a requeue from failed or cancelled grants `attempts + (maxAttempts or 3)`. Reports
+//! and heartbeats carry attempt numbers from before such a requeue, from any agent.
 //!
 //! The model is deliberately simple and deliberately slow: plain maps of ventures, tasks
 //! and agents, no indexes, no cached sums. A claim scans every task, keeps the eligible
@@ -141,6 +153,10 @@ struct MTask {
     depends_on: Vec<String>,
     policy: OnDependencyFailure,
     cancel_requested: bool,
+    /// `runAt`: while it is still to come the task is `blocked`.
+    run_at: Option<i64>,
+    retry_delay_seconds: u32,
+    idempotency_key: Option<&'static str>,
 }
 
 #[derive(Debug, Clone)]
@@ -197,11 +213,11 @@ impl Model {
     /// The status dependencies give a task when they are set (create, `dependsOn` edit):
     /// `cancelled` if one ended failed or cancelled and the task says `cancel`, else
     /// `blocked` while one is unfinished, else `queue`.
-    fn status_for(&self, deps: &[String], policy: OnDependencyFailure) -> TaskStatus {
+    fn status_for(&self, deps: &[String], policy: OnDependencyFailure, run_at: Option<i64>) -> TaskStatus {
         let unsuccessful = deps.iter().any(|d| self.tasks.get(d).is_some_and(|t| t.status.is_unsuccessful()));
         if policy == OnDependencyFailure::Cancel && unsuccessful {
             TaskStatus::Cancelled
-        } else if deps.iter().any(|d| self.unfinished(d)) {
+        } else if deps.iter().any(|d| self.unfinished(d)) || self.delayed(run_at) {
             TaskStatus::Blocked
         } else {
             TaskStatus::Queue
@@ -224,10 +240,25 @@ impl Model {
         false
     }
 
+    /// Whether a `runAt` is still to come.
+    fn delayed(&self, run_at: Option<i64>) -> bool {
+        run_at.is_some_and(|at| at > self.now)
+    }
+
+    /// After a failed attempt that sends the task back: with a `retryDelaySeconds`, it is
+    /// `blocked` until `now + min(retryDelaySeconds × 2^(attempts − 1), 3600 s)`.
+    fn back_off(now: i64, task: &mut MTask) {
+        if task.retry_delay_seconds > 0 {
+            let delay = (u128::from(task.retry_delay_seconds) << (task.attempts - 1).min(64)).min(3600);
+            task.run_at = Some(now + delay as i64 * 1000);
+            task.status = TaskStatus::Blocked;
+        }
+    }
+
     /// After every step, a full scan to a fixpoint: a blocked task that says `cancel` and
     /// one of whose dependencies ended failed or cancelled in this step is cancelled; a
-    /// blocked task with no unfinished dependency left is queued. Released tasks (queue,
-    /// active) are never blocked again.
+    /// blocked task with no unfinished dependency left and no `runAt` to come is queued.
+    /// Released tasks (queue, active) are blocked again only by a `runAt`.
     fn settle(&mut self, unfinished_before: &BTreeSet<String>) {
         loop {
             let mut changed = false;
@@ -240,7 +271,7 @@ impl Model {
                 });
                 let status = if task.policy == OnDependencyFailure::Cancel && ended_badly {
                     TaskStatus::Cancelled
-                } else if task.depends_on.iter().any(|d| self.unfinished(d)) {
+                } else if task.depends_on.iter().any(|d| self.unfinished(d)) || self.delayed(task.run_at) {
                     continue;
                 } else {
                     TaskStatus::Queue
@@ -315,6 +346,7 @@ impl Model {
             .map(|(id, t)| (t.lease_expires_at.unwrap(), id.clone()))
             .collect();
         due.sort();
+        let now = self.now;
         let mut outcomes = Vec::new();
         for (_, id) in due {
             let task = self.tasks.get_mut(&id).unwrap();
@@ -331,6 +363,7 @@ impl Model {
             } else {
                 task.status = TaskStatus::Queue;
                 task.assigned_to = None;
+                Self::back_off(now, task);
                 outcomes.push((id.clone(), CompletionOutcome::Requeued));
             }
             // The contract says the agent becomes offline; an agent still holding other
@@ -366,6 +399,14 @@ impl Model {
         if !self.ventures.contains_key(&c.venture) {
             return Err(ErrKind::NotFound);
         }
+        // "A create whose key equals that of a task of the same venture that the database
+        // still holds ... answers that task, unchanged, whatever else the request says."
+        if let Some(key) = c.idempotency_key {
+            let same = self.tasks.iter().find(|(_, t)| t.venture == c.venture && t.idempotency_key == Some(key));
+            if let Some((id, _)) = same {
+                return Ok((format!("existing {id}"), false));
+            }
+        }
         if self.tasks.contains_key(&c.id) {
             return Err(ErrKind::AlreadyExists);
         }
@@ -382,7 +423,7 @@ impl Model {
             priority: c.priority,
             cost: c.cost,
             tags: c.tags.clone(),
-            status: self.status_for(&deps, c.policy),
+            status: self.status_for(&deps, c.policy, c.run_at),
             assigned_to: None,
             attempts: 0,
             max_attempts: c.max_attempts,
@@ -395,6 +436,9 @@ impl Model {
             depends_on: deps,
             policy: c.policy,
             cancel_requested: false,
+            run_at: c.run_at,
+            retry_delay_seconds: c.retry_delay_seconds,
+            idempotency_key: c.idempotency_key,
         };
         self.tasks.insert(c.id.clone(), task);
         Ok(("ok".into(), true))
@@ -466,6 +510,7 @@ impl Model {
     }
 
     fn complete(&mut self, c: &CompleteCall) -> MResult {
+        let now = self.now;
         if !self.holder_check(&c.task, &c.agent, c.attempt, true)? {
             // "Repeating the report already applied for an attempt ... answers 200 and
             // changes nothing"; anything else is a conflict.
@@ -490,6 +535,7 @@ impl Model {
             if task.attempts < task.max_attempts {
                 task.status = TaskStatus::Queue;
                 task.assigned_to = None;
+                Self::back_off(now, task);
                 "requeued"
             } else {
                 task.status = TaskStatus::Failed;
@@ -537,6 +583,7 @@ impl Model {
             }
         }
         let waits = task.depends_on.iter().any(|d| self.unfinished(d));
+        let now = self.now;
         let task = self.tasks.get_mut(&c.task).unwrap();
         if let Some(priority) = c.priority {
             task.priority = priority;
@@ -563,7 +610,11 @@ impl Model {
                     // claims, the PATCH's `maxAttempts` or the default 3 (docs/API.md).
                     task.max_attempts = task.attempts + c.max_attempts.unwrap_or(3);
                 }
-                task.status = if from.is_finished() && waits { TaskStatus::Blocked } else { TaskStatus::Queue };
+                // Back in the queue it waits again for its unfinished dependencies (when it
+                // was finished) and for a `runAt` still to come.
+                let delayed = task.run_at.is_some_and(|at| at > now);
+                task.status =
+                    if (from.is_finished() && waits) || delayed { TaskStatus::Blocked } else { TaskStatus::Queue };
                 task.assigned_to = None;
                 task.lease_expires_at = None;
                 task.cancel_requested = false;
@@ -599,11 +650,55 @@ impl Model {
         if deps.iter().any(|d| !self.tasks.contains_key(d)) {
             return Err(ErrKind::NotFound);
         }
-        let status = self.status_for(&deps, task.policy);
+        let status = self.status_for(&deps, task.policy, task.run_at);
         let task = self.tasks.get_mut(task_id).unwrap();
         task.status = status;
         task.depends_on = deps;
         Ok(("ok".into(), true))
+    }
+
+    /// `PATCH runAt` and `retryDelaySeconds`. The time a task has already is no edit;
+    /// another only for a queued or blocked task, which is then `blocked` while the time is
+    /// to come or a dependency holds it (the settling after the step queues it otherwise).
+    fn patch_time(&mut self, c: &PatchTimeCall) -> MResult {
+        let now = self.now;
+        let task = self.tasks.get_mut(&c.task).ok_or(ErrKind::NotFound)?;
+        let run_at = c.run_at.filter(|at| *at != task.run_at);
+        if run_at.is_some() && !matches!(task.status, TaskStatus::Queue | TaskStatus::Blocked) {
+            return Err(ErrKind::Conflict);
+        }
+        if let Some(delay) = c.retry_delay_seconds {
+            task.retry_delay_seconds = delay;
+        }
+        if let Some(at) = run_at {
+            task.run_at = at;
+            if at.is_some_and(|at| at > now) {
+                task.status = TaskStatus::Blocked;
+            }
+        }
+        Ok(("ok".into(), true))
+    }
+
+    /// A claim whose answer never reached its agent, given back while the agent still
+    /// holds that attempt: "keeps its number used and gives the claim back by raising
+    /// `maxAttempts` by one". As if the claim had not happened, a cancel asked for since
+    /// ends the task, as when its holder is deleted.
+    fn release_unreturned(&mut self, task_id: &str, agent: &str, attempt: u32) -> MResult {
+        let Some(task) = self.tasks.get_mut(task_id) else { return Ok(("kept".into(), false)) };
+        if task.status != TaskStatus::Active || task.assigned_to.as_deref() != Some(agent) || task.attempts != attempt {
+            return Ok(("kept".into(), false));
+        }
+        task.lease_expires_at = None;
+        task.max_attempts += 1;
+        if task.cancel_requested {
+            task.status = TaskStatus::Cancelled;
+            task.cancel_requested = false;
+        } else {
+            task.status = TaskStatus::Queue;
+            task.assigned_to = None;
+        }
+        self.release(agent, task_id, 0, AgentStatus::Online);
+        Ok(("released".into(), true))
     }
 
     /// `POST /api/tasks/cancel`: a repeat (or a cancel of a cancelled task) changes nothing.
@@ -705,6 +800,8 @@ enum TaskSel {
     Any(Index),
     /// A queued or blocked task if there is one (those whose `dependsOn` may change), else any.
     Waiting(Index),
+    /// A failed or cancelled task if there is one (those a requeue brings back), else any.
+    Ended(Index),
     Unknown,
 }
 
@@ -747,7 +844,32 @@ enum AttemptSel {
     Current,
     /// The current attempt minus one: a superseded lease.
     Previous,
+    /// Any attempt before the current one (0 when there is none): one from before a
+    /// requeue, say.
+    Stale(Index),
     Next,
+}
+
+/// A `runAt`, relative to the clock when the step runs.
+#[derive(Debug, Clone)]
+enum RunAtSel {
+    None,
+    /// Already past: delays nothing.
+    Past,
+    /// This many milliseconds ahead (a few seconds).
+    Ahead(i64),
+    /// An hour ahead.
+    Far,
+}
+
+/// A `runAt` edit.
+#[derive(Debug, Clone)]
+enum RunAtPatch {
+    Set(RunAtSel),
+    /// `null`.
+    Clear,
+    /// The time the task has already: no edit.
+    Same,
 }
 
 #[derive(Debug, Clone)]
@@ -773,6 +895,9 @@ enum Op {
         reuse: Option<Index>,
         deps: Vec<DepSel>,
         policy: OnDependencyFailure,
+        run_at: RunAtSel,
+        retry_delay_seconds: u32,
+        idempotency_key: Option<&'static str>,
     },
     Claim {
         agent: usize,
@@ -804,6 +929,17 @@ enum Op {
         cost: Option<Option<Money>>,
         max_attempts: Option<u32>,
         policy: Option<OnDependencyFailure>,
+    },
+    PatchTime {
+        task: TaskSel,
+        run_at: Option<RunAtPatch>,
+        retry_delay_seconds: Option<u32>,
+    },
+    /// A claim whose answer never reached its agent is given back (`release_unreturned`).
+    Release {
+        task: TaskSel,
+        who: Who,
+        attempt: AttemptSel,
     },
     DeleteTask {
         task: TaskSel,
@@ -841,6 +977,9 @@ struct CreateTaskCall {
     max_attempts: u32,
     depends_on: Vec<String>,
     policy: OnDependencyFailure,
+    run_at: Option<i64>,
+    retry_delay_seconds: u32,
+    idempotency_key: Option<&'static str>,
 }
 
 #[derive(Debug, Clone)]
@@ -872,6 +1011,13 @@ struct PatchTaskCall {
 }
 
 #[derive(Debug, Clone)]
+struct PatchTimeCall {
+    task: String,
+    run_at: Option<Option<i64>>,
+    retry_delay_seconds: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
 struct UpdateVentureCall {
     venture: String,
     budget: Option<Money>,
@@ -889,6 +1035,8 @@ enum Call {
     Heartbeat(HeartbeatCall),
     Advance,
     PatchTask(PatchTaskCall),
+    PatchTime(PatchTimeCall),
+    Release { task: String, agent: String, attempt: u32 },
     DeleteTask(String),
     PatchDeps { task: String, deps: Vec<String> },
     Cancel(String),
@@ -905,6 +1053,7 @@ impl fmt::Display for Call {
             Call::Complete(c) => write!(f, "{c:?}"),
             Call::Heartbeat(c) => write!(f, "{c:?}"),
             Call::PatchTask(c) => write!(f, "{c:?}"),
+            Call::PatchTime(c) => write!(f, "{c:?}"),
             Call::UpdateVenture(c) => write!(f, "{c:?}"),
             other => write!(f, "{other:?}"),
         }
@@ -941,6 +1090,14 @@ impl Model {
                     .map(|(id, _)| id.clone())
                     .collect();
                 return pick(&waiting, i)
+                    .or_else(|| pick(&self.ever_tasks, i))
+                    .cloned()
+                    .unwrap_or_else(|| "t-missing".into());
+            }
+            TaskSel::Ended(i) => {
+                let ended: Vec<String> =
+                    self.tasks.iter().filter(|(_, t)| t.status.is_unsuccessful()).map(|(id, _)| id.clone()).collect();
+                return pick(&ended, i)
                     .or_else(|| pick(&self.ever_tasks, i))
                     .cloned()
                     .unwrap_or_else(|| "t-missing".into());
@@ -1004,7 +1161,17 @@ impl Model {
             AttemptSel::Omit => None,
             AttemptSel::Current => Some(current),
             AttemptSel::Previous => Some(current.saturating_sub(1)),
+            AttemptSel::Stale(i) => Some(if current > 1 { 1 + i.index(current as usize - 1) as u32 } else { 0 }),
             AttemptSel::Next => Some(current + 1),
+        }
+    }
+
+    fn pick_run_at(&self, sel: &RunAtSel) -> Option<i64> {
+        match sel {
+            RunAtSel::None => None,
+            RunAtSel::Past => Some(self.now - 1500),
+            RunAtSel::Ahead(ms) => Some(self.now + ms),
+            RunAtSel::Far => Some(self.now + 3_600_000),
         }
     }
 
@@ -1022,7 +1189,19 @@ impl Model {
                 let status = if *paused { VentureStatus::Paused } else { VentureStatus::Active };
                 Call::CreateVenture { id, budget: *budget, spent: *spent, status }
             }
-            Op::CreateTask { venture, priority, cost, tags, max_attempts, reuse, deps, policy } => {
+            Op::CreateTask {
+                venture,
+                priority,
+                cost,
+                tags,
+                max_attempts,
+                reuse,
+                deps,
+                policy,
+                run_at,
+                retry_delay_seconds,
+                idempotency_key,
+            } => {
                 let id = match reuse.as_ref().and_then(|i| pick(&self.ever_tasks, i)) {
                     Some(id) => id.clone(),
                     None => {
@@ -1039,6 +1218,9 @@ impl Model {
                     max_attempts: *max_attempts,
                     depends_on: deps.iter().filter_map(|d| self.pick_dep(d)).collect(),
                     policy: *policy,
+                    run_at: self.pick_run_at(run_at),
+                    retry_delay_seconds: *retry_delay_seconds,
+                    idempotency_key: *idempotency_key,
                 })
             }
             Op::Claim { agent, venture, tags, lease } => Call::Claim {
@@ -1076,6 +1258,23 @@ impl Model {
                 max_attempts: *max_attempts,
                 policy: *policy,
             }),
+            Op::PatchTime { task, run_at, retry_delay_seconds } => {
+                let task = self.pick_task(task);
+                let run_at = run_at.as_ref().map(|patch| match patch {
+                    RunAtPatch::Set(sel) => self.pick_run_at(sel),
+                    RunAtPatch::Clear => None,
+                    RunAtPatch::Same => self.tasks.get(&task).and_then(|t| t.run_at),
+                });
+                Call::PatchTime(PatchTimeCall { task, run_at, retry_delay_seconds: *retry_delay_seconds })
+            }
+            Op::Release { task, who, attempt } => {
+                let task = self.pick_task(task);
+                Call::Release {
+                    agent: self.pick_agent(&task, who),
+                    attempt: self.pick_attempt(&task, attempt).unwrap_or(0),
+                    task,
+                }
+            }
             Op::DeleteTask { task } => Call::DeleteTask(self.pick_task(task)),
             Op::PatchDeps { task, deps } => {
                 let task = self.pick_task(task);
@@ -1128,7 +1327,8 @@ impl Model {
             }
             Call::CreateTask(c) => {
                 let result = self.create_task(c);
-                if result.is_ok() && !self.ever_tasks.contains(&c.id) {
+                let created = matches!(&result, Ok((answer, _)) if answer == "ok");
+                if created && !self.ever_tasks.contains(&c.id) {
                     self.ever_tasks.push(c.id.clone());
                 }
                 result
@@ -1138,6 +1338,8 @@ impl Model {
             Call::Heartbeat(c) => self.heartbeat(c),
             Call::Advance | Call::Restart => Ok(("ok".into(), false)),
             Call::PatchTask(c) => self.patch_task(c),
+            Call::PatchTime(c) => self.patch_time(c),
+            Call::Release { task, agent, attempt } => self.release_unreturned(task, agent, *attempt),
             Call::DeleteTask(id) => self.delete_task(id),
             Call::PatchDeps { task, deps } => self.patch_deps(task, deps),
             Call::Cancel(id) => self.cancel(id),
@@ -1207,11 +1409,14 @@ fn apply_call(
                     max_attempts: Some(c.max_attempts),
                     depends_on: c.depends_on.iter().map(|d| id(d)).collect(),
                     on_dependency_failure: Some(c.policy),
+                    run_at: c.run_at.map(Millis),
+                    retry_delay_seconds: Some(c.retry_delay_seconds),
+                    idempotency_key: c.idempotency_key.map(Arc::from),
                     ..NewTask::default()
                 },
                 history,
             )
-            .map(|_| "ok".into())
+            .map(|(view, created)| if created { "ok".into() } else { format!("existing {}", view.task.id) })
             .map_err(kind),
         Call::Claim { agent, venture, tags, lease } => state
             .claim(ClaimRequest {
@@ -1273,6 +1478,21 @@ fn apply_call(
             )
             .map(|_| "ok".into())
             .map_err(kind),
+        Call::PatchTime(c) => state
+            .update_task(
+                &id(&c.task),
+                TaskPatch {
+                    run_at: c.run_at.map(|at| at.map(Millis)),
+                    retry_delay_seconds: c.retry_delay_seconds,
+                    ..TaskPatch::default()
+                },
+                history,
+            )
+            .map(|_| "ok".into())
+            .map_err(kind),
+        Call::Release { task, agent, attempt } => {
+            Ok(if state.release_unreturned(&id(task), &id(agent), *attempt) { "released" } else { "kept" }.into())
+        }
         Call::DeleteTask(t) => state.delete_task(&id(t), history).map(|_| "ok".into()).map_err(kind),
         Call::PatchDeps { task, deps } => state
             .update_task(
@@ -1467,28 +1687,38 @@ impl Harness {
             Op::Advance { ms } => *ms,
             _ => 1,
         };
+        let attempts: Vec<(String, u32)> = self.model.tasks.iter().map(|(id, t)| (id.clone(), t.attempts)).collect();
         self.model.now += dt;
         let outcomes = self.real.state.advance(Millis(self.model.now));
         let before = self.model.unfinished_ids();
+        let statuses: Vec<(String, TaskStatus)> =
+            self.model.tasks.iter().map(|(id, t)| (id.clone(), t.status)).collect();
         let expired = self.model.expire_leases();
         self.model.settle(&before);
+        // Tasks whose `runAt` came (and those a lease's expiry moved, or their dependents).
+        let moved: Vec<String> = statuses
+            .into_iter()
+            .filter(|(id, status)| self.model.tasks[id].status != *status)
+            .map(|(id, _)| id)
+            .collect();
         let gone = self.model.expire_idle_agents();
         let expected_outcomes: Vec<CompletionOutcome> = expired.iter().map(|(_, outcome)| *outcome).collect();
         let n_changes = self.real.commit();
-        if !expired.is_empty() || matches!(op, Op::Advance { .. }) {
+        if !expired.is_empty() || !moved.is_empty() || matches!(op, Op::Advance { .. }) {
             let expired: Vec<String> = expired.iter().map(|(id, o)| format!("{id} {}", o.as_str())).collect();
             let what = if matches!(op, Op::Advance { .. }) { "clock advanced" } else { "clock ticked" };
             self.trace.push(format!(
-                "+{}ms {what}; leases expired: {expired:?}; agents offline: {gone:?}",
+                "+{}ms {what}; leases expired: {expired:?}; tasks moved: {moved:?}; agents offline: {gone:?}",
                 self.model.now - START
             ));
         }
         ensure!(self, outcomes == expected_outcomes, "lease expiry: got {outcomes:?}, expected {expected_outcomes:?}");
         ensure!(
             self,
-            (n_changes == 0) == (expected_outcomes.is_empty() && gone.is_empty()),
-            "the clock emitted {n_changes} change(s) for {} lease expiries and {} agent(s) offline",
+            (n_changes == 0) == (expected_outcomes.is_empty() && moved.is_empty() && gone.is_empty()),
+            "the clock emitted {n_changes} change(s) for {} lease expiries, {} task(s) moved and {} agent(s) offline",
             expected_outcomes.len(),
+            moved.len(),
             gone.len()
         );
         self.check_state()?;
@@ -1519,7 +1749,14 @@ impl Harness {
                 self.check_claim(task_id)?;
             }
         }
-        self.check_state()
+        self.check_state()?;
+        // A fencing token never repeats: `attempts` (the real one equals the model's, just
+        // checked) never goes down. A task deleted in this step may come back only later.
+        for (task_id, before) in attempts {
+            let now = self.model.tasks.get(&task_id).map_or(before, |t| t.attempts);
+            ensure!(self, now >= before, "task {task_id}'s attempts went down from {before} to {now}");
+        }
+        Ok(())
     }
 
     /// Right after a claim: the task is leased as asked, and its venture's budget holds.
@@ -1563,6 +1800,13 @@ impl Harness {
                 "task {task_id} (status, assignedTo, attempts, maxAttempts, leaseExpiresAt): got {got:?}, expected {want:?}"
             );
             ensure!(self, t.priority == m.priority && t.estimated_cost == m.cost, "task {task_id} priority/cost");
+            let got = (t.run_at, t.retry_delay_seconds, t.idempotency_key.as_deref());
+            let want = (m.run_at.map(Millis), m.retry_delay_seconds, m.idempotency_key);
+            ensure!(
+                self,
+                got == want,
+                "task {task_id} (runAt, retryDelaySeconds, idempotencyKey): got {got:?}, expected {want:?}"
+            );
             let got = (names(&t.depends_on), names(&t.blocked_by), t.on_dependency_failure, t.cancel_requested);
             let want = (m.depends_on.clone(), model.blocked_by(m), m.policy, m.cancel_requested);
             ensure!(
@@ -1764,7 +2008,36 @@ fn attempt_sel() -> impl Strategy<Value = AttemptSel> {
         4 => Just(AttemptSel::Omit),
         4 => Just(AttemptSel::Current),
         2 => Just(AttemptSel::Previous),
+        2 => any::<Index>().prop_map(AttemptSel::Stale),
         1 => Just(AttemptSel::Next),
+    ]
+}
+
+/// Mostly none; else past, a few seconds ahead (whole seconds or not), or an hour ahead.
+fn run_at_sel() -> impl Strategy<Value = RunAtSel> {
+    prop_oneof![
+        8 => Just(RunAtSel::None),
+        1 => Just(RunAtSel::Past),
+        3 => prop_oneof![(1i64..=6).prop_map(|s| s * 1000), 1i64..=6000].prop_map(RunAtSel::Ahead),
+        1 => Just(RunAtSel::Far),
+    ]
+}
+
+/// 0 (retried at once) mostly; 5,000 s is capped at an hour.
+fn retry_delay() -> impl Strategy<Value = u32> {
+    prop_oneof![5 => Just(0u32), 2 => Just(1), 2 => Just(2), 1 => Just(5000)]
+}
+
+/// A few keys, so that repeats (with other ventures, costs, priorities) are common.
+fn idempotency_key() -> impl Strategy<Value = Option<&'static str>> {
+    prop::option::weighted(0.4, select(vec!["k0", "k1", "k2"]))
+}
+
+fn run_at_patch() -> impl Strategy<Value = RunAtPatch> {
+    prop_oneof![
+        3 => run_at_sel().prop_map(RunAtPatch::Set),
+        2 => Just(RunAtPatch::Clear),
+        1 => Just(RunAtPatch::Same),
     ]
 }
 
@@ -1802,17 +2075,25 @@ fn op() -> impl Strategy<Value = Op> {
             1u32..=3,
             prop::option::weighted(0.05, any::<Index>()),
             (deps(), policy()),
+            (run_at_sel(), retry_delay(), idempotency_key()),
         )
-            .prop_map(|(venture, priority, cost, tags, max_attempts, reuse, (deps, policy))| Op::CreateTask {
-                venture,
-                priority,
-                cost,
-                tags,
-                max_attempts,
-                reuse,
-                deps,
-                policy
-            }),
+            .prop_map(
+                |(venture, priority, cost, tags, max_attempts, reuse, (deps, policy), (run_at, delay, key))| {
+                    Op::CreateTask {
+                        venture,
+                        priority,
+                        cost,
+                        tags,
+                        max_attempts,
+                        reuse,
+                        deps,
+                        policy,
+                        run_at,
+                        retry_delay_seconds: delay,
+                        idempotency_key: key,
+                    }
+                }
+            ),
         16 => (0..AGENTS.len(), prop::option::weighted(0.3, venture_sel()), claim_tags(), lease())
             .prop_map(|(agent, venture, tags, lease)| Op::Claim { agent, venture, tags, lease }),
         16 => (
@@ -1834,6 +2115,23 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (task_sel(), who(), attempt_sel(), lease())
             .prop_map(|(task, who, attempt, lease)| Op::Heartbeat { task, who, attempt, lease }),
         6 => (0i64..=7000).prop_map(|ms| Op::Advance { ms }),
+        // Past every back-off (at most an hour) and every `runAt` an hour ahead, or just short.
+        1 => select(vec![3_599_999i64, 3_600_000, 3_600_001]).prop_map(|ms| Op::Advance { ms }),
+        // Requeues from failed or cancelled, with or without a fresh allowance.
+        3 => (any::<Index>(), prop::option::of(1u32..=3)).prop_map(|(i, max_attempts)| Op::PatchTask {
+            task: TaskSel::Ended(i),
+            status: Some(TaskStatus::Queue),
+            priority: None,
+            cost: None,
+            max_attempts,
+            policy: None,
+        }),
+        3 => (
+            prop_oneof![2 => waiting_sel(), 1 => task_sel()],
+            prop::option::weighted(0.85, run_at_patch()),
+            prop::option::weighted(0.3, retry_delay()),
+        )
+            .prop_map(|(task, run_at, retry_delay_seconds)| Op::PatchTime { task, run_at, retry_delay_seconds }),
         4 => (
             task_sel(),
             // Every status: `active` and `blocked` are never set by hand and must be refused.
@@ -1852,6 +2150,7 @@ fn op() -> impl Strategy<Value = Op> {
                 policy
             }),
         2 => task_sel().prop_map(|task| Op::DeleteTask { task }),
+        2 => (task_sel(), who(), attempt_sel()).prop_map(|(task, who, attempt)| Op::Release { task, who, attempt }),
         5 => (waiting_sel(), deps_sel()).prop_map(|(task, deps)| Op::PatchDeps { task, deps }),
         4 => prop_oneof![3 => task_sel(), 2 => waiting_sel()].prop_map(|task| Op::Cancel { task }),
         4 => (
@@ -1926,6 +2225,9 @@ fn add_task(state: &mut Real, task: &str, venture: &str, priority: Priority, max
         max_attempts,
         depends_on: Vec::new(),
         policy: OnDependencyFailure::Cancel,
+        run_at: None,
+        retry_delay_seconds: 0,
+        idempotency_key: None,
     });
     apply_real(state, &call).expect("task created");
 }
@@ -2133,6 +2435,9 @@ fn add_dependent(state: &mut Real, task: &str, deps: &[&str], policy: OnDependen
         max_attempts: 1,
         depends_on: deps.iter().map(|d| d.to_string()).collect(),
         policy,
+        run_at: None,
+        retry_delay_seconds: 0,
+        idempotency_key: None,
     });
     apply_real(state, &call).expect("task created");
 }
@@ -2319,6 +2624,9 @@ fn a_blocked_task_waits_for_a_new_task_with_a_deleted_dependency_s_id() {
             max_attempts: 1,
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
             policy: OnDependencyFailure::Cancel,
+            run_at: None,
+            retry_delay_seconds: 0,
+            idempotency_key: None,
         })
     };
     assert_eq!(apply_real(&mut state, &create(&["c"])), Err(ErrKind::Cycle));
@@ -2361,4 +2669,250 @@ fn a_policy_change_applies_from_the_next_dependency_that_ends() {
     assert_eq!(claim_as(&mut state, "a0", None), "claimed b");
     assert_eq!(report(&mut state, "b", "a0", false, None), Ok("completed".into()));
     assert_eq!(graph_state(&state, "c"), not_blocked(TaskStatus::Queue));
+}
+
+// ----------------------------------------------------------------------------------------
+// Time, identity and fencing
+// ----------------------------------------------------------------------------------------
+
+/// A create of `task` in `venture` with nothing else said.
+fn new_task(task: &str, venture: &str) -> CreateTaskCall {
+    CreateTaskCall {
+        id: task.into(),
+        venture: venture.into(),
+        priority: Priority::Medium,
+        cost: None,
+        tags: None,
+        max_attempts: 3,
+        depends_on: Vec::new(),
+        policy: OnDependencyFailure::Cancel,
+        run_at: None,
+        retry_delay_seconds: 0,
+        idempotency_key: None,
+    }
+}
+
+fn create(state: &mut Real, call: CreateTaskCall) -> Result<Answer, ErrKind> {
+    apply_real(state, &Call::CreateTask(call))
+}
+
+/// Moves the clock to `ms` after the start.
+fn clock(state: &mut Real, ms: i64) -> Vec<CompletionOutcome> {
+    state.state.advance(Millis(START + ms))
+}
+
+/// The task's status and `runAt` (in ms after the start).
+fn timing(state: &Real, task: &str) -> (TaskStatus, Option<i64>) {
+    let view = state.get_task(&id(task)).expect("task");
+    (view.task.status, view.task.run_at.map(|at| at.0 - START))
+}
+
+fn report_attempt(state: &mut Real, task: &str, agent: &str, attempt: u32, error: bool) -> Result<Answer, ErrKind> {
+    let call = Call::Complete(CompleteCall {
+        task: task.into(),
+        agent: agent.into(),
+        attempt: Some(attempt),
+        error,
+        actual_cost: None,
+        tokens: None,
+    });
+    apply_real(state, &call)
+}
+
+#[test]
+fn the_back_off_doubles_with_each_failed_attempt_and_stops_at_an_hour() {
+    let mut state = fresh_state();
+    add_venture(&mut state, "v", 0.0);
+    let task = CreateTaskCall { retry_delay_seconds: 1000, max_attempts: 5, ..new_task("a", "v") };
+    assert_eq!(create(&mut state, task), Ok("ok".into()));
+    let mut now = 0;
+    // 1,000 s after attempt 1, 2,000 s after attempt 2, then 4,000 s capped at 3,600 s.
+    for (attempt, delay) in [(1, 1_000_000), (2, 2_000_000), (3, 3_600_000)] {
+        assert_eq!(claim_as(&mut state, "a0", None), "claimed a", "attempt {attempt}");
+        assert_eq!(report(&mut state, "a", "a0", true, None), Ok("requeued".into()));
+        assert_eq!(timing(&state, "a"), (TaskStatus::Blocked, Some(now + delay)), "after attempt {attempt}");
+        assert_eq!(graph_state(&state, "a"), blocked(&[]), "blockedBy is empty: only the time holds it");
+        assert_eq!(claim_as(&mut state, "a1", None), "empty", "backing off");
+        now += delay;
+        clock(&mut state, now);
+    }
+    // An expired lease backs off too, capped as well.
+    assert_eq!(claim_as(&mut state, "a0", Some(1)), "claimed a");
+    now += 1000;
+    assert_eq!(clock(&mut state, now), [CompletionOutcome::Requeued]);
+    assert_eq!(timing(&state, "a"), (TaskStatus::Blocked, Some(now + 3_600_000)));
+    state.restart();
+    assert_eq!(timing(&state, "a"), (TaskStatus::Blocked, Some(now + 3_600_000)), "a restart keeps the back-off");
+}
+
+#[test]
+fn a_delayed_task_becomes_claimable_exactly_at_its_run_at() {
+    let mut state = fresh_state();
+    add_venture(&mut state, "v", 0.0);
+    assert_eq!(
+        create(&mut state, CreateTaskCall { run_at: Some(START + 5000), ..new_task("a", "v") }),
+        Ok("ok".into())
+    );
+    assert_eq!(create(&mut state, CreateTaskCall { run_at: Some(START - 1), ..new_task("p", "v") }), Ok("ok".into()));
+    assert_eq!(timing(&state, "p"), (TaskStatus::Queue, Some(-1)), "a runAt in the past delays nothing");
+    assert_eq!(claim_as(&mut state, "a0", None), "claimed p");
+    assert_eq!(report(&mut state, "p", "a0", false, None), Ok("completed".into()));
+    clock(&mut state, 4999);
+    assert_eq!(graph_state(&state, "a"), blocked(&[]));
+    assert_eq!(claim_as(&mut state, "a0", None), "empty", "a millisecond early");
+    clock(&mut state, 5000);
+    assert_eq!(timing(&state, "a"), (TaskStatus::Queue, Some(5000)));
+    assert_eq!(claim_as(&mut state, "a0", None), "claimed a");
+}
+
+#[test]
+fn a_task_with_a_dependency_and_a_run_at_waits_for_both() {
+    let mut state = fresh_state();
+    add_venture(&mut state, "v", 0.0);
+    add_task(&mut state, "d", "v", Priority::Medium, 1);
+    let task = CreateTaskCall { run_at: Some(START + 5000), depends_on: vec!["d".into()], ..new_task("a", "v") };
+    assert_eq!(create(&mut state, task), Ok("ok".into()));
+    clock(&mut state, 6000);
+    assert_eq!(graph_state(&state, "a"), blocked(&["d"]), "its time came; d still holds it");
+    assert_eq!(claim_as(&mut state, "a0", None), "claimed d");
+    assert_eq!(report(&mut state, "d", "a0", false, None), Ok("completed".into()));
+    assert_eq!(graph_state(&state, "a"), not_blocked(TaskStatus::Queue));
+}
+
+#[test]
+fn an_idempotency_key_answers_its_task_until_the_task_is_deleted() {
+    let mut state = fresh_state();
+    add_venture(&mut state, "v", 0.0);
+    add_venture(&mut state, "w", 0.0);
+    let keyed = |task: &str, venture: &str, priority: Priority, cost: f64| CreateTaskCall {
+        priority,
+        cost: Some(money(cost)),
+        idempotency_key: Some("k"),
+        ..new_task(task, venture)
+    };
+    assert_eq!(create(&mut state, keyed("a", "v", Priority::High, 1.0)), Ok("ok".into()));
+    assert_eq!(create(&mut state, keyed("b", "v", Priority::Low, 5.0)), Ok("existing a".into()));
+    let view = state.get_task(&id("a")).expect("task");
+    assert_eq!((view.task.priority, view.task.estimated_cost), (Priority::High, Some(money(1.0))), "unchanged");
+    assert!(state.get_task(&id("b")).is_err(), "nothing was created");
+    assert_eq!(create(&mut state, keyed("c", "w", Priority::Low, 5.0)), Ok("ok".into()), "keys are per venture");
+    // Finished, then in the database only, then after a restart.
+    assert_eq!(claim_as(&mut state, "a0", None), "claimed a");
+    assert_eq!(report(&mut state, "a", "a0", false, None), Ok("completed".into()));
+    assert_eq!(create(&mut state, keyed("b", "v", Priority::Medium, 2.0)), Ok("existing a".into()));
+    state.commit();
+    state.state.changes_committed(state.seq);
+    assert_eq!(create(&mut state, keyed("b", "v", Priority::Medium, 2.0)), Ok("existing a".into()));
+    state.restart();
+    assert_eq!(create(&mut state, keyed("b", "v", Priority::Low, 3.0)), Ok("existing a".into()));
+    // A deleted task frees its key.
+    assert_eq!(delete(&mut state, "a"), Ok("ok".into()));
+    assert_eq!(create(&mut state, keyed("b", "v", Priority::Low, 3.0)), Ok("ok".into()));
+    assert_eq!(create(&mut state, keyed("e", "v", Priority::Low, 3.0)), Ok("existing b".into()));
+}
+
+#[test]
+fn a_stale_report_after_a_requeue_from_failed_is_refused_even_from_the_holder() {
+    let mut state = one_claimed_task(); // a, one attempt, held by a0 (attempt 1)
+    assert_eq!(report_attempt(&mut state, "a", "a0", 1, true), Ok("failed".into()));
+    assert_eq!(requeue(&mut state, "a"), Ok("ok".into()));
+    let view = state.get_task(&id("a")).expect("task");
+    assert_eq!((view.task.attempts, view.task.max_attempts), (1, 4), "attempts kept; three more claims granted");
+    assert_eq!(claim_as(&mut state, "a0", None), "claimed a"); // attempt 2, the same agent
+    assert_eq!(report_attempt(&mut state, "a", "a0", 1, true), Err(ErrKind::StaleLease));
+    let heartbeat = HeartbeatCall { task: "a".into(), agent: "a0".into(), attempt: Some(1), lease: None };
+    assert_eq!(apply_real(&mut state, &Call::Heartbeat(heartbeat)), Err(ErrKind::StaleLease));
+    assert_eq!(report_attempt(&mut state, "a", "a0", 2, true), Ok("requeued".into()));
+    // Cancelled, then requeued with the number of claims to grant.
+    assert_eq!(cancel(&mut state, "a"), Ok("ok".into()));
+    let call = Call::PatchTask(PatchTaskCall {
+        task: "a".into(),
+        status: Some(TaskStatus::Queue),
+        priority: None,
+        cost: None,
+        max_attempts: Some(1),
+        policy: None,
+    });
+    assert_eq!(apply_real(&mut state, &call), Ok("ok".into()));
+    let view = state.get_task(&id("a")).expect("task");
+    assert_eq!((view.task.status, view.task.attempts, view.task.max_attempts), (TaskStatus::Queue, 2, 3));
+    assert_eq!(claim_as(&mut state, "a1", None), "claimed a"); // attempt 3
+    assert_eq!(report_attempt(&mut state, "a", "a0", 2, true), Err(ErrKind::StaleLease));
+    assert_eq!(report_attempt(&mut state, "a", "a1", 2, false), Err(ErrKind::StaleLease), "from the holder too");
+    assert_eq!(report_attempt(&mut state, "a", "a1", 3, false), Ok("completed".into()));
+}
+
+/// Found by the model: a restart queued every delayed task at once. `blockedBy` is not
+/// stored, and the loader queued a blocked task that no unfinished dependency held,
+/// whatever its `runAt` said.
+#[test]
+fn a_restart_keeps_a_delayed_task_waiting() {
+    let mut state = fresh_state();
+    add_venture(&mut state, "v", 0.0);
+    assert_eq!(
+        create(&mut state, CreateTaskCall { run_at: Some(START + 1000), ..new_task("a", "v") }),
+        Ok("ok".into())
+    );
+    state.restart();
+    assert_eq!(timing(&state, "a"), (TaskStatus::Blocked, Some(1000)));
+    assert_eq!(claim_as(&mut state, "a0", None), "empty");
+    clock(&mut state, 1000);
+    assert_eq!(claim_as(&mut state, "a0", None), "claimed a");
+}
+
+/// Found by the model: a queued task whose dependency was requeued from `cancelled` was
+/// delayed by a `runAt` edit, and blocked with `blockedBy` empty: at its time it was queued
+/// while the dependency was still unfinished, though a restart (which derives `blockedBy`
+/// as the unfinished dependencies) had it wait for both. Delayed, a task waits for every
+/// unfinished dependency, as after a restart; the same for a back-off.
+#[test]
+fn a_task_delayed_again_waits_for_a_requeued_dependency() {
+    let mut state = fresh_state();
+    add_venture(&mut state, "v", 0.0);
+    add_task(&mut state, "d", "v", Priority::Medium, 1);
+    add_dependent(&mut state, "a", &["d"], OnDependencyFailure::Ignore);
+    assert_eq!(cancel(&mut state, "d"), Ok("ok".into()));
+    assert_eq!(graph_state(&state, "a"), not_blocked(TaskStatus::Queue));
+    assert_eq!(requeue(&mut state, "d"), Ok("ok".into()));
+    assert_eq!(graph_state(&state, "a"), not_blocked(TaskStatus::Queue), "a released task is not blocked again");
+    let patch = TaskPatch { run_at: Some(Some(Millis(START + 1000))), ..TaskPatch::default() };
+    state.with_history(|s, history| s.update_task(&id("a"), patch.clone(), history)).expect("patched");
+    assert_eq!(graph_state(&state, "a"), blocked(&["d"]));
+    clock(&mut state, 1000);
+    assert_eq!(graph_state(&state, "a"), blocked(&["d"]), "its time came; d still holds it");
+    state.restart();
+    assert_eq!(graph_state(&state, "a"), blocked(&["d"]));
+}
+
+/// Found by the model: a claim given back (its answer never reached the agent) after a
+/// cancel of the task was asked for went back to the queue with `cancelRequested` still
+/// set: claimed again it ended `cancelled` whatever the work, and a cancel of the queued
+/// task changed nothing (the bug fixed for a deleted holder before). As if the claim had
+/// not happened, the cancel ends the task, and its dependents follow.
+#[test]
+fn a_cancel_requested_task_whose_claim_is_given_back_ends_cancelled() {
+    let mut state = one_claimed_task(); // a, one attempt, held by a0 (attempt 1)
+    add_dependent(&mut state, "b", &["a"], OnDependencyFailure::Cancel);
+    assert_eq!(cancel(&mut state, "a"), Ok("ok".into()));
+    let release = Call::Release { task: "a".into(), agent: "a0".into(), attempt: 1 };
+    assert_eq!(apply_real(&mut state, &release), Ok("released".into()));
+    let view = state.get_task(&id("a")).expect("task");
+    assert_eq!((view.task.status, view.task.cancel_requested), (TaskStatus::Cancelled, false));
+    assert_eq!((view.task.attempts, view.task.max_attempts), (1, 2), "the number stays used; the claim is given back");
+    assert_eq!(graph_state(&state, "b"), not_blocked(TaskStatus::Cancelled));
+    assert_eq!(state.state.get_agent(&id("a0")).unwrap().status, AgentStatus::Online);
+    assert_eq!(apply_real(&mut state, &release), Ok("kept".into()), "only while a0 holds that attempt");
+}
+
+#[test]
+fn a_claim_given_back_keeps_its_attempt_number_used() {
+    let mut state = one_claimed_task();
+    let release = |attempt| Call::Release { task: "a".into(), agent: "a0".into(), attempt };
+    assert_eq!(apply_real(&mut state, &release(2)), Ok("kept".into()), "not the attempt a0 holds");
+    assert_eq!(apply_real(&mut state, &release(1)), Ok("released".into()));
+    let view = state.get_task(&id("a")).expect("task");
+    assert_eq!((view.task.status, view.task.attempts, view.task.max_attempts), (TaskStatus::Queue, 1, 2));
+    assert_eq!(claim_as(&mut state, "a1", None), "claimed a");
+    assert_eq!(report_attempt(&mut state, "a", "a0", 1, false), Err(ErrKind::StaleLease));
+    assert_eq!(report_attempt(&mut state, "a", "a1", 2, false), Ok("completed".into()));
 }

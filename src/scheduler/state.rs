@@ -213,10 +213,15 @@ impl SchedulerState {
         let mut active: Vec<(Millis, Id, Id)> = Vec::new();
         let unfinished: HashSet<Id> =
             snapshot.tasks.iter().filter(|t| !t.status.is_finished()).map(|t| t.id.clone()).collect();
+        // The clock first, so that a delayed task is judged against the time it will be
+        // released by.
+        let known = snapshot.tasks.iter().filter(|t| state.ventures.contains_key(&t.venture_id));
+        state.now = known.map(|t| t.created_at).fold(state.now, Millis::max);
         for mut task in snapshot.tasks {
             if task.status == TaskStatus::Blocked {
                 // `blockedBy` is derived, not stored: the dependencies still unfinished. A
-                // blocked task with none left (which a consistent file never has) is queued.
+                // blocked task with none left and no `runAt` to come (which a consistent file
+                // never has) is queued.
                 let waiting: Vec<Id> = task
                     .depends_on
                     .iter()
@@ -225,7 +230,7 @@ impl SchedulerState {
                     .cloned()
                     .collect();
                 task.blocked_by = (!waiting.is_empty()).then(|| waiting.into());
-                if task.blocked_by.is_none() {
+                if task.blocked_by.is_none() && !state.is_delayed(&task) {
                     task.status = TaskStatus::Queue;
                 }
             }
@@ -233,7 +238,6 @@ impl SchedulerState {
                 tracing::warn!(task = %task.id, venture = %task.venture_id, "skipping a task whose venture is gone");
                 continue;
             }
-            state.now = state.now.max(task.created_at);
             if task.status.is_finished() {
                 state.count_finished(&task.venture_id, task.status, 1);
                 continue;
@@ -640,7 +644,7 @@ impl SchedulerState {
                 });
             }
             task.run_at = at;
-            task.status = self.waiting_status(&task);
+            self.hold(&mut task);
         }
         // New dependencies set the status the rest of the edit starts from. The list the
         // task has already (a task read and sent back whole) changes nothing.
@@ -714,7 +718,7 @@ impl SchedulerState {
                             .collect();
                         task.blocked_by = (!waiting.is_empty()).then(|| waiting.into());
                     }
-                    task.status = self.waiting_status(&task);
+                    self.hold(&mut task);
                 }
                 TaskStatus::Completed | TaskStatus::Failed => {
                     task.lease_expires_at = None;
@@ -917,17 +921,35 @@ impl SchedulerState {
             return false;
         }
         let mut task = Task::clone(&old);
-        task.return_to_queue();
         // The attempt number stays used (a fencing token never repeats), but the claim that
         // never arrived does not use up the task's allowance.
         task.max_attempts = task.max_attempts.saturating_add(1);
         task.updated_at = self.now;
+        if old.cancel_requested {
+            // As if the claim had not happened: the cancel asked for since ends the task, as
+            // when its holder is deleted. (Requeued with the cancel still asked for, it was
+            // claimed again only to end cancelled, and a cancel of it changed nothing.)
+            task.lease_expires_at = None;
+            task.status = TaskStatus::Cancelled;
+            task.cancel_requested = false;
+        } else {
+            task.return_to_queue();
+        }
         self.end_attempt(&old, AttemptOutcome::Released, AttemptEnd::default());
         let task = self.put_task(task);
         self.release_agent(Some(agent_id), task_id, 0, AgentStatus::Online);
         let title = format!("Task released: {}", task.title);
-        let description = format!("{agent_id} went away before it received the task; it is queued again");
+        let description = format!(
+            "{agent_id} went away before it received the task; it is {}",
+            if task.status == TaskStatus::Cancelled { "cancelled, as was asked" } else { "queued again" }
+        );
         self.log("task_released", title, Some(description), Some(&task.venture_id), Some(task_id), Some(agent_id));
+        if task.status == TaskStatus::Cancelled {
+            let title = format!("Task cancelled: {}", task.title);
+            let description = format!("its claim never reached {agent_id} after its cancel was asked for");
+            self.log("task_cancelled", title, Some(description), Some(&task.venture_id), Some(task_id), Some(agent_id));
+        }
+        self.settle_dependents();
         true
     }
 

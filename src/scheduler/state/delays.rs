@@ -23,13 +23,23 @@ impl SchedulerState {
         task.run_at.is_some_and(|at| at > self.now)
     }
 
-    /// `queue`, or `blocked` while the task waits for a dependency or its time.
-    pub(super) fn waiting_status(&self, task: &Task) -> TaskStatus {
-        if task.blocked_by.is_some() || self.is_delayed(task) {
-            TaskStatus::Blocked
-        } else {
-            TaskStatus::Queue
+    /// Sets a task that waits to `queue`, or to `blocked` while a dependency or its time
+    /// holds it. A blocked task waits for every unfinished dependency it names, as a
+    /// restart derives (`blockedBy` is not stored), also one it was released from before.
+    pub(super) fn hold(&self, task: &mut Task) {
+        if task.blocked_by.is_none() && !self.is_delayed(task) {
+            task.status = TaskStatus::Queue;
+            return;
         }
+        let waiting: Vec<Id> = task
+            .depends_on
+            .iter()
+            .flat_map(|ids| ids.iter())
+            .filter(|id| self.tasks.contains_key(*id))
+            .cloned()
+            .collect();
+        task.blocked_by = (!waiting.is_empty()).then(|| waiting.into());
+        task.status = TaskStatus::Blocked;
     }
 
     /// Sets a task that a failed attempt sends back to the queue to wait out its back-off:
@@ -41,7 +51,7 @@ impl SchedulerState {
         let doublings = task.attempts.saturating_sub(1).min(32);
         let delay = (u64::from(task.retry_delay_seconds) << doublings).min(MAX_RETRY_DELAY_SECONDS);
         task.run_at = Some(self.now.plus_seconds(delay as u32));
-        task.status = TaskStatus::Blocked;
+        self.hold(task);
     }
 
     /// Releases the delayed tasks whose time has come: `queue` (and claimable) unless a
