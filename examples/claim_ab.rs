@@ -8,10 +8,15 @@
 
 #[path = "../benches/common/mod.rs"]
 mod common;
+
 use mission_control::domain::{Id, Millis, Task, TaskStatus};
 use mission_control::scheduler::{ClaimRequest, CompleteRequest, NewTask, SchedulerConfig, SchedulerState, TaskView};
 use std::time::{Duration, Instant};
+
 const CONFIG: SchedulerConfig = SchedulerConfig { default_lease_seconds: 1800, agent_timeout_seconds: 90 };
+
+/// `n` queued tasks, with `blocked` tasks blocked on one that never finishes and `delayed`
+/// tasks a year away.
 fn state(n: usize, blocked: usize, delayed: usize) -> SchedulerState {
     let mut snapshot = common::snapshot(n);
     let venture_ids: Vec<Id> = (0..common::N_VENTURES).map(common::venture_id).collect();
@@ -52,49 +57,41 @@ fn state(n: usize, blocked: usize, delayed: usize) -> SchedulerState {
     drop(s.take_changes());
     s
 }
+
+/// The error report that requeues each held task (their `maxAttempts` is `u32::MAX`).
+fn requeue(s: &mut SchedulerState, held: &mut Vec<TaskView>) {
+    for view in held.drain(..) {
+        let put_back = CompleteRequest {
+            task_id: view.task.id.clone(),
+            agent_id: common::AGENT.into(),
+            attempt: Some(view.task.attempts),
+            error: Some(common::error_text()),
+            ..CompleteRequest::default()
+        };
+        s.complete(put_back, None).unwrap();
+    }
+    drop(s.take_changes());
+}
+
+/// The mean time of `claims` claims, the claimed tasks requeued every 64, untimed.
 fn block(s: &mut SchedulerState, claims: usize) -> f64 {
     let mut total = Duration::ZERO;
     let mut held: Vec<TaskView> = Vec::new();
     for _ in 0..claims {
-        let r = ClaimRequest { agent_id: common::AGENT.into(), ..ClaimRequest::default() };
-        let t = Instant::now();
-        let c = s.claim(r);
-        total += t.elapsed();
-        held.push(c.unwrap().unwrap());
+        let request = ClaimRequest { agent_id: common::AGENT.into(), ..ClaimRequest::default() };
+        let started = Instant::now();
+        let claimed = s.claim(request);
+        total += started.elapsed();
+        held.push(claimed.unwrap().unwrap());
         drop(s.take_changes());
         if held.len() == 64 {
-            for v in held.drain(..) {
-                s.complete(
-                    CompleteRequest {
-                        task_id: v.task.id.clone(),
-                        agent_id: common::AGENT.into(),
-                        attempt: Some(v.task.attempts),
-                        error: Some(common::error_text()),
-                        ..CompleteRequest::default()
-                    },
-                    None,
-                )
-                .unwrap();
-            }
-            drop(s.take_changes());
+            requeue(s, &mut held);
         }
     }
-    for v in held.drain(..) {
-        s.complete(
-            CompleteRequest {
-                task_id: v.task.id.clone(),
-                agent_id: common::AGENT.into(),
-                attempt: Some(v.task.attempts),
-                error: Some(common::error_text()),
-                ..CompleteRequest::default()
-            },
-            None,
-        )
-        .unwrap();
-    }
-    drop(s.take_changes());
+    requeue(s, &mut held);
     total.as_nanos() as f64 / claims as f64
 }
+
 fn med(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
