@@ -478,9 +478,16 @@ async fn scenario(client: Client, server: Arc<TestServer>, artifacts: PathBuf) {
         vec![json!(RESEARCH_OUTPUT)],
     )
     .await;
-    assert_eq!((&shown[0], &shown[3]), (&json!(RESEARCH), &json!("detail-close")), "the panel's title, and focus in it");
+    assert_eq!(
+        (&shown[0], &shown[3]),
+        (&json!(RESEARCH), &json!("detail-close")),
+        "the panel's title, and focus in it"
+    );
     for expected in ["1", "Telegram Bot", "completed", "$2.005"] {
-        assert!(shown[1].as_str().unwrap_or_default().contains(expected), "the attempt row shows {expected:?}: {shown}");
+        assert!(
+            shown[1].as_str().unwrap_or_default().contains(expected),
+            "the attempt row shows {expected:?}: {shown}"
+        );
     }
     assert!(shown[2].as_str().unwrap_or_default().contains("task_completed"), "the panel lists the activity: {shown}");
     // Escape closes it, clears the URL and gives the focus back to the card.
