@@ -605,4 +605,37 @@ async fn scenario(client: Client, server: Arc<TestServer>, artifacts: PathBuf) {
         vec![json!(title)],
     )
     .await;
+
+    // The panel's requeue asks first, saying what it costs, and the open panel follows the change live.
+    client.goto(&format!("{}/?task=reviews", server.base)).await.expect("open the failed task");
+    wait_for(
+        &client,
+        "the failed task's panel",
+        "return text('#detail-body [data-field=status]') === 'failed';",
+        vec![],
+    )
+    .await;
+    find(&client, "#detail-body button[data-action=\"requeue\"]").await.click().await.expect("click Requeue");
+    let asked = wait_for(
+        &client,
+        "the requeue confirmation",
+        "return $('#requeue-dialog').open && text('#requeue-message');",
+        vec![],
+    )
+    .await;
+    assert!(
+        asked.as_str().unwrap_or_default().contains("fresh allowance of 3 claims"),
+        "it says what it grants: {asked}"
+    );
+    find(&client, "#requeue-confirm").await.click().await.expect("confirm the requeue");
+    wait_for(
+        &client,
+        "the panel to show the task queued",
+        "return !$('#requeue-dialog').open && $('#detail-dialog').open \
+           && text('#detail-body [data-field=status]') === 'queue' && titles('queue').includes('Scrape competitor reviews');",
+        vec![],
+    )
+    .await;
+    let reviews = server.ok("/api/tasks/reviews").await;
+    assert_eq!((&reviews["status"], &reviews["maxAttempts"]), (&json!("queue"), &json!(4)));
 }
