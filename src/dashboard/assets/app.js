@@ -215,10 +215,12 @@ function askRequeue(id, full) {
     const agent = store.state.agents.get(task.assignedTo)?.name ?? task.assignedTo ?? 'its agent';
     $('requeue-message').textContent = `It is taken from ${agent}: attempt ${task.attempts} ends “released”, `
       + 'the agent’s further heartbeats and reports are refused, and another claim starts the work over.'
-      + ` It keeps ${Math.max(0, task.maxAttempts - task.attempts)} claims of its allowance.${cost}`;
+      + ` It keeps ${Math.max(0, task.maxAttempts - task.attempts)} claims of its allowance`
+      + `${task.cancelRequested ? ', and the cancel asked for is withdrawn' : ''}.${cost}`;
   } else {
     $('requeue-message').textContent = `It has used ${task.attempts} of ${task.maxAttempts} claims. The requeue grants a fresh `
-      + `allowance of 3 claims (up to attempt ${task.attempts + 3}), and agents can claim it at once.${cost}`;
+      + `allowance of 3 claims (up to attempt ${task.attempts + 3}); it waits in the queue again, or in Blocked `
+      + `while a dependency is unfinished.${cost}`;
   }
   requeueDialog.showModal();
   $('requeue-keep').focus();
