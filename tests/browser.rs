@@ -2,8 +2,9 @@
 //! against a seeded server. It checks what a person would see: the seed data on the board,
 //! a task made with the "+" form, a claim made through the API moving a card live, the
 //! requeue button, blocked tasks saying what they wait for and moving to Queue when it is
-//! done, the cancel button and its dialog, a cancel request shown on an active card, and the
-//! API's validation errors beside the field they name.
+//! done, the cancel button and its dialog, a cancel request shown on an active card, the
+//! API's validation errors beside the field they name, a card's detail panel (opened by a
+//! click or by its URL, its dependencies as links), and the filters kept in the URL.
 //!
 //! Without `chromedriver` on `PATH` the test says so and passes, unless
 //! `MC_REQUIRE_BROWSER=1` (CI sets it), when it fails. Screenshots go to
@@ -37,6 +38,9 @@ const CHECKLIST: &str = "Draft the launch checklist";
 const LAUNCH: &str = "Launch the storefront";
 const ANNOUNCE: &str = "Announce the launch";
 const IMPORT: &str = "Import the scraped catalogue";
+const RESEARCH_OUTPUT: &str = "Top sellers this week: wool runners, tree dashers";
+/// The Escape key, as WebDriver spells it.
+const ESCAPE: &str = "\u{E00C}";
 
 /// Helpers every page script gets.
 const PRELUDE: &str = "
@@ -311,7 +315,8 @@ async fn scenario(client: Client, server: Arc<TestServer>, artifacts: PathBuf) {
     server
         .post(
             "/api/tasks/complete",
-            json!({"taskId": research["id"], "agentId": "agent-telegram", "actualCost": 2.005, "tokensUsed": 1200}),
+            json!({"taskId": research["id"], "agentId": "agent-telegram", "actualCost": 2.005, "tokensUsed": 1200,
+                   "output": RESEARCH_OUTPUT}),
         )
         .await;
     server
@@ -460,6 +465,42 @@ async fn scenario(client: Client, server: Arc<TestServer>, artifacts: PathBuf) {
             .await;
     assert!(runs.as_str().unwrap_or_default().starts_with("Runs "), "the delayed card says when it runs: {runs}");
 
+    // A click on a card opens its detail panel: the full task (output included), its attempts
+    // and its activity, and the URL says which task it is.
+    find(&client, "#col-completed .card[data-id=\"clxyz124\"] .facts").await.click().await.expect("click a card");
+    let shown = wait_for(
+        &client,
+        "the detail panel of the completed task",
+        "return $('#detail-dialog').open && location.search.includes('task=clxyz124') \
+           && text('#detail-body [data-field=output]') === arguments[0] && $('#detail-body tr[data-attempt]') \
+           && $('#detail-body .detail-activity') && [text('#detail-title'), text('#detail-body .detail-attempts tbody'), \
+              text('#detail-body .detail-activity'), document.activeElement.id];",
+        vec![json!(RESEARCH_OUTPUT)],
+    )
+    .await;
+    assert_eq!(
+        (&shown[0], &shown[3]),
+        (&json!(RESEARCH), &json!("detail-close")),
+        "the panel's title, and focus in it"
+    );
+    for expected in ["1", "Telegram Bot", "completed", "$2.005"] {
+        assert!(
+            shown[1].as_str().unwrap_or_default().contains(expected),
+            "the attempt row shows {expected:?}: {shown}"
+        );
+    }
+    assert!(shown[2].as_str().unwrap_or_default().contains("task_completed"), "the panel lists the activity: {shown}");
+    // Escape closes it, clears the URL and gives the focus back to the card.
+    client.active_element().await.expect("the focused element").send_keys(ESCAPE).await.expect("press Escape");
+    wait_for(
+        &client,
+        "the panel to close",
+        "return !$('#detail-dialog').open && !location.search.includes('task=') \
+           && document.activeElement.closest('.card')?.dataset.id === 'clxyz124';",
+        vec![],
+    )
+    .await;
+
     run(&client, "window.scrollTo(0, 0); document.activeElement?.blur(); $('#toast').hidden = true;", vec![]).await;
     screenshot(&client, &artifacts, "board.png", true).await;
 
@@ -513,4 +554,88 @@ async fn scenario(client: Client, server: Arc<TestServer>, artifacts: PathBuf) {
     .await;
     eprintln!("phone layout: viewport and page width {fits}");
     screenshot(&client, &artifacts, "board-phone.png", false).await;
+    client.set_window_size(WIDTH, HEIGHT).await.expect("size the window back");
+
+    // The panel is addressable: a URL with the task opens it; a dependency is a link to its panel.
+    client.goto(&format!("{}/?task=import", server.base)).await.expect("open a task's URL");
+    let shown = wait_for(
+        &client,
+        "the panel from the URL",
+        "return $('#detail-dialog').open && $('#detail-dialog').dataset.id === 'import' \
+           && location.search === '?task=import' && $('#detail-body a[data-task=clxyz123]') \
+           && $('#detail-body tr[data-attempt]') === null && text('#detail-title');",
+        vec![],
+    )
+    .await;
+    assert_eq!(shown, json!(IMPORT));
+    find(&client, "#detail-body a[data-task=\"clxyz123\"]").await.click().await.expect("follow the dependency");
+    let attempts = wait_for(
+        &client,
+        "the dependency's panel with its attempts",
+        "const rows = [...document.querySelectorAll('#detail-body tr[data-attempt] .outcome')];
+         return $('#detail-dialog').dataset.id === 'clxyz123' && location.search === '?task=clxyz123'
+           && rows.length === 2 && text('#detail-body').includes(arguments[0]) && rows.map((r) => r.textContent);",
+        vec![json!(IMPORT)],
+    )
+    .await;
+    assert_eq!(attempts, json!(["released", "active"]), "the requeue released the first attempt");
+    screenshot(&client, &artifacts, "detail.png", false).await;
+    find(&client, "#detail-close").await.click().await.expect("close the panel");
+    wait_for(&client, "the panel closed", "return !$('#detail-dialog').open && location.search === '';", vec![]).await;
+
+    // The filters live in the URL: loading it restores them, and changing them rewrites it.
+    client.goto(&format!("{}/?status=queue", server.base)).await.expect("open a filtered board");
+    let queue = wait_for(
+        &client,
+        "only queued cards",
+        "const others = ['blocked', 'active', 'completed', 'failed', 'cancelled'];
+         return $('#status-filter').value === 'queue' && titles('queue').length > 1
+           && others.every((s) => titles(s).length === 0) && titles('queue');",
+        vec![],
+    )
+    .await;
+    assert!(queue.as_array().unwrap().contains(&json!(title)), "the queue shows its tasks: {queue}");
+    find(&client, "#text-filter").await.send_keys("newsletter").await.expect("type a title filter");
+    wait_for(
+        &client,
+        "the title filter in the board and the URL",
+        "return titles('queue').length === 1 && titles('queue')[0] === arguments[0] \
+           && new URLSearchParams(location.search).get('q') === 'newsletter' \
+           && new URLSearchParams(location.search).get('status') === 'queue';",
+        vec![json!(title)],
+    )
+    .await;
+
+    // The panel's requeue asks first, saying what it costs, and the open panel follows the change live.
+    client.goto(&format!("{}/?task=reviews", server.base)).await.expect("open the failed task");
+    wait_for(
+        &client,
+        "the failed task's panel",
+        "return text('#detail-body [data-field=status]') === 'failed';",
+        vec![],
+    )
+    .await;
+    find(&client, "#detail-body button[data-action=\"requeue\"]").await.click().await.expect("click Requeue");
+    let asked = wait_for(
+        &client,
+        "the requeue confirmation",
+        "return $('#requeue-dialog').open && text('#requeue-message');",
+        vec![],
+    )
+    .await;
+    assert!(
+        asked.as_str().unwrap_or_default().contains("fresh allowance of 3 claims"),
+        "it says what it grants: {asked}"
+    );
+    find(&client, "#requeue-confirm").await.click().await.expect("confirm the requeue");
+    wait_for(
+        &client,
+        "the panel to show the task queued",
+        "return !$('#requeue-dialog').open && $('#detail-dialog').open \
+           && text('#detail-body [data-field=status]') === 'queue' && titles('queue').includes('Scrape competitor reviews');",
+        vec![],
+    )
+    .await;
+    let reviews = server.ok("/api/tasks/reviews").await;
+    assert_eq!((&reviews["status"], &reviews["maxAttempts"]), (&json!("queue"), &json!(4)));
 }

@@ -12,6 +12,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("api.js", "text/javascript; charset=utf-8", include_str!("assets/api.js")),
     ("store.js", "text/javascript; charset=utf-8", include_str!("assets/store.js")),
     ("view.js", "text/javascript; charset=utf-8", include_str!("assets/view.js")),
+    ("detail.js", "text/javascript; charset=utf-8", include_str!("assets/detail.js")),
     ("chart.js", "text/javascript; charset=utf-8", include_str!("assets/chart.js")),
     ("style.css", "text/css; charset=utf-8", include_str!("assets/style.css")),
 ];

@@ -5,13 +5,52 @@
 import { request, getJson, eventsUrl } from './api.js';
 import * as store from './store.js';
 import { Throughput } from './chart.js';
-import { View, withCode } from './view.js';
+import { View, withCode, money } from './view.js';
+import { Detail } from './detail.js';
 
 const EVENTS = ['task', 'venture', 'agent', 'activity', 'task_deleted', 'venture_deleted', 'agent_deleted'];
 const $ = (id) => document.getElementById(id);
 
 const throughput = new Throughput();
-const view = new View({ throughput, onRequeue: requeue, onCancel: askCancel });
+const view = new View({ throughput, onRequeue: requeue, onCancel: askCancel, onFilter: writeUrl, onOpen: (id) => detail.open(id) });
+const detail = new Detail({ onUrl: writeUrl, onCancel: askCancel, onRequeue: askRequeue });
+
+// The URL: the filters and the open task ---------------------------------------------------
+
+const FILTER_PARAMS = ['venture', 'status', 'agent', 'q'];
+
+/** Writes the filters and the open task into the query, replacing the history entry. */
+function writeUrl() {
+  const params = new URLSearchParams(location.search);
+  const values = { venture: view.filter, ...view.filters, task: detail.id };
+  for (const name of [...FILTER_PARAMS, 'task']) {
+    if (values[name]) params.set(name, values[name]);
+    else params.delete(name);
+  }
+  const query = params.toString();
+  const url = `${location.pathname}${query ? `?${query}` : ''}${location.hash}`;
+  if (url !== `${location.pathname}${location.search}${location.hash}`) history.replaceState(null, '', url);
+}
+
+/** Restores the filters and the open task from the URL (`#task=<id>` works too). */
+function readUrl() {
+  const params = new URLSearchParams(location.search);
+  const hash = new URLSearchParams(location.hash.slice(1));
+  view.filter = params.get('venture') ?? '';
+  $('venture-filter').value = view.filter;
+  view.setFilters({ status: params.get('status') ?? '', agent: params.get('agent') ?? '', q: params.get('q') ?? '' });
+  const task = params.get('task') ?? hash.get('task');
+  if (hash.has('task')) history.replaceState(null, '', `${location.pathname}${location.search}`);
+  if (task) detail.open(task);
+}
+
+// A link to `#task=<id>` followed from this page opens that task too.
+window.addEventListener('hashchange', () => {
+  const task = new URLSearchParams(location.hash.slice(1)).get('task');
+  if (!task) return;
+  history.replaceState(null, '', `${location.pathname}${location.search}`);
+  detail.open(task);
+});
 
 let source = null; // the current EventSource
 let buffer = null; // events held while the lists load; null once they are applied as they come
@@ -82,6 +121,7 @@ function receive(es, type, event) {
 
 function applyEvent(type, data, alreadyCounted) {
   const parts = store.apply(type, data);
+  detail.notice(type, data);
   if (type === 'activity' && !alreadyCounted?.has(data.id) && throughput.record(data)) parts.push('chart');
   if (parts.length) view.invalidate(...parts);
 }
@@ -159,6 +199,43 @@ async function requeue(id) {
     view.invalidate('board');
   }
 }
+
+// Requeueing from the detail panel: it asks first, saying what the requeue costs -------------
+
+const requeueDialog = $('requeue-dialog');
+let requeueing = '';
+
+function askRequeue(id, full) {
+  const task = full ?? store.state.tasks.get(id);
+  if (!task || view.pending.has(id)) return;
+  requeueing = id;
+  $('requeue-title').textContent = `Put “${task.title}” back in the queue?`;
+  const cost = task.estimatedCost ? ` Each claim may spend up to its estimated ${money(task.estimatedCost)} again.` : '';
+  if (task.status === 'active') {
+    const agent = store.state.agents.get(task.assignedTo)?.name ?? task.assignedTo ?? 'its agent';
+    $('requeue-message').textContent = `It is taken from ${agent}: attempt ${task.attempts} ends “released”, `
+      + 'the agent’s further heartbeats and reports are refused, and another claim starts the work over.'
+      + ` It keeps ${Math.max(0, task.maxAttempts - task.attempts)} claims of its allowance`
+      + `${task.cancelRequested ? ', and the cancel asked for is withdrawn' : ''}.${cost}`;
+  } else {
+    $('requeue-message').textContent = `It has used ${task.attempts} of ${task.maxAttempts} claims. The requeue grants a fresh `
+      + `allowance of 3 claims (up to attempt ${task.attempts + 3}); it waits in the queue again, or in Blocked `
+      + `while a dependency is unfinished.${cost}`;
+  }
+  requeueDialog.showModal();
+  $('requeue-keep').focus();
+}
+
+$('requeue-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const id = requeueing;
+  requeueDialog.close();
+  if (id) requeue(id);
+});
+$('requeue-keep').addEventListener('click', () => requeueDialog.close());
+requeueDialog.addEventListener('close', () => {
+  requeueing = '';
+});
 
 // Cancelling: the card's button asks first, saying what the cancel does --------------------
 
@@ -302,6 +379,7 @@ form.addEventListener('submit', async (event) => {
 async function start() {
   // Asks for the token first if the server wants one: the feed needs it in its URL.
   await request('GET', '/api/activities?limit=1');
+  readUrl();
   connect(true);
 }
 

@@ -172,11 +172,13 @@ export function cancelCascade(id) {
 
 /**
  * Everything the board and the venture bars need, in one pass over the tasks:
- * per status the count and the first `limits[status]` cards (of `ventureId` only, if
+ * per status the count and the first `limits[status]` cards of those the filter keeps
+ * (`ventureId`, `status`, `agent`: the assignee, `q`: in the title, any case; each if
  * given); per venture the reserved cost (estimated cost of its active tasks); the whole
  * queue's depth.
  */
-export function snapshot(ventureId, limits) {
+export function snapshot({ ventureId = '', status: only = '', agent = '', q = '' } = {}, limits) {
+  const text = q.trim().toLowerCase();
   const lists = Object.fromEntries(STATUSES.map((status) => [status, []]));
   const reserved = new Map();
   let queueDepth = 0;
@@ -186,6 +188,9 @@ export function snapshot(ventureId, limits) {
       reserved.set(task.ventureId, (reserved.get(task.ventureId) ?? 0) + task.estimatedCost);
     }
     if (ventureId && task.ventureId !== ventureId) continue;
+    if (only && task.status !== only) continue;
+    if (agent && task.assignedTo !== agent) continue;
+    if (text && !task.title.toLowerCase().includes(text)) continue;
     lists[task.status]?.push(task);
   }
   const columns = {};

@@ -89,17 +89,19 @@ function withCode(text) {
 const $ = (id) => document.getElementById(id);
 
 export class View {
-  constructor({ throughput, onRequeue, onCancel, onFilter }) {
+  constructor({ throughput, onRequeue, onCancel, onFilter, onOpen }) {
     this.throughput = throughput;
     this.onRequeue = onRequeue;
     this.onCancel = onCancel;
     this.onFilter = onFilter;
+    this.onOpen = onOpen;
     this.dirty = new Set();
     this.frame = 0;
     this.timer = 0;
     this.lastFlush = 0; // when the last redraw started, and how long it took (ms)
     this.lastCost = 0;
-    this.filter = '';
+    this.filter = ''; // the venture shown, or every one
+    this.filters = { status: '', agent: '', q: '' }; // the other filters of the filter bar
     this.limits = Object.fromEntries(STATUSES.map((status) => [status, PAGE]));
     this.pending = new Map(); // task id → the action in flight for it (`requeue`, `cancel`)
     this.cards = new Map(); // task id → {sig, node}
@@ -113,7 +115,13 @@ export class View {
   wire() {
     $('board').addEventListener('click', (event) => {
       const button = event.target.closest('button[data-action]');
-      if (!button) return;
+      if (!button) {
+        // A click anywhere else on a card opens its detail panel.
+        const card = event.target.closest('.card');
+        if (card && !window.getSelection()?.toString()) this.onOpen?.(card.dataset.id);
+        return;
+      }
+      if (button.dataset.action === 'open') this.onOpen?.(button.dataset.id);
       if (button.dataset.action === 'requeue') this.onRequeue(button.dataset.id);
       if (button.dataset.action === 'cancel') this.onCancel(button.dataset.id);
       if (button.dataset.action === 'more') {
@@ -121,7 +129,13 @@ export class View {
         this.invalidate('board');
       }
     });
+    $('board').addEventListener('keydown', (event) => {
+      if (event.key === 'Enter' && event.target.classList?.contains('card')) this.onOpen?.(event.target.dataset.id);
+    });
     $('venture-filter').addEventListener('change', (event) => this.setFilter(event.target.value));
+    $('status-filter').addEventListener('change', (event) => this.setFilters({ status: event.target.value }));
+    $('agent-filter').addEventListener('change', (event) => this.setFilters({ agent: event.target.value }));
+    $('text-filter').addEventListener('input', (event) => this.setFilters({ q: event.target.value }));
     $('ventures').addEventListener('click', (event) => {
       const button = event.target.closest('button[data-venture]');
       if (button) this.setFilter(this.filter === button.dataset.venture ? '' : button.dataset.venture);
@@ -133,8 +147,34 @@ export class View {
     this.filter = ventureId;
     $('venture-filter').value = ventureId;
     for (const status of STATUSES) this.limits[status] = PAGE;
-    this.onFilter?.(ventureId);
+    this.onFilter?.();
     this.invalidate('board', 'ventures');
+  }
+
+  /** Changes some of the status, agent and text filters (and the controls, if not theirs). */
+  setFilters(changes) {
+    Object.assign(this.filters, changes);
+    if ($('status-filter').value !== this.filters.status) $('status-filter').value = this.filters.status;
+    this.renderAgentOptions();
+    if ($('text-filter').value !== this.filters.q) $('text-filter').value = this.filters.q;
+    for (const status of STATUSES) this.limits[status] = PAGE;
+    this.onFilter?.();
+    this.invalidate('board');
+  }
+
+  /** The agent filter's options: every agent, and the chosen one even before the lists load. */
+  renderAgentOptions() {
+    const select = $('agent-filter');
+    const agents = [...state.agents.values()].sort((a, b) => a.name.localeCompare(b.name));
+    const chosen = this.filters.agent;
+    const options = agents.map((a) => [a.id, a.name]);
+    if (chosen && !state.agents.has(chosen)) options.push([chosen, chosen]);
+    const sig = options.flat().join('\u0001');
+    if (sig !== this.agentOptionsSig) {
+      this.agentOptionsSig = sig;
+      select.replaceChildren(h('option', { value: '', text: 'All agents' }), ...options.map(([id, name]) => h('option', { value: id, text: name })));
+    }
+    if (select.value !== chosen) select.value = chosen;
   }
 
   /**
@@ -174,9 +214,10 @@ export class View {
   // The board ---------------------------------------------------------------------------
 
   renderBoard() {
-    if (this.filter && !state.ventures.has(this.filter)) this.filter = '';
+    // A venture that is gone (once the lists are in) is no filter.
+    if (this.filter && state.ventures.size && !state.ventures.has(this.filter)) this.filter = '';
     const focused = document.activeElement?.closest?.('.card')?.dataset.id;
-    const { columns, reserved, queueDepth } = snapshot(this.filter, this.limits);
+    const { columns, reserved, queueDepth } = snapshot({ ventureId: this.filter, ...this.filters }, this.limits);
     this.reserved = reserved;
     this.queueDepth = queueDepth;
     const shown = new Set();
@@ -201,7 +242,8 @@ export class View {
     const foot = $(`foot-${status}`);
     const hidden = count - shown;
     if (count === 0) {
-      foot.replaceChildren(h('p', { class: 'empty', text: this.filter ? 'No tasks for this venture' : 'No tasks' }));
+      const filtered = this.filter || this.filters.status || this.filters.agent || this.filters.q;
+      foot.replaceChildren(h('p', { class: 'empty', text: filtered ? 'No tasks match the filters' : 'No tasks' }));
     } else if (hidden > 0) {
       foot.replaceChildren(
         h('p', { class: 'hidden-note', text: `${number(hidden)} more not shown` }),
@@ -265,7 +307,15 @@ export class View {
         h('span', { class: `prio prio-${task.priority}`, text: task.priority }),
         stopping ? h('span', { class: 'badge badge-stopping', text: 'Cancel requested', title: 'The agent is asked to stop at its next heartbeat' }) : null,
         h('span', { class: 'card-venture', title: ventureLabel, text: ventureLabel })),
-      h('h3', { class: 'card-title', text: task.title }),
+      h('h3', { class: 'card-title' }, h('button', {
+        type: 'button',
+        class: 'card-open',
+        'data-action': 'open',
+        'data-id': task.id,
+        'aria-haspopup': 'dialog',
+        title: 'Show the details',
+        text: task.title,
+      })),
       delayed
         ? h('p', { class: 'run-at' }, h('span', { class: 'label', text: 'Runs ' }),
           h('time', { datetime: delayed, text: WHEN.format(new Date(delayed)) }))
@@ -386,6 +436,7 @@ export class View {
     if (agents.length > AGENTS_SHOWN) items.push(h('li', { class: 'hidden-note', text: `${number(agents.length - AGENTS_SHOWN)} more agents not shown` }));
     if (!agents.length) items.push(h('li', { class: 'empty', text: 'No agents yet' }));
     $('agents').replaceChildren(...items);
+    this.renderAgentOptions();
   }
 
   // Activity ----------------------------------------------------------------------------
