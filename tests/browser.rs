@@ -4,7 +4,9 @@
 //! requeue button, blocked tasks saying what they wait for and moving to Queue when it is
 //! done, the cancel button and its dialog, a cancel request shown on an active card, the
 //! API's validation errors beside the field they name, a card's detail panel (opened by a
-//! click or by its URL, its dependencies as links), and the filters kept in the URL.
+//! click or by its URL, its dependencies as links), the filters kept in the URL, and the
+//! ventures from the board (created, their budget raised, paused and resumed, "held by
+//! budget" on the venture and the card, twenty of them at a glance).
 //!
 //! Without `chromedriver` on `PATH` the test says so and passes, unless
 //! `MC_REQUIRE_BROWSER=1` (CI sets it), when it fails. Screenshots go to
@@ -651,12 +653,12 @@ async fn scenario(client: Client, server: Arc<TestServer>, artifacts: PathBuf) {
     let reviews = server.ok("/api/tasks/reviews").await;
     assert_eq!((&reviews["status"], &reviews["maxAttempts"]), (&json!("queue"), &json!(4)));
 
-    manage_ventures(&client, &server).await;
+    manage_ventures(&client, &server, &artifacts).await;
 }
 
 /// Ventures from the board: create one (its errors beside the field), a task its budget holds
 /// back, the budget raised, pause and resume, and twenty ventures at a glance.
-async fn manage_ventures(client: &Client, server: &TestServer) {
+async fn manage_ventures(client: &Client, server: &TestServer, artifacts: &Path) {
     client.goto(&format!("{}/", server.base)).await.expect("open the board");
     wait_for(client, "the live feed", "return $('#connection').dataset.state === 'live';", vec![]).await;
 
@@ -703,6 +705,7 @@ async fn manage_ventures(client: &Client, server: &TestServer) {
         "the venture says why: {held}"
     );
     assert!(held[1].as_str().unwrap().contains("$25 is more than the $10 left"), "the card says why: {held}");
+    screenshot(client, artifacts, "held.png", false).await;
     assert_eq!(
         server.ok("/api/ventures").await.as_array().unwrap().iter().find(|v| v["id"] == id).unwrap()["budgetHeld"],
         1
@@ -775,5 +778,7 @@ async fn manage_ventures(client: &Client, server: &TestServer) {
     )
     .await;
     eprintln!("twenty ventures: panel height and window height {fit}");
+    run(client, "$('#ventures').closest('.panel').scrollIntoView(); $('#toast').hidden = true;", vec![]).await;
+    screenshot(client, artifacts, "ventures.png", false).await;
     client.set_window_size(WIDTH, HEIGHT).await.expect("size the window back");
 }

@@ -460,7 +460,7 @@ export class View {
           'aria-label': `${paused ? 'Resume' : 'Pause'} ${v.name}`,
           title: paused ? 'Resume: hand its tasks out again' : 'Pause: hand none of its tasks out',
           disabled: pending,
-          text: paused ? '▶' : '⏸',
+          text: paused ? 'Resume' : 'Pause',
         })),
       h('div', { class: 'bar', role: 'img', 'aria-label': barLabel, title: moneyTitle },
         h('span', { class: 'bar-spent', style: `width:${spentShare}%` }),
