@@ -4,7 +4,9 @@
 //! requeue button, blocked tasks saying what they wait for and moving to Queue when it is
 //! done, the cancel button and its dialog, a cancel request shown on an active card, the
 //! API's validation errors beside the field they name, a card's detail panel (opened by a
-//! click or by its URL, its dependencies as links), and the filters kept in the URL.
+//! click or by its URL, its dependencies as links), the filters kept in the URL, and the
+//! ventures from the board (created, their budget raised, paused and resumed, "held by
+//! budget" on the venture and the card, twenty of them at a glance).
 //!
 //! Without `chromedriver` on `PATH` the test says so and passes, unless
 //! `MC_REQUIRE_BROWSER=1` (CI sets it), when it fails. Screenshots go to
@@ -220,7 +222,7 @@ async fn scenario(client: Client, server: Arc<TestServer>, artifacts: PathBuf) {
     wait_for(&client, "the live feed", "return $('#connection').dataset.state === 'live';", vec![]).await;
     let ventures = run(&client, "return text('#ventures');", vec![]).await;
     let ventures = ventures.as_str().unwrap_or_default();
-    for expected in ["Allbirds Automation", "$45 / $80 spent", "E-Commerce Automation", "$0 / $100 spent"] {
+    for expected in ["Allbirds Automation", "$45 / $80", "E-Commerce Automation", "$0 / $100"] {
         assert!(ventures.contains(expected), "the venture panel shows {expected:?}: {ventures:?}");
     }
     let agents = run(&client, "return text('#agents');", vec![]).await;
@@ -287,17 +289,29 @@ async fn scenario(client: Client, server: Arc<TestServer>, artifacts: PathBuf) {
         &client,
         "the agent busy and the venture's reserve",
         "return text('#agents').includes('busy') && text('#agents').includes(arguments[0]) \
-         && text('#ventures').includes('$5 reserved');",
+         && $('#ventures [data-id=clxyz-allbirds] .venture-money').title.includes('$5 reserved');",
         vec![json!(SCRAPER)],
     )
     .await;
 
-    // The card's button sends it back to the queue; the page follows the server.
+    // The card's button asks first, saying what it costs; once confirmed the card goes back to
+    // the queue when the server says so.
     find(&client, "#col-active .card[data-id=\"clxyz123\"] button[data-action=\"requeue\"]")
         .await
         .click()
         .await
         .expect("click Back to queue");
+    let asked = wait_for(
+        &client,
+        "the card's requeue confirmation",
+        "return $('#requeue-dialog').open && text('#requeue-message');",
+        vec![],
+    )
+    .await;
+    let asked = asked.as_str().unwrap_or_default();
+    assert!(asked.contains("Main Agent") && asked.contains("“released”"), "it says what the requeue costs: {asked}");
+    assert_eq!(server.ok("/api/tasks/clxyz123").await["status"], "active", "nothing changes before the confirmation");
+    find(&client, "#requeue-confirm").await.click().await.expect("confirm the requeue");
     let queue = wait_for(
         &client,
         "the requeued card back in Queue",
@@ -339,7 +353,7 @@ async fn scenario(client: Client, server: Arc<TestServer>, artifacts: PathBuf) {
         &client,
         "a completed and a failed card",
         "return titles('completed').includes(arguments[0]) && titles('failed').includes('Scrape competitor reviews') \
-         && titles('active').includes(arguments[1]) && text('#ventures').includes('$2.005125 / $100 spent') \
+         && titles('active').includes(arguments[1]) && text('#ventures').includes('$2.005125 / $100') \
          && document.querySelectorAll('#chart rect.claims').length > 0;",
         vec![json!(RESEARCH), json!(SCRAPER)],
     )
@@ -638,4 +652,133 @@ async fn scenario(client: Client, server: Arc<TestServer>, artifacts: PathBuf) {
     .await;
     let reviews = server.ok("/api/tasks/reviews").await;
     assert_eq!((&reviews["status"], &reviews["maxAttempts"]), (&json!("queue"), &json!(4)));
+
+    manage_ventures(&client, &server, &artifacts).await;
+}
+
+/// Ventures from the board: create one (its errors beside the field), a task its budget holds
+/// back, the budget raised, pause and resume, and twenty ventures at a glance.
+async fn manage_ventures(client: &Client, server: &TestServer, artifacts: &Path) {
+    client.goto(&format!("{}/", server.base)).await.expect("open the board");
+    wait_for(client, "the live feed", "return $('#connection').dataset.state === 'live';", vec![]).await;
+
+    // A blank name: the API's error beside the name, and nothing made.
+    find(client, "#new-venture").await.click().await.expect("click + Venture");
+    wait_for(client, "the venture dialog", "return $('#venture-dialog').open;", vec![]).await;
+    find(client, "#v-budget").await.send_keys("10").await.expect("type the budget");
+    find(client, "#venture-submit").await.click().await.expect("submit the venture form");
+    let shown = wait_for(client, "the name error", "return text('#err-v-name');", vec![]).await;
+    assert!(shown.as_str().unwrap_or_default().contains("name"), "the name error names it: {shown}");
+    assert_eq!(run(client, "return document.activeElement.id;", vec![]).await, json!("v-name"));
+    find(client, "#v-name").await.send_keys("Pop-up shop").await.expect("type the name");
+    find(client, "#v-icon").await.send_keys("☕").await.expect("type the icon");
+    find(client, "#venture-submit").await.click().await.expect("submit the venture form");
+    wait_for(
+        client,
+        "the new venture's row and its activity",
+        "return !$('#venture-dialog').open && text('#ventures').includes('Pop-up shop') \
+           && text('#ventures').includes('$0 / $10') && text('#activity').includes('Venture created: Pop-up shop');",
+        vec![],
+    )
+    .await;
+    let all = server.ok("/api/ventures").await;
+    let made = all.as_array().unwrap().iter().find(|v| v["name"] == "Pop-up shop").expect("the form made the venture");
+    assert_eq!((&made["icon"], &made["capitalBudget"], &made["status"]), (&json!("☕"), &json!(10), &json!("active")));
+    let id = made["id"].as_str().unwrap().to_owned();
+
+    // A task costing more than the budget's room: the venture and the card say the budget holds it.
+    let (status, task) = server
+        .post("/api/tasks", json!({"title": "Rent the pop-up space", "ventureId": id, "estimatedCost": 25}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let held = wait_for(
+        client,
+        "the held-by-budget badges",
+        "const row = $('#ventures [data-id=\"' + arguments[0] + '\"] .badge-held');
+         const card = $('#col-queue .card[data-id=\"' + arguments[1] + '\"] .badge-held');
+         return row && card && [row.title, card.title];",
+        vec![json!(id), task["id"].clone()],
+    )
+    .await;
+    assert!(
+        held[0].as_str().unwrap().contains("1 queued task costs more than the $10 left"),
+        "the venture says why: {held}"
+    );
+    assert!(held[1].as_str().unwrap().contains("$25 is more than the $10 left"), "the card says why: {held}");
+    screenshot(client, artifacts, "held.png", false).await;
+    assert_eq!(
+        server.ok("/api/ventures").await.as_array().unwrap().iter().find(|v| v["id"] == id).unwrap()["budgetHeld"],
+        1
+    );
+
+    // Raising the budget from the board lets it go: the badges leave, the feed logs the change.
+    find(client, &format!("#ventures button[data-venture-action=\"edit\"][data-id=\"{id}\"]"))
+        .await
+        .click()
+        .await
+        .expect("click edit");
+    let filled = wait_for(
+        client,
+        "the edit form, filled in",
+        "return $('#venture-dialog').open && [$('#v-name').value, $('#v-icon').value, $('#v-budget').value];",
+        vec![],
+    )
+    .await;
+    assert_eq!(filled, json!(["Pop-up shop", "☕", "10"]));
+    find(client, "#v-budget").await.clear().await.expect("clear the budget");
+    find(client, "#v-budget").await.send_keys("50").await.expect("type the budget");
+    find(client, "#venture-submit").await.click().await.expect("save");
+    wait_for(
+        client,
+        "the badges gone and the change in the feed",
+        "return !$('#venture-dialog').open && !$('#ventures .badge-held') && !$('#col-queue .badge-held') \
+           && text('#ventures').includes('$0 / $50') && text('#activity').includes('capitalBudget 10 → 50');",
+        vec![],
+    )
+    .await;
+
+    // Pause and resume.
+    let pause = format!("#ventures button[data-venture-action=\"pause\"][data-id=\"{id}\"]");
+    find(client, &pause).await.click().await.expect("click pause");
+    wait_for(
+        client,
+        "the venture paused",
+        "const resume = $('#ventures button[data-venture-action=pause][data-id=\"' + arguments[0] + '\"]');
+         return $('#ventures [data-id=\"' + arguments[0] + '\"] .badge-paused') && !resume.disabled
+           && resume.getAttribute('aria-label').startsWith('Resume') && text('#activity').includes('status active → paused');",
+        vec![json!(id)],
+    )
+    .await;
+    assert_eq!(server.ok(&format!("/api/ventures/{id}")).await["status"], "paused");
+    find(client, &pause).await.click().await.expect("click resume");
+    wait_for(
+        client,
+        "the venture resumed",
+        "return !$('#ventures [data-id=\"' + arguments[0] + '\"] .badge-paused') \
+           && text('#activity').includes('status paused → active');",
+        vec![json!(id)],
+    )
+    .await;
+    assert_eq!(server.ok(&format!("/api/ventures/{id}")).await["status"], "active");
+
+    // Twenty ventures fit the panel on a 1440×900 screen: it does not scroll, and the whole of it
+    // fits the window, so every budget is seen at a glance.
+    for n in 0..17 {
+        server.post("/api/ventures", json!({"name": format!("Venture {n}"), "capitalBudget": 100 + n})).await;
+    }
+    client.set_window_size(WIDTH, 900).await.expect("a 1440×900 window");
+    let fit = wait_for(
+        client,
+        "twenty ventures, all in view",
+        "const list = $('#ventures');
+         const panel = list.closest('.panel').getBoundingClientRect();
+         return list.querySelectorAll('.venture').length === 20 && list.scrollHeight <= list.clientHeight + 1
+           && panel.height <= window.innerHeight && [Math.round(panel.height), window.innerHeight];",
+        vec![],
+    )
+    .await;
+    eprintln!("twenty ventures: panel height and window height {fit}");
+    run(client, "$('#ventures').closest('.panel').scrollIntoView(); $('#toast').hidden = true;", vec![]).await;
+    screenshot(client, artifacts, "ventures.png", false).await;
+    client.set_window_size(WIDTH, HEIGHT).await.expect("size the window back");
 }

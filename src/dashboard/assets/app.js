@@ -12,7 +12,15 @@ const EVENTS = ['task', 'venture', 'agent', 'activity', 'task_deleted', 'venture
 const $ = (id) => document.getElementById(id);
 
 const throughput = new Throughput();
-const view = new View({ throughput, onRequeue: requeue, onCancel: askCancel, onFilter: writeUrl, onOpen: (id) => detail.open(id) });
+const view = new View({
+  throughput,
+  onRequeue: (id) => askRequeue(id),
+  onCancel: askCancel,
+  onFilter: writeUrl,
+  onOpen: (id) => detail.open(id),
+  onEditVenture: (id) => openVentureForm(id),
+  onPauseVenture: (id) => toggleVenture(id),
+});
 const detail = new Detail({ onUrl: writeUrl, onCancel: askCancel, onRequeue: askRequeue });
 
 // The URL: the filters and the open task ---------------------------------------------------
@@ -121,6 +129,8 @@ function receive(es, type, event) {
 
 function applyEvent(type, data, alreadyCounted) {
   const parts = store.apply(type, data);
+  // Live events carry no `budgetHeld` nor `capitalReserved`: the venture listing has them.
+  if (type === 'task' || type === 'venture' || type === 'task_deleted') refreshVentures();
   detail.notice(type, data);
   if (type === 'activity' && !alreadyCounted?.has(data.id) && throughput.record(data)) parts.push('chart');
   if (parts.length) view.invalidate(...parts);
@@ -162,6 +172,27 @@ async function loadLists(es) {
     view.toast(`Cannot load the lists: ${error.message}`, 'error');
     scheduleReconnect();
   }
+}
+
+// The venture listing, fetched again (at most every so often) after venture and task events.
+const VENTURES_EVERY = 400; // ms
+let venturesTimer = 0;
+let venturesAsked = 0; // the number of the last listing asked for
+let venturesLast = 0; // when it was asked for
+
+function refreshVentures() {
+  if (venturesTimer) return;
+  const wait = Math.max(50, venturesLast + VENTURES_EVERY - performance.now());
+  venturesTimer = setTimeout(async () => {
+    venturesTimer = 0;
+    venturesLast = performance.now();
+    const asked = ++venturesAsked;
+    const answer = await request('GET', '/api/ventures');
+    // A later listing may have been asked for meanwhile: only the newest counts.
+    if (!answer.ok || asked !== venturesAsked || buffer) return;
+    store.loadVentures(answer.data);
+    view.invalidate('ventures', 'board');
+  }, wait);
 }
 
 function scheduleReconnect() {
@@ -373,6 +404,105 @@ form.addEventListener('submit', async (event) => {
     showError(answer.data?.field, answer.data?.error ?? `The server answered ${answer.status}`);
   }
 });
+
+// Ventures: the "+ Venture" form (also the edit form) and pause/resume ------------------
+
+const ventureDialog = $('venture-dialog');
+const ventureForm = $('venture-form');
+const VENTURE_INPUTS = { name: 'v-name', icon: 'v-icon', capitalBudget: 'v-budget' };
+let editing = ''; // the venture the form edits, or '' for a new one
+
+function clearVentureErrors() {
+  for (const node of ventureForm.querySelectorAll('[data-error-for]')) node.replaceChildren();
+  for (const id of Object.values(VENTURE_INPUTS)) $(id).removeAttribute('aria-invalid');
+  $('venture-form-error').hidden = true;
+  $('venture-form-error').replaceChildren();
+}
+
+function showVentureError(field, message) {
+  const slot = field && VENTURE_INPUTS[field] && ventureForm.querySelector(`[data-error-for="${CSS.escape(field)}"]`);
+  if (slot) {
+    slot.replaceChildren(...withCode(message));
+    const input = $(VENTURE_INPUTS[field]);
+    input.setAttribute('aria-invalid', 'true');
+    input.focus();
+  } else {
+    $('venture-form-error').replaceChildren(...withCode(message));
+    $('venture-form-error').hidden = false;
+  }
+}
+
+function openVentureForm(id) {
+  const venture = id ? store.state.ventures.get(id) : null;
+  if (id && !venture) return;
+  editing = venture ? id : '';
+  clearVentureErrors();
+  ventureForm.reset();
+  $('venture-title').textContent = venture ? `Edit ${venture.name}` : 'New venture';
+  $('venture-submit').textContent = venture ? 'Save' : 'Create venture';
+  if (venture) {
+    $('v-name').value = venture.name;
+    $('v-icon').value = venture.icon ?? '';
+    $('v-budget').value = String(venture.capitalBudget ?? 0);
+  }
+  ventureDialog.showModal();
+  $('v-name').focus();
+}
+
+$('new-venture').addEventListener('click', () => openVentureForm(''));
+$('venture-cancel').addEventListener('click', () => ventureDialog.close());
+
+ventureForm.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  clearVentureErrors();
+  const budget = $('v-budget');
+  if (budget.validity.badInput) {
+    showVentureError('capitalBudget', 'Enter a number, such as 250.');
+    return;
+  }
+  const body = { name: $('v-name').value };
+  const icon = $('v-icon').value.trim();
+  if (icon) body.icon = icon;
+  if (budget.value !== '') body.capitalBudget = Number(budget.value);
+  const id = editing;
+  const submit = $('venture-submit');
+  submit.disabled = true;
+  ventureForm.setAttribute('aria-busy', 'true');
+  const answer = id
+    ? await request('PATCH', `/api/ventures/${encodeURIComponent(id)}`, body)
+    : await request('POST', '/api/ventures', body);
+  submit.disabled = false;
+  ventureForm.removeAttribute('aria-busy');
+  if (answer.ok) {
+    ventureDialog.close();
+    ventureForm.reset();
+    store.offerVenture(answer.data);
+    view.invalidate('ventures', 'board');
+    refreshVentures();
+    view.toast(id ? `Saved “${answer.data.name}”` : `Created “${answer.data.name}”`);
+  } else {
+    showVentureError(answer.data?.field, answer.data?.error ?? `The server answered ${answer.status}`);
+  }
+});
+
+/** Pauses an active venture (its tasks are not handed out) or resumes a paused one. */
+async function toggleVenture(id) {
+  const venture = store.state.ventures.get(id);
+  if (!venture || view.venturePending.has(id)) return;
+  const status = venture.status === 'paused' ? 'active' : 'paused';
+  view.venturePending.add(id);
+  view.invalidate('ventures');
+  const answer = await request('PATCH', `/api/ventures/${encodeURIComponent(id)}`, { status });
+  view.venturePending.delete(id);
+  if (answer.ok) {
+    store.offerVenture(answer.data);
+    refreshVentures();
+    view.toast(status === 'paused' ? `Paused “${answer.data.name}”: its tasks are not handed out` : `Resumed “${answer.data.name}”`);
+  } else {
+    view.toast(answer.data?.error ?? `The server answered ${answer.status}`, 'error');
+  }
+  view.invalidate('ventures', 'board');
+}
 
 // Start -----------------------------------------------------------------------------------
 

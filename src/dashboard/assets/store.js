@@ -105,7 +105,7 @@ export function apply(type, data) {
       state.tasks.delete(data.id);
       return ['board', 'ventures', 'agents'];
     case 'venture':
-      state.ventures.set(data.id, data);
+      putVenture(data);
       return ['board', 'ventures'];
     case 'venture_deleted':
       state.ventures.delete(data.id);
@@ -123,6 +123,29 @@ export function apply(type, data) {
     default:
       return [];
   }
+}
+
+/** A venture record from an event: it lacks the listing's `budgetHeld` and `capitalReserved`, so those are kept. */
+function putVenture(venture) {
+  const current = state.ventures.get(venture.id);
+  state.ventures.set(venture.id, {
+    budgetHeld: current?.budgetHeld,
+    capitalReserved: current?.capitalReserved,
+    ...venture,
+  });
+}
+
+/** Replaces the ventures with a fresh listing (which has `budgetHeld` and `capitalReserved`). */
+export function loadVentures(ventures) {
+  state.ventures = new Map(ventures.map((v) => [v.id, v]));
+}
+
+/** Takes a venture the API answered with, unless the feed already brought one as new or newer. */
+export function offerVenture(venture) {
+  const current = state.ventures.get(venture.id);
+  if (current && compare(current.updatedAt, venture.updatedAt) > 0) return false;
+  putVenture(venture);
+  return true;
 }
 
 function addActivity(activity) {

@@ -21,6 +21,7 @@ const ACTIVITY_ICON = {
   task_cancel_requested: ['⊘', 'warn'],
   task_cancelled: ['⊘', 'fail'],
   venture_created: ['+', 'claim'],
+  venture_updated: ['✎', 'claim'],
   venture_deleted: ['−', 'new'],
   agent_registered: ['+', 'done'],
   agent_deleted: ['−', 'new'],
@@ -89,7 +90,11 @@ function withCode(text) {
 const $ = (id) => document.getElementById(id);
 
 export class View {
-  constructor({ throughput, onRequeue, onCancel, onFilter, onOpen }) {
+  constructor({ throughput, onRequeue, onCancel, onFilter, onOpen, onEditVenture, onPauseVenture }) {
+    this.onEditVenture = onEditVenture;
+    this.onPauseVenture = onPauseVenture;
+    this.venturePending = new Set(); // ventures with a pause or resume in flight
+    this.ventureRows = new Map(); // venture id → {sig, node}
     this.throughput = throughput;
     this.onRequeue = onRequeue;
     this.onCancel = onCancel;
@@ -137,6 +142,9 @@ export class View {
     $('agent-filter').addEventListener('change', (event) => this.setFilters({ agent: event.target.value }));
     $('text-filter').addEventListener('input', (event) => this.setFilters({ q: event.target.value }));
     $('ventures').addEventListener('click', (event) => {
+      const action = event.target.closest('button[data-venture-action]');
+      if (action?.dataset.ventureAction === 'edit') this.onEditVenture?.(action.dataset.id);
+      if (action?.dataset.ventureAction === 'pause') this.onPauseVenture?.(action.dataset.id);
       const button = event.target.closest('button[data-venture]');
       if (button) this.setFilter(this.filter === button.dataset.venture ? '' : button.dataset.venture);
     });
@@ -266,19 +274,37 @@ export class View {
     const pending = this.pending.get(task.id) ?? '';
     // What a blocked task waits for, by title when the board knows the task.
     const waits = task.status === 'blocked' ? task.blockedBy.map((id) => [id, state.tasks.get(id)?.title]) : [];
-    const sig = [
+    const held = task.status === 'queue' ? this.heldBy(task, venture) : '';
+    const sig = [held, 
       task.updatedAt, task.status, task.title, task.priority, task.estimatedCost, task.actualCost,
       task.attempts, task.maxAttempts, task.assignedTo, task.leaseExpiresAt, task.tags, task.error,
       task.cancelRequested, task.runAt, waits.flat().join('\u0002'), venture?.name, venture?.icon, agent?.name, pending,
     ].join('\u0001');
     const cached = this.cards.get(task.id);
     if (cached && cached.sig === sig) return cached.node;
-    const node = this.buildCard(task, venture, agent, pending, waits);
+    const node = this.buildCard(task, venture, agent, pending, waits, held);
     this.cards.set(task.id, { sig, node });
     return node;
   }
 
-  buildCard(task, venture, agent, pending, waits) {
+  /**
+   * Why the budget holds a queued task back, or '': its estimated cost is more than its
+   * venture's room (budget − spent − reserved by the active tasks), when there is a budget.
+   */
+  heldBy(task, venture) {
+    const budget = Number(venture?.capitalBudget ?? 0);
+    const cost = Number(task.estimatedCost ?? 0);
+    if (!(budget > 0) || !(cost > 0)) return '';
+    const spent = Number(venture.capitalSpent ?? 0);
+    const reserved = this.reserved.get(venture.id) ?? 0;
+    const room = budget - spent - reserved;
+    if (cost <= room + 1e-9) return '';
+    return `Its estimated ${money(cost)} is more than the ${money(Math.max(0, room))} left in ${venture.name}’s budget `
+      + `(${money(budget)} budget − ${money(spent)} spent − ${money(reserved)} reserved by active tasks): `
+      + 'no agent is handed it until the budget is raised or reserved money comes free.';
+  }
+
+  buildCard(task, venture, agent, pending, waits, held) {
     const fact = (label, value) => h('div', {}, h('dt', { text: label }), h('dd', { text: value }));
     const ventureLabel = venture ? `${venture.icon} ${venture.name}` : task.venture ? `${task.venture.icon} ${task.venture.name}` : task.ventureId;
     const button = (action, label, kind = '') => h('button', {
@@ -305,6 +331,7 @@ export class View {
     return h('li', { class: `card prio-${task.priority}`, 'data-id': task.id, 'data-status': task.status, tabindex: '-1' },
       h('div', { class: 'card-top' },
         h('span', { class: `prio prio-${task.priority}`, text: task.priority }),
+        held ? h('span', { class: 'badge badge-held', title: held, text: 'Held by budget' }) : null,
         stopping ? h('span', { class: 'badge badge-stopping', text: 'Cancel requested', title: 'The agent is asked to stop at its next heartbeat' }) : null,
         h('span', { class: 'card-venture', title: ventureLabel, text: ventureLabel })),
       h('h3', { class: 'card-title' }, h('button', {
@@ -350,43 +377,94 @@ export class View {
 
   renderVentures() {
     const list = [...state.ventures.values()];
+    // A row is rebuilt only when what it shows changes, so a button keeps its node (and focus).
+    const focused = document.activeElement?.closest?.('#ventures button');
+    const focusKey = focused ? [focused.dataset.ventureAction ?? '', focused.dataset.id ?? focused.dataset.venture] : null;
+    const keep = new Set();
     const items = list.map((v) => {
-      const reserved = this.reserved.get(v.id) ?? 0;
+      const reserved = this.reserved.get(v.id) ?? Number(v.capitalReserved ?? 0);
       const budget = Number(v.capitalBudget ?? 0);
       const spent = Number(v.capitalSpent ?? 0);
-      const badges = [];
-      if (v.status === 'paused') badges.push(['paused', 'Paused']);
-      if (v.status === 'completed') badges.push(['completed', 'Completed']);
-      if (budget > 0 && spent > budget) badges.push(['over', 'Over budget']);
-      else if (budget > 0 && spent >= budget) badges.push(['over', 'At budget']);
-      else if (budget > 0 && spent + reserved >= budget) badges.push(['full', 'Budget fully reserved']);
-      const spentShare = budget > 0 ? Math.min(100, (100 * spent) / budget) : 0;
-      const reservedShare = budget > 0 ? Math.min(100 - spentShare, (100 * reserved) / budget) : 0;
-      const selected = this.filter === v.id;
-      const headline = budget > 0 ? `${money(spent)} / ${money(budget)} spent` : `${money(spent)} spent · no budget`;
-      const barLabel = budget > 0
-        ? `${Math.round((100 * spent) / budget)}% of the budget spent, ${Math.round((100 * reserved) / budget)}% reserved`
-        : 'no budget set';
-      return h('li', { class: `venture status-${v.status}${badges.some(([k]) => k === 'over') ? ' is-over' : ''}`, 'data-id': v.id },
-        h('div', { class: 'venture-head' },
-          h('button', {
-            type: 'button',
-            class: 'venture-name',
-            'data-venture': v.id,
-            'aria-pressed': String(selected),
-            title: selected ? 'Show all ventures' : `Show only ${v.name} on the board`,
-          }, h('span', { 'aria-hidden': 'true', text: `${v.icon} ` }), v.name),
-          badges.map(([kind, text]) => h('span', { class: `badge badge-${kind}`, text }))),
-        h('div', { class: 'bar', role: 'img', 'aria-label': barLabel },
-          h('span', { class: 'bar-spent', style: `width:${spentShare}%` }),
-          h('span', { class: 'bar-reserved', style: `width:${reservedShare}%` })),
-        h('p', { class: 'venture-money' },
-          h('strong', { text: headline }),
-          h('span', { class: 'reserved', text: ` · ${money(reserved)} reserved` }),
-          budget > 0 ? h('span', { class: 'muted', text: ` · ${money(Math.max(0, budget - spent - reserved))} free` }) : null));
+      const heldCount = budget > 0 ? Number(v.budgetHeld ?? 0) : 0;
+      const sig = [v.name, v.icon, v.status, budget, spent, reserved, heldCount, this.filter === v.id, this.venturePending.has(v.id)].join('\u0001');
+      keep.add(v.id);
+      const cached = this.ventureRows.get(v.id);
+      if (cached?.sig === sig) return cached.node;
+      const node = this.ventureRow(v, reserved, budget, spent, heldCount);
+      this.ventureRows.set(v.id, { sig, node });
+      return node;
     });
-    $('ventures').replaceChildren(...(items.length ? items : [h('li', { class: 'empty', text: 'No ventures yet' })]));
+    for (const id of this.ventureRows.keys()) if (!keep.has(id)) this.ventureRows.delete(id);
+    reconcile($('ventures'), items.length ? items : [h('li', { class: 'empty', text: 'No ventures yet' })]);
+    if (focusKey && (!document.activeElement || document.activeElement === document.body)) {
+      const [action, id] = focusKey;
+      const selector = action
+        ? `button[data-venture-action="${CSS.escape(action)}"][data-id="${CSS.escape(id)}"]`
+        : `button[data-venture="${CSS.escape(id)}"]`;
+      $('ventures').querySelector(selector)?.focus();
+    }
     this.renderVentureOptions(list);
+  }
+
+  ventureRow(v, reserved, budget, spent, heldCount) {
+    const badges = [];
+    if (v.status === 'paused') badges.push(['paused', 'Paused', 'Its tasks are not handed out until it is resumed']);
+    if (v.status === 'completed') badges.push(['completed', 'Completed', 'Its tasks are not handed out']);
+    if (budget > 0 && spent > budget) badges.push(['over', 'Over budget', `${money(spent)} spent of ${money(budget)}`]);
+    else if (budget > 0 && spent >= budget) badges.push(['over', 'At budget', `${money(spent)} spent of ${money(budget)}`]);
+    else if (budget > 0 && spent + reserved >= budget) badges.push(['full', 'Fully reserved', `${money(reserved)} reserved by active tasks`]);
+    if (heldCount > 0) {
+      const room = Math.max(0, budget - spent - reserved);
+      badges.push(['held', 'Held by budget', `${heldCount} queued ${heldCount === 1 ? 'task costs' : 'tasks cost'} more than the `
+        + `${money(room)} left of the budget (${money(budget)} − ${money(spent)} spent − ${money(reserved)} reserved): `
+        + `${heldCount === 1 ? 'it waits' : 'they wait'} until the budget is raised or reserved money comes free`]);
+    }
+    const spentShare = budget > 0 ? Math.min(100, (100 * spent) / budget) : 0;
+    const reservedShare = budget > 0 ? Math.min(100 - spentShare, (100 * reserved) / budget) : 0;
+    const selected = this.filter === v.id;
+    const moneyText = budget > 0 ? `${money(spent)} / ${money(budget)}` : `${money(spent)} · no budget`;
+    const moneyTitle = budget > 0
+      ? `${money(spent)} of ${money(budget)} spent, ${money(reserved)} reserved, ${money(Math.max(0, budget - spent - reserved))} free`
+      : `${money(spent)} spent, ${money(reserved)} reserved; no budget set`;
+    const barLabel = budget > 0
+      ? `${Math.round((100 * spent) / budget)}% of the budget spent, ${Math.round((100 * reserved) / budget)}% reserved`
+      : 'no budget set';
+    const pending = this.venturePending.has(v.id);
+    const paused = v.status === 'paused';
+    return h('li', { class: `venture status-${v.status}${badges.some(([k]) => k === 'over') ? ' is-over' : ''}`, 'data-id': v.id },
+      h('button', {
+        type: 'button',
+        class: 'venture-name',
+        'data-venture': v.id,
+        'aria-pressed': String(selected),
+        title: selected ? 'Show all ventures' : `Show only ${v.name} on the board`,
+      }, h('span', { class: 'venture-icon', 'aria-hidden': 'true', text: v.icon }), h('span', { class: 'venture-label', text: v.name })),
+      h('span', { class: 'venture-badges' }, badges.map(([kind, text, title]) => h('span', { class: `badge badge-${kind}`, title, text }))),
+      h('span', { class: 'venture-money', title: moneyTitle, text: moneyText }),
+      h('span', { class: 'venture-actions' },
+        h('button', {
+          type: 'button',
+          class: 'icon-button',
+          'data-venture-action': 'edit',
+          'data-id': v.id,
+          'aria-haspopup': 'dialog',
+          'aria-label': `Edit ${v.name}`,
+          title: 'Edit the name, icon or budget',
+          text: '✎',
+        }),
+        v.status === 'completed' ? null : h('button', {
+          type: 'button',
+          class: 'icon-button',
+          'data-venture-action': 'pause',
+          'data-id': v.id,
+          'aria-label': `${paused ? 'Resume' : 'Pause'} ${v.name}`,
+          title: paused ? 'Resume: hand its tasks out again' : 'Pause: hand none of its tasks out',
+          disabled: pending,
+          text: paused ? 'Resume' : 'Pause',
+        })),
+      h('div', { class: 'bar', role: 'img', 'aria-label': barLabel, title: moneyTitle },
+        h('span', { class: 'bar-spent', style: `width:${spentShare}%` }),
+        h('span', { class: 'bar-reserved', style: `width:${reservedShare}%` })));
   }
 
   renderVentureOptions(list) {
