@@ -11,10 +11,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
-use mission_control::domain::{Id, Millis, Task, TaskStatus};
+use mission_control::domain::{Id, Millis, TaskStatus};
 use mission_control::scheduler::{
     CancelRequest, ClaimRequest, CompleteRequest, CompletionOutcome, NewTask, SchedulerConfig, SchedulerError,
-    SchedulerState, Snapshot, TaskPatch, TaskView,
+    SchedulerState, TaskPatch, TaskView,
 };
 
 use common::label;
@@ -235,34 +235,6 @@ fn cycle_check(c: &mut Criterion) {
     group.finish();
 }
 
-/// `n` queued tasks as in `scheduler.rs`, plus `blocked` tasks blocked on one task that
-/// stays active (claimed by another agent, its lease far off) throughout.
-fn claim_snapshot(n: usize, blocked: usize) -> Snapshot {
-    let mut snapshot = common::snapshot(n);
-    if blocked == 0 {
-        return snapshot;
-    }
-    let venture_ids: Vec<Id> = (0..common::N_VENTURES).map(common::venture_id).collect();
-    let never = Task {
-        id: "never-finished".into(),
-        status: TaskStatus::Active,
-        assigned_to: Some("another-agent".into()),
-        attempts: 1,
-        claimed_at: Some(common::BASE),
-        lease_expires_at: Some(Millis(common::BASE.0 + 1_000 * 86_400_000)),
-        ..common::queued_task(n + blocked, &venture_ids)
-    };
-    for i in 0..blocked {
-        let mut task = common::queued_task(n + i, &venture_ids);
-        task.id = format!("blocked{i}").into();
-        task.status = TaskStatus::Blocked;
-        task.depends_on = Some(vec![never.id.clone()].into());
-        snapshot.tasks.push(task);
-    }
-    snapshot.tasks.push(never);
-    snapshot
-}
-
 /// How many delayed tasks `with_1M_delayed` adds.
 const N_DELAYED: usize = 1_000_000;
 
@@ -300,8 +272,11 @@ impl Beside {
 /// (a chosen id would have to be looked up in the database first).
 fn claim_state(n: usize, beside: Beside) -> SchedulerState {
     let now = Millis::now();
-    let mut state =
-        SchedulerState::new(CONFIG, claim_snapshot(n, if let Beside::Blocked(b) = beside { b } else { 0 }), now);
+    let mut state = SchedulerState::new(
+        CONFIG,
+        common::snapshot_with_blocked(n, if let Beside::Blocked(b) = beside { b } else { 0 }),
+        now,
+    );
     if let Beside::Delayed = beside {
         let year_off = Millis(now.0 + 365 * 86_400_000);
         for i in 0..N_DELAYED {

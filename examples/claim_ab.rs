@@ -9,7 +9,7 @@
 #[path = "../benches/common/mod.rs"]
 mod common;
 
-use mission_control::domain::{Id, Millis, Task, TaskStatus};
+use mission_control::domain::Millis;
 use mission_control::scheduler::{ClaimRequest, CompleteRequest, NewTask, SchedulerConfig, SchedulerState, TaskView};
 use std::time::{Duration, Instant};
 
@@ -18,27 +18,7 @@ const CONFIG: SchedulerConfig = SchedulerConfig { default_lease_seconds: 1800, a
 /// `n` queued tasks, with `blocked` tasks blocked on one that never finishes and `delayed`
 /// tasks a year away.
 fn state(n: usize, blocked: usize, delayed: usize) -> SchedulerState {
-    let mut snapshot = common::snapshot(n);
-    let venture_ids: Vec<Id> = (0..common::N_VENTURES).map(common::venture_id).collect();
-    if blocked > 0 {
-        let never = Task {
-            id: "never-finished".into(),
-            status: TaskStatus::Active,
-            assigned_to: Some("another-agent".into()),
-            attempts: 1,
-            claimed_at: Some(common::BASE),
-            lease_expires_at: Some(Millis(common::BASE.0 + 1_000 * 86_400_000)),
-            ..common::queued_task(n + blocked, &venture_ids)
-        };
-        for i in 0..blocked {
-            let mut t = common::queued_task(n + i, &venture_ids);
-            t.id = format!("blocked{i}").into();
-            t.status = TaskStatus::Blocked;
-            t.depends_on = Some(vec![never.id.clone()].into());
-            snapshot.tasks.push(t);
-        }
-        snapshot.tasks.push(never);
-    }
+    let snapshot = common::snapshot_with_blocked(n, blocked);
     let now = Millis::now();
     let mut s = SchedulerState::new(CONFIG, snapshot, now);
     for i in 0..delayed {

@@ -130,6 +130,34 @@ pub fn snapshot(n_tasks: usize) -> Snapshot {
     Snapshot { ventures, tasks, agents: vec![agent(AGENT)], finished_counts: Vec::new() }
 }
 
+/// `snapshot(n)`, plus `blocked` tasks blocked on one task that
+/// stays active (claimed by another agent, its lease far off) throughout.
+pub fn snapshot_with_blocked(n: usize, blocked: usize) -> Snapshot {
+    let mut snapshot = snapshot(n);
+    if blocked == 0 {
+        return snapshot;
+    }
+    let venture_ids: Vec<Id> = (0..N_VENTURES).map(venture_id).collect();
+    let never = Task {
+        id: "never-finished".into(),
+        status: TaskStatus::Active,
+        assigned_to: Some("another-agent".into()),
+        attempts: 1,
+        claimed_at: Some(BASE),
+        lease_expires_at: Some(Millis(BASE.0 + 1_000 * 86_400_000)),
+        ..queued_task(n + blocked, &venture_ids)
+    };
+    for i in 0..blocked {
+        let mut task = queued_task(n + i, &venture_ids);
+        task.id = format!("blocked{i}").into();
+        task.status = TaskStatus::Blocked;
+        task.depends_on = Some(vec![never.id.clone()].into());
+        snapshot.tasks.push(task);
+    }
+    snapshot.tasks.push(never);
+    snapshot
+}
+
 /// The error report that requeues a claimed fixture task.
 pub fn error_text() -> Arc<str> {
     "benchmark: put back".into()
