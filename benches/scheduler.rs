@@ -106,9 +106,9 @@ fn start_scheduler(snapshot: Snapshot) -> Running {
     let mut conn = store::open(&path).expect("open");
     store::migrate(&mut conn, &path).expect("migrate");
     drop(conn);
-    let history = Arc::new(store::TaskReader::new(path.clone()));
+    let history = Arc::new(store::TaskReader::new(&store::Location::Sqlite(path.clone())));
     let persister = PersisterHandle::start(PersisterConfig {
-        path,
+        target: mission_control::persist::Target::Sqlite(path),
         flush_interval: Duration::from_millis(10),
         max_batch: 10_000,
         retention: Default::default(),

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::store::postgres::PgConfig;
+use crate::store::{Location, StoreError};
+
 #[derive(Debug, Parser)]
 #[command(name = "mission-control", version, about = "An atomic task scheduler for fleets of AI agents.")]
 #[command(args_conflicts_with_subcommands = true)]
@@ -46,12 +49,26 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct DbArgs {
-    /// The SQLite file [default: ./mission-control.db, or DATABASE_URL=file:PATH].
+    /// The SQLite file, or a `postgres://` URL [default: ./mission-control.db, or
+    /// DATABASE_URL=file:PATH or DATABASE_URL=postgres://...].
     #[arg(long, env = "MC_DB")]
     pub db: Option<PathBuf>,
 }
 
 impl DbArgs {
+    /// The SQLite file, or the PostgreSQL database when `--db` or `DATABASE_URL` is a
+    /// `postgres://` (or `postgresql://`) URL.
+    pub fn location(&self) -> Result<Location, StoreError> {
+        let given = match &self.db {
+            Some(db) => db.to_str().map(str::to_owned),
+            None => std::env::var("DATABASE_URL").ok(),
+        };
+        match given.as_deref().filter(|url| is_postgres_url(url)) {
+            Some(url) => Ok(Location::Postgres(PgConfig::parse(url)?)),
+            None => Ok(Location::Sqlite(self.path())),
+        }
+    }
+
     /// `--db`, else `DATABASE_URL=file:PATH` as the seed used it, else the default.
     pub fn path(&self) -> PathBuf {
         if let Some(path) = &self.db {
@@ -62,6 +79,10 @@ impl DbArgs {
         }
         PathBuf::from("./mission-control.db")
     }
+}
+
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// `file:./dev.db` or `file:/abs/dev.db?connection_limit=1` → the path.
@@ -80,6 +101,14 @@ pub struct ServeArgs {
     /// Address to listen on; loopback unless told otherwise.
     #[arg(long, env = "MC_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
+    /// On PostgreSQL: the URL other nodes' standbys send clients to while this node leads
+    /// [default: http://ADDR].
+    #[arg(long, env = "MC_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+    /// On PostgreSQL: the leader's lease; it renews every second, and a standby takes over
+    /// this long after the leader's last renewal.
+    #[arg(long, env = "MC_LEADER_LEASE_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=600))]
+    pub leader_lease_seconds: u32,
     #[arg(long, env = "MC_DURABILITY", value_enum, default_value = "batch")]
     pub durability: Durability,
     /// The longest a write batch stays open while changes keep arriving, in milliseconds.

@@ -24,6 +24,7 @@ pub mod config;
 pub mod dashboard;
 pub mod domain;
 pub mod events;
+pub mod ha;
 pub mod mcp;
 pub mod metrics;
 pub mod persist;

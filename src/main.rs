@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::Parser;
 use mission_control::config::{Cli, Command, DbArgs, McpArgs, ServeArgs, WorkArgs};
 use mission_control::domain::Millis;
+use mission_control::store::Location;
 use mission_control::{mcp, server, store, worker};
 
 fn main() -> ExitCode {
@@ -36,10 +37,12 @@ fn main() -> ExitCode {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let listener =
+        runtime.block_on(async { server::bind(args.addr) }).with_context(|| format!("binding {}", args.addr))?;
+    let addr = listener.local_addr()?;
+    // Outside the runtime: opening PostgreSQL's synchronous connections blocks.
+    let running = server::start(&args, addr)?;
     runtime.block_on(async {
-        let running = server::start(&args)?;
-        let listener = server::bind(args.addr).with_context(|| format!("binding {}", args.addr))?;
-        let addr = listener.local_addr()?;
         if !addr.ip().is_loopback() && args.api_token.is_none() {
             tracing::warn!(%addr, "listening on a non-loopback address without --api-token: anyone who can reach it can change state");
         }
@@ -97,30 +100,58 @@ fn serve_mcp(args: McpArgs) -> anyhow::Result<()> {
 }
 
 fn migrate(db: &DbArgs) -> anyhow::Result<()> {
-    let path = db.path();
-    let _lock = store::ProcessLock::acquire(&path)?;
-    let mut conn = store::open(&path)?;
-    store::migrate(&mut conn, &path)?;
-    println!("migrated {}", path.display());
+    match db.location()? {
+        Location::Sqlite(path) => {
+            let _lock = store::ProcessLock::acquire(&path)?;
+            let mut conn = store::open(&path)?;
+            store::migrate(&mut conn, &path)?;
+            println!("migrated {}", path.display());
+        }
+        Location::Postgres(config) => {
+            store::postgres::migrate(&mut config.connect()?, false, Millis::now())?;
+            println!("migrated {}", config.shown());
+        }
+    }
     Ok(())
 }
 
 /// `seed` writes the sample data; `reset` drops everything first.
 fn seed(db: &DbArgs, reset: bool) -> anyhow::Result<()> {
-    let path = db.path();
-    let _lock = store::ProcessLock::acquire(&path)?;
-    let mut conn = store::open(&path)?;
-    if reset {
-        store::drop_everything(&mut conn)?;
+    let done = if reset { "reset and seeded" } else { "seeded" };
+    match db.location()? {
+        Location::Sqlite(path) => {
+            let _lock = store::ProcessLock::acquire(&path)?;
+            let mut conn = store::open(&path)?;
+            if reset {
+                store::drop_everything(&mut conn)?;
+            }
+            store::migrate(&mut conn, &path)?;
+            store::seed_sample_data(&mut conn, Millis::now())?;
+            println!("{done} {}", path.display());
+        }
+        Location::Postgres(config) => {
+            let mut client = config.connect()?;
+            if reset {
+                store::postgres::reset(&mut client, Millis::now())?;
+            } else {
+                store::postgres::migrate(&mut client, false, Millis::now())?;
+                store::postgres::seed_sample_data(&mut client, Millis::now())?;
+            }
+            println!("{done} {}", config.shown());
+        }
     }
-    store::migrate(&mut conn, &path)?;
-    store::seed_sample_data(&mut conn, Millis::now())?;
-    println!("{} {}", if reset { "reset and seeded" } else { "seeded" }, path.display());
     Ok(())
 }
 
 fn backup(db: &DbArgs, dest: &std::path::Path) -> anyhow::Result<()> {
-    let path = db.path();
+    let path = match db.location()? {
+        Location::Sqlite(path) => path,
+        Location::Postgres(config) => anyhow::bail!(
+            "{}: `backup` copies a SQLite file; back up PostgreSQL with its own tools (pg_dump, or the \
+             base backups and WAL archiving of your replication setup)",
+            config.shown()
+        ),
+    };
     anyhow::ensure!(path.is_file(), "{} does not exist", path.display());
     let conn = store::open_read_only(&path)?;
     store::backup(&conn, dest)?;

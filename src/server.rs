@@ -2,6 +2,7 @@
 //! the scheduler, serve HTTP until told to stop, then drain.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,27 +17,56 @@ use crate::api::{self, App, AppState};
 use crate::config::ServeArgs;
 use crate::domain::Millis;
 use crate::events::EventHub;
-use crate::persist::{PersisterConfig, PersisterHandle, Retention};
-use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerOptions, SystemClock};
-use crate::store::{self, ActivityReader, StoreError, TaskReader};
+use crate::ha;
+use crate::persist::{PersisterConfig, PersisterHandle, Retention, Target};
+use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerOptions, Snapshot, SystemClock};
+use crate::store::{self, ActivityReader, Location, StoreError, TaskReader};
 
 /// The most changes one SQLite transaction takes.
 const MAX_BATCH: usize = 10_000;
 
-/// A scheduler running on a prepared database, and the state the router needs.
+/// A node ready to serve: on SQLite, a scheduler on the file; on PostgreSQL, a node that
+/// leads or waits to (`ha`).
 pub struct Running {
-    pub scheduler: Scheduler,
-    pub app: AppState,
-    /// Held until the process ends: no other process may serve or reset this database.
-    pub lock: store::ProcessLock,
+    pub node: Node,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
 }
 
-/// Opens the database (creating, migrating and seeding it as the options say), loads it
-/// and starts the persister and the scheduler.
-pub fn start(args: &ServeArgs) -> Result<Running, StoreError> {
-    let path = args.db.path();
+pub enum Node {
+    /// The SQLite file, held by this process alone.
+    Single {
+        serving: Serving,
+        /// Held until the process ends: no other process may serve or reset this database.
+        lock: store::ProcessLock,
+    },
+    /// A PostgreSQL database that several nodes share; one leads.
+    Replicated(Arc<ha::Node>),
+}
+
+/// A scheduler running on a loaded record, and the state the router needs.
+#[derive(Clone)]
+pub struct Serving {
+    pub scheduler: Scheduler,
+    pub app: AppState,
+}
+
+/// Opens the database (creating, migrating and seeding it as the options say); on SQLite,
+/// loads it and starts the persister and the scheduler; on PostgreSQL, starts the elector,
+/// which does so once this node leads.
+pub fn start(args: &ServeArgs, bound: std::net::SocketAddr) -> Result<Running, StoreError> {
+    let node = match args.db.location()? {
+        Location::Sqlite(path) => start_sqlite(args, path)?,
+        Location::Postgres(config) => Node::Replicated(ha::Node::start(args, config, bound)?),
+    };
+    Ok(Running {
+        node,
+        header_timeout: Duration::from_millis(args.header_timeout_ms),
+        body_timeout: Duration::from_millis(args.body_timeout_ms),
+    })
+}
+
+fn start_sqlite(args: &ServeArgs, path: PathBuf) -> Result<Node, StoreError> {
     let lock = store::ProcessLock::acquire(&path)?;
     let mut conn = store::open(&path)?;
     let created = store::is_uninitialised(&conn)?;
@@ -47,6 +77,18 @@ pub fn start(args: &ServeArgs) -> Result<Running, StoreError> {
         tracing::info!(path = %path.display(), "created the database with the sample data");
     }
     let snapshot = store::load_snapshot(&conn)?;
+    drop(conn);
+    let serving = launch(args, &Location::Sqlite(path.clone()), snapshot, Target::Sqlite(path))?;
+    Ok(Node::Single { serving, lock })
+}
+
+/// Starts the persister (writing to `target`) and the scheduler on a loaded snapshot.
+pub fn launch(
+    args: &ServeArgs,
+    location: &Location,
+    snapshot: Snapshot,
+    target: Target,
+) -> Result<Serving, StoreError> {
     tracing::info!(
         ventures = snapshot.ventures.len(),
         unfinished_tasks = snapshot.tasks.len(),
@@ -54,10 +96,8 @@ pub fn start(args: &ServeArgs) -> Result<Running, StoreError> {
         agents = snapshot.agents.len(),
         "loaded state"
     );
-    drop(conn);
-
     let persister = PersisterHandle::start(PersisterConfig {
-        path: path.clone(),
+        target,
         flush_interval: Duration::from_millis(args.flush_ms),
         max_batch: MAX_BATCH,
         retention: Retention {
@@ -77,13 +117,13 @@ pub fn start(args: &ServeArgs) -> Result<Running, StoreError> {
         max_waiters: args.max_waiters,
     };
     let events = Arc::new(EventHub::default());
-    let tasks = TaskReader::new(path.clone());
+    let tasks = TaskReader::new(location);
     let history = Arc::new(tasks.clone());
     let scheduler = Scheduler::start(options, snapshot, persister, history, events.clone(), Arc::new(SystemClock));
     let app = AppState::new(App {
         scheduler: scheduler.clone(),
         tasks,
-        activities: ActivityReader::new(path),
+        activities: ActivityReader::new(location),
         metrics: crate::metrics::recorder(),
         api_token: args.api_token.as_deref().filter(|t| !t.is_empty()).map(Arc::from),
         activity_id_lock: Arc::default(),
@@ -91,13 +131,26 @@ pub fn start(args: &ServeArgs) -> Result<Running, StoreError> {
         events,
         event_streams: Arc::new(tokio::sync::Semaphore::new(args.max_event_streams)),
     });
-    Ok(Running {
-        scheduler,
-        app,
-        lock,
-        header_timeout: Duration::from_millis(args.header_timeout_ms),
-        body_timeout: Duration::from_millis(args.body_timeout_ms),
-    })
+    Ok(Serving { scheduler, app })
+}
+
+impl Running {
+    /// The routes: the API, or on PostgreSQL the node's gate in front of it.
+    pub fn router(&self) -> axum::Router {
+        match &self.node {
+            Node::Single { serving, .. } => api::router(serving.app.clone()),
+            Node::Replicated(node) => node.router(),
+        }
+    }
+}
+
+impl Serving {
+    /// Answers parked claims with 204 and parks no more, and ends the event streams, so
+    /// that the drain waits only for requests that are really working.
+    async fn stop_waiting(&self) {
+        self.scheduler.close_parking().await;
+        self.app.events.close();
+    }
 }
 
 /// Connections the kernel may queue before we accept them. Fleets connect in bursts; the
@@ -123,10 +176,10 @@ pub async fn run(
     running: Running,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let Running { scheduler, app, lock, header_timeout, body_timeout } = running;
-    let events = app.events.clone();
+    let router = running.router();
+    let Running { node, header_timeout, body_timeout } = running;
     // Slow clients cannot pin connections: headers and then the body must arrive in time.
-    let router = api::router(app).layer(RequestBodyTimeoutLayer::new(body_timeout));
+    let router = router.layer(RequestBodyTimeoutLayer::new(body_timeout));
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
     let graceful = GracefulShutdown::new();
@@ -155,13 +208,23 @@ pub async fn run(
         });
     }
     drop(listener);
-    // Parked claims would otherwise hold the drain for up to their `waitMs`.
-    scheduler.close_parking().await;
-    events.close();
+    let serving = match &node {
+        Node::Single { serving, .. } => Some(serving.clone()),
+        Node::Replicated(node) => node.serving(),
+    };
+    if let Some(serving) = &serving {
+        serving.stop_waiting().await;
+    }
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
         tracing::warn!("some requests were still running after {DRAIN_TIMEOUT:?}; closing them");
     }
-    scheduler.shutdown().await;
-    drop(lock);
+    if let Some(serving) = serving {
+        serving.scheduler.shutdown().await;
+    }
+    match node {
+        Node::Single { lock, .. } => drop(lock),
+        // Everything accepted is committed: hand over now rather than when the lease lapses.
+        Node::Replicated(node) => node.step_down().await,
+    }
     Ok(())
 }

@@ -8,7 +8,6 @@
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use clap::Parser;
-use mission_control::api;
 use mission_control::config::Cli;
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -28,8 +27,8 @@ impl App {
         let cli =
             Cli::try_parse_from(["mission-control", "--db", db.to_str().unwrap(), "--max-pending", "1000000"]).unwrap();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let running = runtime.block_on(async { mission_control::server::start(&cli.serve) }).unwrap();
-        let router = api::router(running.app.clone());
+        let running = runtime.block_on(async { mission_control::server::start(&cli.serve, cli.serve.addr) }).unwrap();
+        let router = running.router();
         App { router, runtime, _dir: dir, _running: running }
     }
 

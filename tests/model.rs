@@ -1549,7 +1549,13 @@ impl Real {
             agent_timeout_seconds: AGENT_TIMEOUT_SECONDS,
         };
         let state = SchedulerState::new(config, Snapshot::default(), Millis(START));
-        Real { state, conn, reader: TaskReader::new(path), seq: 0, _dir: dir }
+        Real {
+            state,
+            conn,
+            reader: TaskReader::new(&mission_control::store::Location::Sqlite(path)),
+            seq: 0,
+            _dir: dir,
+        }
     }
 
     /// Writes the changes made since the last call in one transaction, as the persister

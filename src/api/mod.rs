@@ -14,6 +14,7 @@ pub mod fields;
 mod listing;
 pub mod openapi;
 mod ops;
+pub mod standby;
 mod tasks;
 mod ventures;
 mod vocabulary;

@@ -8,12 +8,13 @@
 //! Memory stays bounded because the scheduler refuses new writes while `pending()` is
 //! over its limit.
 
+mod prune_postgres;
 mod retention;
+mod sink;
 mod writer;
 
 pub use retention::Retention;
-
-use std::path::PathBuf;
+pub use sink::{PostgresTarget, Target};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -30,7 +31,7 @@ pub struct Envelope {
 /// How the persister batches.
 #[derive(Debug, Clone)]
 pub struct PersisterConfig {
-    pub path: PathBuf,
+    pub target: Target,
     /// The longest a batch stays open while changes keep arriving.
     pub flush_interval: Duration,
     /// The most changes in one transaction.
@@ -49,15 +50,15 @@ pub struct PersisterHandle {
 }
 
 impl PersisterHandle {
-    /// Starts the writer thread on its own connection to `config.path`.
+    /// Starts the writer thread on its own connection to `config.target`.
     pub fn start(config: PersisterConfig) -> Result<PersisterHandle, crate::store::StoreError> {
-        let conn = crate::store::open(&config.path)?;
+        let sink = sink::Sink::open(&config.target)?;
         let (sender, receiver) = crossbeam_channel::unbounded();
         // Unbounded, but a report comes at most once per pruning turn and the actor drains
         // them on every tick.
         let (pruned_sender, pruned) = crossbeam_channel::unbounded();
         let progress = Arc::new(Progress::new());
-        let writer = writer::Writer::new(conn, receiver, progress.clone(), config, pruned_sender);
+        let writer = writer::Writer::new(sink, receiver, progress.clone(), config, pruned_sender);
         let thread = std::thread::Builder::new()
             .name("persister".into())
             .spawn(move || writer.run())

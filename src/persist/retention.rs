@@ -34,7 +34,7 @@ pub const PRUNE_EVERY: Duration = Duration::from_secs(1);
 /// The most rows of one kind one round deletes.
 pub const ROUND_ROWS: i64 = 500;
 /// The longest the rounds of one turn may take before the persister looks at its channel.
-const TURN_BUDGET: Duration = Duration::from_millis(20);
+pub(super) const TURN_BUDGET: Duration = Duration::from_millis(20);
 
 const PRUNE_COMPLETED: &str = "DELETE FROM Task WHERE id IN
     (SELECT id FROM Task WHERE status = 'completed' AND completedAt < ?1 LIMIT ?2)
@@ -130,7 +130,7 @@ fn prune_activities(tx: &rusqlite::Transaction<'_>, cutoff: &str) -> rusqlite::R
 }
 
 /// Records older than this text timestamp are expired (timestamps sort as text).
-fn cutoff(now: Millis, window: Duration) -> String {
+pub(super) fn cutoff(now: Millis, window: Duration) -> String {
     let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
     Millis(now.0.saturating_sub(window_ms)).to_string()
 }

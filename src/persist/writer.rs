@@ -5,16 +5,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
-use rusqlite::Connection;
 
-use super::retention::{prune_turn, PRUNE_EVERY};
+use super::retention::PRUNE_EVERY;
+use super::sink::Sink;
 use super::{Envelope, PersisterConfig};
 use crate::domain::Millis;
 use crate::scheduler::{Change, Progress, Pruned};
-use crate::store::write_changes;
+use crate::store::StoreError;
 
 pub(super) struct Writer {
-    conn: Connection,
+    sink: Sink,
     receiver: Receiver<Envelope>,
     progress: Arc<Progress>,
     config: PersisterConfig,
@@ -28,14 +28,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 impl Writer {
     pub(super) fn new(
-        conn: Connection,
+        sink: Sink,
         receiver: Receiver<Envelope>,
         progress: Arc<Progress>,
         config: PersisterConfig,
         pruned: Sender<Pruned>,
     ) -> Writer {
-        conn.set_prepared_statement_cache_capacity(16);
-        Writer { conn, receiver, progress, config, pruned, next_prune: Instant::now() }
+        Writer { sink, receiver, progress, config, pruned, next_prune: Instant::now() }
     }
 
     /// Runs until the channel is closed and everything received is committed.
@@ -57,7 +56,9 @@ impl Writer {
             };
             let Some(first) = first else { return };
             let batch = self.gather(first);
-            self.commit_until_done(&batch);
+            if !self.commit_until_done(&batch) {
+                return;
+            }
             self.prune_if_due();
         }
     }
@@ -69,7 +70,7 @@ impl Writer {
         }
         let retention = self.config.retention;
         let receiver = &self.receiver;
-        match prune_turn(&mut self.conn, &retention, Millis::now(), || !receiver.is_empty()) {
+        match self.sink.prune(&retention, Millis::now(), || !receiver.is_empty()) {
             Ok(turn) => {
                 self.next_prune = Instant::now() + if turn.more { Duration::from_millis(5) } else { PRUNE_EVERY };
                 if !turn.tasks.is_empty() {
@@ -109,8 +110,9 @@ impl Writer {
     }
 
     /// Commits the batch, retrying with back-off while the store refuses it: an accepted
-    /// change is never dropped.
-    fn commit_until_done(&mut self, batch: &[Envelope]) {
+    /// change is never dropped. `false` when this node lost the right to write (a fenced
+    /// PostgreSQL leader): nothing more is committed, so nothing more is acknowledged.
+    fn commit_until_done(&mut self, batch: &[Envelope]) -> bool {
         let mut backoff = Duration::from_millis(50);
         loop {
             let started = Instant::now();
@@ -125,7 +127,12 @@ impl Writer {
                     if recovered {
                         tracing::info!("the store takes writes again");
                     }
-                    return;
+                    return true;
+                }
+                Err(error @ StoreError::Fenced { .. }) => {
+                    self.progress.record_failure(error.to_string());
+                    tracing::error!(%error, "this node is no longer the leader; it commits nothing more");
+                    return false;
                 }
                 Err(error) => {
                     metrics::counter!("mission_control_persist_failures_total").increment(1);
@@ -139,11 +146,9 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, batch: &[Envelope]) -> rusqlite::Result<usize> {
+    fn commit(&mut self, batch: &[Envelope]) -> Result<usize, StoreError> {
         let changes: Vec<&Change> = batch.iter().flat_map(|e| e.changes.iter()).collect();
-        let tx = self.conn.transaction()?;
-        write_changes(&tx, changes.iter().copied())?;
-        tx.commit()?;
+        self.sink.commit(&changes)?;
         Ok(changes.len())
     }
 }
@@ -161,13 +166,18 @@ mod tests {
         let path = dir.path().join("g.db");
         let (sender, receiver) = crossbeam_channel::unbounded();
         let config = PersisterConfig {
-            path: path.clone(),
+            target: crate::persist::Target::Sqlite(path.clone()),
             flush_interval: Duration::from_secs(1),
             max_batch: 3,
             retention: Default::default(),
         };
-        let writer =
-            Writer::new(migrated(&path), receiver, Arc::new(Progress::new()), config, crossbeam_channel::unbounded().0);
+        let writer = Writer::new(
+            Sink::Sqlite(migrated(&path)),
+            receiver,
+            Arc::new(Progress::new()),
+            config,
+            crossbeam_channel::unbounded().0,
+        );
         for seq in 1..=5 {
             sender.send(Envelope { seq, changes: vec![activity(&format!("a{seq}"))] }).unwrap();
         }
@@ -185,7 +195,7 @@ mod tests {
         let admin = migrated(&path);
         admin.execute_batch("ALTER TABLE Activity RENAME TO ActivityAway").unwrap();
         let config = PersisterConfig {
-            path: path.clone(),
+            target: crate::persist::Target::Sqlite(path.clone()),
             flush_interval: Duration::from_millis(1),
             max_batch: 100,
             retention: Default::default(),

@@ -1,12 +1,12 @@
 //! Read-only queries of the activity log, which lives in SQLite rather than in memory:
 //! it only grows, and nothing on the claim path reads it.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use rusqlite::types::Value;
 
-use rusqlite::{types::Value, Row};
-
-use super::{ReadPool, StoreError};
+use super::load::{Cells, Columns};
+use super::pool::{with_client, Readers};
+use super::tasks::store_to_sqlite;
+use super::{postgres, Location, StoreError};
 use crate::domain::{Activity, Millis};
 
 /// The filters of `GET /api/activities`.
@@ -24,18 +24,22 @@ pub struct ActivityFilter {
 /// The activity log's queries; they run on blocking threads.
 #[derive(Clone)]
 pub struct ActivityReader {
-    pool: ReadPool,
+    readers: Readers,
 }
 
 const SELECT: &str = "SELECT id, type, title, description, ventureId, taskId, agentId, createdAt FROM Activity";
 
 impl ActivityReader {
-    pub fn new(path: PathBuf) -> ActivityReader {
-        ActivityReader { pool: ReadPool::new(path) }
+    pub fn new(location: &Location) -> ActivityReader {
+        ActivityReader { readers: Readers::new(location) }
     }
 
     /// Newest first.
     pub fn list(&self, filter: &ActivityFilter) -> Result<Vec<Activity>, StoreError> {
+        let pool = match &self.readers {
+            Readers::Sqlite(pool) => pool,
+            Readers::Postgres(pool) => return with_client(pool, |client| postgres::activities(client, filter)),
+        };
         // The WHERE clause is assembled from constant fragments; every value is bound.
         let mut sql = String::from(SELECT);
         let mut values: Vec<Value> = Vec::new();
@@ -55,34 +59,37 @@ impl ActivityReader {
         }
         sql.push_str(" ORDER BY rowid DESC LIMIT ?");
         values.push(Value::Integer(i64::from(filter.limit)));
-        self.pool.with_connection("reading the activity log", |conn| {
+        pool.with_connection("reading the activity log", |conn| {
             let mut statement = conn.prepare_cached(&sql)?;
-            let rows = statement.query_map(rusqlite::params_from_iter(values), decode)?;
+            let rows = statement
+                .query_map(rusqlite::params_from_iter(values), |row| decode_activity(row).map_err(store_to_sqlite))?;
             rows.collect()
         })
     }
 
     pub fn get(&self, id: &str) -> Result<Option<Activity>, StoreError> {
-        self.pool.with_connection("reading the activity log", |conn| {
-            let mut statement = conn.prepare_cached(&format!("{SELECT} WHERE id = ?"))?;
-            let mut rows = statement.query_map([id], decode)?;
-            rows.next().transpose()
-        })
+        match &self.readers {
+            Readers::Sqlite(pool) => pool.with_connection("reading the activity log", |conn| {
+                let mut statement = conn.prepare_cached(&format!("{SELECT} WHERE id = ?"))?;
+                let mut rows = statement.query_map([id], |row| decode_activity(row).map_err(store_to_sqlite))?;
+                rows.next().transpose()
+            }),
+            Readers::Postgres(pool) => with_client(pool, |client| postgres::activity(client, id)),
+        }
     }
 }
 
-fn decode(row: &Row<'_>) -> rusqlite::Result<Activity> {
-    let text =
-        |i: usize| -> rusqlite::Result<Option<Arc<str>>> { Ok(row.get::<_, Option<String>>(i)?.map(Into::into)) };
-    let created_at: String = row.get(7)?;
+/// A row of `id, type, title, description, ventureId, taskId, agentId, createdAt`.
+pub(super) fn decode_activity<R: Columns + ?Sized>(row: &R) -> Result<Activity, StoreError> {
+    let c = Cells::new(row, "Activity")?;
     Ok(Activity {
-        id: row.get::<_, String>(0)?.into(),
-        kind: row.get::<_, String>(1)?.into(),
-        title: row.get::<_, String>(2)?.into(),
-        description: text(3)?,
-        venture_id: text(4)?,
-        task_id: text(5)?,
-        agent_id: text(6)?,
-        created_at: Millis::parse(&created_at).unwrap_or(Millis(0)),
+        id: c.text(0, "id")?,
+        kind: c.text(1, "type")?,
+        title: c.text(2, "title")?,
+        description: c.opt_text(3, "description")?,
+        venture_id: c.opt_text(4, "ventureId")?,
+        task_id: c.opt_text(5, "taskId")?,
+        agent_id: c.opt_text(6, "agentId")?,
+        created_at: c.opt_time(7, "createdAt")?.unwrap_or(Millis(0)),
     })
 }

@@ -8,8 +8,8 @@ use rusqlite::{Connection, Row};
 
 use super::StoreError;
 use crate::domain::{
-    Agent, AgentStatus, Attempt, AttemptOutcome, Id, Millis, OnDependencyFailure, Priority, Task, TaskIds, TaskStatus,
-    Venture, VentureStatus,
+    Agent, AgentStatus, Attempt, AttemptOutcome, Id, Millis, Money, OnDependencyFailure, Priority, Task, TaskIds,
+    TaskStatus, Venture, VentureStatus,
 };
 use crate::scheduler::Snapshot;
 
@@ -37,21 +37,24 @@ pub fn load_snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
         statuses(true)
     );
     Ok(Snapshot {
-        ventures: load_table(conn, "Venture", "SELECT id, name, icon, status, priority, capitalSpent, capitalBudget, description, createdAt, updatedAt FROM Venture", venture)?,
-        tasks: load_table(conn, "Task", &unfinished, decode_task)?,
-        agents: load_table(conn, "Agent", "SELECT id, name, status, model, currentTask, tokensUsed, maxTokens, sessionsCount, lastActiveAt, createdAt, updatedAt FROM Agent", agent)?,
-        finished_counts: load_table(conn, "Task", &counts, finished_count)?,
+        ventures: load_table(conn, "Venture", "SELECT id, name, icon, status, priority, capitalSpent, capitalBudget, description, createdAt, updatedAt FROM Venture", |row| decode_venture(row))?,
+        tasks: load_table(conn, "Task", &unfinished, |row| decode_task(row))?,
+        agents: load_table(conn, "Agent", "SELECT id, name, status, model, currentTask, tokensUsed, maxTokens, sessionsCount, lastActiveAt, createdAt, updatedAt FROM Agent", |row| decode_agent(row))?,
+        finished_counts: load_table(conn, "Task", &counts, |row| decode_finished_count(row))?,
     })
 }
 
-fn finished_count(row: &Row<'_>) -> Result<(Id, TaskStatus, u64), StoreError> {
+pub(super) fn decode_finished_count<R: Columns + ?Sized>(row: &R) -> Result<(Id, TaskStatus, u64), StoreError> {
     let c = Cells::new(row, "Task")?;
-    Ok((c.id.as_str().into(), c.named(1, "status", TaskStatus::parse)?, c.get::<i64>(2, "count")?.max(0) as u64))
+    Ok((c.id.as_str().into(), c.named(1, "status", TaskStatus::parse)?, c.count(2, "count")?))
 }
 
-type Decode<T> = fn(&Row<'_>) -> Result<T, StoreError>;
-
-fn load_table<T>(conn: &Connection, table: &'static str, sql: &str, decode: Decode<T>) -> Result<Vec<T>, StoreError> {
+fn load_table<T>(
+    conn: &Connection,
+    table: &'static str,
+    sql: &str,
+    decode: impl Fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
     let context = format!("loading {table}");
     let mut statement = conn.prepare(sql).map_err(StoreError::sqlite(&context))?;
     let mut rows = statement.query([]).map_err(StoreError::sqlite(&context))?;
@@ -62,45 +65,106 @@ fn load_table<T>(conn: &Connection, table: &'static str, sql: &str, decode: Deco
     Ok(out)
 }
 
+/// A result row of either store, read by column index: the one decoding of each record
+/// (`decode_task`, ...) is written once over this and serves SQLite and PostgreSQL alike.
+pub(super) trait Columns {
+    fn opt_text(&self, index: usize) -> Result<Option<String>, String>;
+    /// Integers; a boolean column reads as 0 or 1.
+    fn opt_int(&self, index: usize) -> Result<Option<i64>, String>;
+    /// Money: the stored amount, integer or real.
+    fn opt_money(&self, index: usize) -> Result<Option<Money>, String>;
+}
+
+impl Columns for Row<'_> {
+    fn opt_text(&self, index: usize) -> Result<Option<String>, String> {
+        self.get(index).map_err(|e| e.to_string())
+    }
+
+    fn opt_int(&self, index: usize) -> Result<Option<i64>, String> {
+        self.get(index).map_err(|e| e.to_string())
+    }
+
+    fn opt_money(&self, index: usize) -> Result<Option<Money>, String> {
+        self.get(index).map_err(|e| e.to_string())
+    }
+}
+
 /// Reads one column, naming the table, row and column when it is not what we wrote.
-struct Cells<'a, 'r> {
-    row: &'a Row<'r>,
+pub(super) struct Cells<'a, R: Columns + ?Sized> {
+    row: &'a R,
     table: &'static str,
     id: String,
 }
 
-impl<'a, 'r> Cells<'a, 'r> {
-    fn new(row: &'a Row<'r>, table: &'static str) -> Result<Self, StoreError> {
-        let id: String = row.get(0).map_err(StoreError::sqlite(format!("reading {table}.id")))?;
+impl<'a, R: Columns + ?Sized> Cells<'a, R> {
+    pub(super) fn new(row: &'a R, table: &'static str) -> Result<Self, StoreError> {
+        let id = row.opt_text(0).ok().flatten().ok_or_else(|| StoreError::BadRow {
+            table,
+            id: String::new(),
+            column: "id",
+            value: "not text".into(),
+        })?;
         Ok(Cells { row, table, id })
     }
 
-    fn get<T: rusqlite::types::FromSql>(&self, index: usize, column: &'static str) -> Result<T, StoreError> {
-        self.row.get(index).map_err(|e| self.bad(column, e.to_string()))
+    pub(super) fn opt_text(&self, index: usize, column: &'static str) -> Result<Option<Arc<str>>, StoreError> {
+        Ok(self.opt_string(index, column)?.map(Into::into))
     }
 
-    fn text(&self, index: usize, column: &'static str) -> Result<Arc<str>, StoreError> {
-        Ok(self.get::<String>(index, column)?.into())
+    fn opt_string(&self, index: usize, column: &'static str) -> Result<Option<String>, StoreError> {
+        self.row.opt_text(index).map_err(|e| self.bad(column, e))
     }
 
-    fn opt_text(&self, index: usize, column: &'static str) -> Result<Option<Arc<str>>, StoreError> {
-        Ok(self.get::<Option<String>>(index, column)?.map(Into::into))
+    fn string(&self, index: usize, column: &'static str) -> Result<String, StoreError> {
+        self.opt_string(index, column)?.ok_or_else(|| self.bad(column, "NULL".into()))
+    }
+
+    pub(super) fn text(&self, index: usize, column: &'static str) -> Result<Arc<str>, StoreError> {
+        Ok(self.string(index, column)?.into())
+    }
+
+    fn opt_int<T: TryFrom<i64>>(&self, index: usize, column: &'static str) -> Result<Option<T>, StoreError> {
+        match self.row.opt_int(index).map_err(|e| self.bad(column, e))? {
+            None => Ok(None),
+            Some(n) => T::try_from(n).map(Some).map_err(|_| self.bad(column, n.to_string())),
+        }
+    }
+
+    fn int<T: TryFrom<i64>>(&self, index: usize, column: &'static str) -> Result<T, StoreError> {
+        self.opt_int(index, column)?.ok_or_else(|| self.bad(column, "NULL".into()))
+    }
+
+    /// A count that cannot be negative; a negative stored value reads as 0.
+    fn count(&self, index: usize, column: &'static str) -> Result<u64, StoreError> {
+        Ok(self.int::<i64>(index, column)?.max(0) as u64)
+    }
+
+    fn flag(&self, index: usize, column: &'static str) -> Result<bool, StoreError> {
+        Ok(self.int::<i64>(index, column)? != 0)
+    }
+
+    fn opt_money(&self, index: usize, column: &'static str) -> Result<Option<Money>, StoreError> {
+        self.row.opt_money(index).map_err(|e| self.bad(column, e))
+    }
+
+    fn money(&self, index: usize, column: &'static str) -> Result<Money, StoreError> {
+        self.opt_money(index, column)?.ok_or_else(|| self.bad(column, "NULL".into()))
     }
 
     fn time(&self, index: usize, column: &'static str) -> Result<Millis, StoreError> {
-        let text: String = self.get(index, column)?;
+        let text = self.string(index, column)?;
         Millis::parse(&text).ok_or_else(|| self.bad(column, text))
     }
 
-    fn opt_time(&self, index: usize, column: &'static str) -> Result<Option<Millis>, StoreError> {
-        match self.get::<Option<String>>(index, column)? {
+    pub(super) fn opt_time(&self, index: usize, column: &'static str) -> Result<Option<Millis>, StoreError> {
+        match self.opt_string(index, column)? {
             None => Ok(None),
             Some(text) => Millis::parse(&text).map(Some).ok_or_else(|| self.bad(column, text)),
         }
     }
 
     fn named<T>(&self, index: usize, column: &'static str, parse: fn(&str) -> Option<T>) -> Result<T, StoreError> {
-        let text: String = self.get(index, column)?;
+        let text = self.string(index, column)?;
         parse(&text).ok_or_else(|| self.bad(column, text))
     }
 
@@ -109,7 +173,7 @@ impl<'a, 'r> Cells<'a, 'r> {
     }
 }
 
-fn venture(row: &Row<'_>) -> Result<Venture, StoreError> {
+pub(super) fn decode_venture<R: Columns + ?Sized>(row: &R) -> Result<Venture, StoreError> {
     let c = Cells::new(row, "Venture")?;
     Ok(Venture {
         id: c.id.as_str().into(),
@@ -117,8 +181,8 @@ fn venture(row: &Row<'_>) -> Result<Venture, StoreError> {
         icon: c.text(2, "icon")?,
         status: c.named(3, "status", VentureStatus::parse)?,
         priority: c.named(4, "priority", Priority::parse)?,
-        capital_spent: c.get(5, "capitalSpent")?,
-        capital_budget: c.get(6, "capitalBudget")?,
+        capital_spent: c.money(5, "capitalSpent")?,
+        capital_budget: c.money(6, "capitalBudget")?,
         description: c.opt_text(7, "description")?,
         created_at: c.time(8, "createdAt")?,
         updated_at: c.time(9, "updatedAt")?,
@@ -130,31 +194,35 @@ fn venture(row: &Row<'_>) -> Result<Venture, StoreError> {
 pub(super) const ATTEMPT_COLUMNS: &str =
     "taskId, attempt, agentId, claimedAt, endedAt, outcome, error, actualCost, tokensUsed";
 
-pub(super) fn decode_attempt(row: &Row<'_>) -> Result<Attempt, StoreError> {
+pub(super) fn decode_attempt<R: Columns + ?Sized>(row: &R) -> Result<Attempt, StoreError> {
     let c = Cells::new(row, "TaskAttempt")?;
     Ok(Attempt {
         task_id: c.id.as_str().into(),
-        attempt: c.get(1, "attempt")?,
+        attempt: c.int(1, "attempt")?,
         agent_id: c.text(2, "agentId")?,
         claimed_at: c.time(3, "claimedAt")?,
         ended_at: c.opt_time(4, "endedAt")?,
         outcome: c.named(5, "outcome", AttemptOutcome::parse)?,
         error: c.opt_text(6, "error")?,
-        actual_cost: c.get(7, "actualCost")?,
-        tokens_used: c.get::<Option<i64>>(8, "tokensUsed")?.map(|n| n.max(0) as u64),
+        actual_cost: c.opt_money(7, "actualCost")?,
+        tokens_used: c.opt_int::<i64>(8, "tokensUsed")?.map(|n| n.max(0) as u64),
     })
 }
 
 /// A JSON array of ids; `None` when empty.
-fn ids_list(c: &Cells<'_, '_>, index: usize, column: &'static str) -> Result<Option<TaskIds>, StoreError> {
-    let Some(text) = c.get::<Option<String>>(index, column)? else { return Ok(None) };
+fn ids_list<R: Columns + ?Sized>(
+    c: &Cells<'_, R>,
+    index: usize,
+    column: &'static str,
+) -> Result<Option<TaskIds>, StoreError> {
+    let Some(text) = c.opt_string(index, column)? else { return Ok(None) };
     let ids: Vec<String> = serde_json::from_str(&text).map_err(|_| c.bad(column, text.clone()))?;
     Ok((!ids.is_empty()).then(|| ids.into_iter().map(Id::from).collect()))
 }
 
-pub(super) fn decode_task(row: &Row<'_>) -> Result<Task, StoreError> {
+pub(super) fn decode_task<R: Columns + ?Sized>(row: &R) -> Result<Task, StoreError> {
     let c = Cells::new(row, "Task")?;
-    let tags = match c.get::<Option<String>>(7, "tags")? {
+    let tags = match c.opt_string(7, "tags")? {
         None => None,
         Some(text) => {
             let list: Vec<String> = serde_json::from_str(&text).map_err(|_| c.bad("tags", text.clone()))?;
@@ -167,37 +235,37 @@ pub(super) fn decode_task(row: &Row<'_>) -> Result<Task, StoreError> {
         description: c.opt_text(2, "description")?,
         status: c.named(3, "status", TaskStatus::parse)?,
         priority: c.named(4, "priority", Priority::parse)?,
-        estimated_cost: c.get(5, "estimatedCost")?,
-        actual_cost: c.get(6, "actualCost")?,
+        estimated_cost: c.opt_money(5, "estimatedCost")?,
+        actual_cost: c.opt_money(6, "actualCost")?,
         tags,
         output: c.opt_text(8, "output")?,
         error: c.opt_text(9, "error")?,
         assigned_to: c.opt_text(10, "assignedTo")?,
         venture_id: c.text(11, "ventureId")?,
-        attempts: c.get(12, "attempts")?,
-        max_attempts: c.get(13, "maxAttempts")?,
-        lease_seconds: c.get(14, "leaseSeconds")?,
+        attempts: c.int(12, "attempts")?,
+        max_attempts: c.int(13, "maxAttempts")?,
+        lease_seconds: c.int(14, "leaseSeconds")?,
         lease_expires_at: c.opt_time(15, "leaseExpiresAt")?,
         claimed_at: c.opt_time(16, "claimedAt")?,
         created_at: c.time(17, "createdAt")?,
         updated_at: c.time(18, "updatedAt")?,
         completed_at: c.opt_time(19, "completedAt")?,
         reported_by: c.opt_text(20, "reportedBy")?,
-        reported_attempt: c.get(21, "reportedAttempt")?,
-        reported_cost: c.get(22, "reportedCost")?,
+        reported_attempt: c.int(21, "reportedAttempt")?,
+        reported_cost: c.opt_money(22, "reportedCost")?,
         on_dependency_failure: c.named(23, "onDependencyFailure", OnDependencyFailure::parse)?,
-        cancel_requested: c.get(24, "cancelRequested")?,
+        cancel_requested: c.flag(24, "cancelRequested")?,
         depends_on: ids_list(&c, 25, "dependsOn")?,
         // Derived by the scheduler from which dependencies are unfinished.
         blocked_by: None,
         run_at: c.opt_time(26, "runAt")?,
-        retry_delay_seconds: c.get(27, "retryDelaySeconds")?,
+        retry_delay_seconds: c.int(27, "retryDelaySeconds")?,
         idempotency_key: c.opt_text(28, "idempotencyKey")?,
         reported_error: c.opt_text(29, "reportedError")?,
     })
 }
 
-fn agent(row: &Row<'_>) -> Result<Agent, StoreError> {
+pub(super) fn decode_agent<R: Columns + ?Sized>(row: &R) -> Result<Agent, StoreError> {
     let c = Cells::new(row, "Agent")?;
     Ok(Agent {
         id: c.id.as_str().into(),
@@ -205,9 +273,9 @@ fn agent(row: &Row<'_>) -> Result<Agent, StoreError> {
         status: c.named(2, "status", AgentStatus::parse)?,
         model: c.text(3, "model")?,
         current_task: c.opt_text(4, "currentTask")?,
-        tokens_used: c.get::<i64>(5, "tokensUsed")?.max(0) as u64,
-        max_tokens: c.get::<i64>(6, "maxTokens")?.max(0) as u64,
-        sessions_count: c.get::<i64>(7, "sessionsCount")?.max(0) as u64,
+        tokens_used: c.count(5, "tokensUsed")?,
+        max_tokens: c.count(6, "maxTokens")?,
+        sessions_count: c.count(7, "sessionsCount")?,
         last_active_at: c.time(8, "lastActiveAt")?,
         created_at: c.time(9, "createdAt")?,
         updated_at: c.time(10, "updatedAt")?,

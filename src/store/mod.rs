@@ -1,19 +1,21 @@
-//! The SQLite file: opening it with the right pragmas, migrations, the sample data, loading
-//! state at start, online backups, and the read-only queries of the activity log.
+//! The record: the SQLite file (the default) or a PostgreSQL database (`postgres/`).
+//! Opening it, migrations, the sample data, loading state at start, online backups, and
+//! the read-only queries of tasks and the activity log.
 //!
-//! Architecture invariant: after start-up only the persister thread writes the file;
+//! Architecture invariant: after start-up only the persister thread writes the record;
 //! everything here either runs before the scheduler starts or only reads.
 
 mod activities;
 mod load;
 mod pool;
+pub mod postgres;
 mod seed;
 mod tasks;
 mod write;
 
 pub use activities::{ActivityFilter, ActivityReader};
 pub use load::load_snapshot;
-pub use pool::ReadPool;
+pub use pool::{Pool, ReadPool};
 pub use seed::seed_sample_data;
 pub use tasks::TaskReader;
 #[cfg(test)]
@@ -28,12 +30,32 @@ use rusqlite_migration::{Migrations, M};
 
 use crate::domain::Money;
 
-/// What can go wrong with the database file.
+/// Where the record lives: `--db PATH` or `--db postgres://...`.
+#[derive(Debug, Clone)]
+pub enum Location {
+    Sqlite(PathBuf),
+    Postgres(postgres::PgConfig),
+}
+
+/// What can go wrong with the database.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// SQLite refused an operation; the message says which and why.
     #[error("{context}: {source}")]
     Sqlite { context: String, source: rusqlite::Error },
+    /// PostgreSQL refused an operation, or could not be reached.
+    #[error("{context}: {source}")]
+    Postgres { context: String, source: ::postgres::Error },
+    /// The `postgres://` URL cannot be used.
+    #[error("{url}: {message}")]
+    BadUrl { url: String, message: String },
+    /// Another server uses the database.
+    #[error("{message}")]
+    InUse { message: String },
+    /// This node's lease (at `epoch`) has lapsed or been taken: it is no longer the leader,
+    /// and the transaction was not committed.
+    #[error("this node's leader lease (epoch {epoch}) has lapsed or been taken; nothing was committed")]
+    Fenced { epoch: i64 },
     /// The schema could not be brought to this binary's version.
     #[error("migrating {path}: {message}")]
     Migration { path: PathBuf, message: String },
@@ -49,6 +71,11 @@ impl StoreError {
     pub fn sqlite(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
         let context = context.into();
         move |source| StoreError::Sqlite { context, source }
+    }
+
+    pub fn postgres(context: impl Into<String>) -> impl FnOnce(::postgres::Error) -> StoreError {
+        let context = context.into();
+        move |source| StoreError::Postgres { context, source }
     }
 }
 

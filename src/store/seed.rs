@@ -21,7 +21,7 @@ pub fn seed_sample_data(conn: &mut Connection, now: Millis) -> Result<(), StoreE
     tx.commit().map_err(StoreError::sqlite("seeding"))
 }
 
-fn sample_changes(now: Millis) -> Vec<Change> {
+pub(super) fn sample_changes(now: Millis) -> Vec<Change> {
     // One millisecond apart, so that "oldest first" lists them in the order written here.
     let at = |offset: i64| Millis(now.0 + offset);
     let venture = |offset, id: &str, name: &str, icon: &str, budget, spent, description: &str| Venture {

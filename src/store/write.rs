@@ -58,14 +58,9 @@ const UPSERT_ATTEMPT: &str =
 /// whole row, and deletes in between only remove rows.
 pub fn write_changes<'a>(tx: &Transaction<'_>, changes: impl IntoIterator<Item = &'a Change>) -> rusqlite::Result<()> {
     let changes: Vec<&Change> = changes.into_iter().collect();
-    let mut last_upsert: HashMap<(u8, &str), usize> = HashMap::with_capacity(changes.len());
+    let superseded = last_upserts(&changes);
     for (i, change) in changes.iter().enumerate() {
-        if let Some(key) = upsert_key(change) {
-            last_upsert.insert(key, i);
-        }
-    }
-    for (i, change) in changes.iter().enumerate() {
-        if upsert_key(change).is_some_and(|key| last_upsert[&key] != i) {
+        if superseded(i) {
             continue;
         }
         match change {
@@ -186,6 +181,17 @@ pub fn write_changes<'a>(tx: &Transaction<'_>, changes: impl IntoIterator<Item =
         }
     }
     Ok(())
+}
+
+/// Says of each index in `changes` whether a later upsert of the same record supersedes it.
+pub(super) fn last_upserts<'a>(changes: &'a [&'a Change]) -> impl Fn(usize) -> bool + 'a {
+    let mut last_upsert: HashMap<(u8, &str), usize> = HashMap::with_capacity(changes.len());
+    for (i, change) in changes.iter().enumerate() {
+        if let Some(key) = upsert_key(change) {
+            last_upsert.insert(key, i);
+        }
+    }
+    move |i| upsert_key(changes[i]).is_some_and(|key| last_upsert[&key] != i)
 }
 
 fn upsert_key(change: &Change) -> Option<(u8, &str)> {

@@ -1,6 +1,9 @@
 //! `TestServer`: the real binary on an ephemeral port with a SQLite file in a temp dir,
-//! spoken to over HTTP.
+//! spoken to over HTTP. In the test binary `on_postgres`, which runs the API suites again,
+//! every server gets a PostgreSQL database of its own instead (`postgres.rs`).
 #![allow(dead_code)] // each test binary uses its own part of this helper
+
+pub mod postgres;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -31,15 +34,19 @@ impl TestServer {
     /// A server on a new database with extra command-line arguments.
     pub fn start_with(args: &[&str]) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = dir.path().join("mission-control.db");
+        let db = match on_postgres().then(postgres::new_database).flatten() {
+            Some(url) => PathBuf::from(url),
+            None => dir.path().join("mission-control.db"),
+        };
         let mut server = TestServer::start_on(&db, args);
         server._dir = Some(dir);
         server
     }
 
-    /// A server on the given database file (kept by the caller).
+    /// A server on the given database file or `postgres://` URL (kept by the caller).
     pub fn start_on(db: &Path, args: &[&str]) -> TestServer {
-        let log = std::fs::File::create(db.with_extension("log")).expect("log file");
+        let log_path = log_path(db);
+        let log = std::fs::File::create(&log_path).expect("log file");
         let mut child = Command::new(BIN)
             .arg("serve")
             .arg("--db")
@@ -63,12 +70,16 @@ impl TestServer {
             for _ in lines {} // keep the pipe drained
         });
         let line = receiver.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
-            let log = std::fs::read_to_string(db.with_extension("log")).unwrap_or_default();
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             panic!("the server did not start:\n{log}")
         });
         let base = line.rsplit(' ').next().expect("address").trim().to_owned();
         assert!(base.starts_with("http://127.0.0.1:"), "unexpected start line: {line}");
         let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().expect("client");
+        if db.to_str().is_some_and(|db| db.starts_with("postgres://")) {
+            // A node serves as a standby until it takes the leader's lease, within a second.
+            wait_until_ready(&base, &log_path);
+        }
         TestServer { child, base, db: db.to_owned(), client, _dir: None }
     }
 
@@ -141,6 +152,42 @@ impl TestServer {
     }
 }
 
+/// Waits until `GET /readyz` answers 200 (a plain blocking request: callers may be on
+/// the test's runtime or not).
+pub fn wait_until_ready(base: &str, log_path: &Path) {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://").to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if let Ok(mut stream) = std::net::TcpStream::connect(&addr) {
+            let _ = stream
+                .write_all(format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes());
+            let mut answer = String::new();
+            let _ = stream.read_to_string(&mut answer);
+            if answer.starts_with("HTTP/1.1 200") {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(log_path).unwrap_or_default();
+    panic!("the server at {base} did not become ready:\n{log}")
+}
+
+/// Whether this test binary runs its servers on PostgreSQL: `tests/on_postgres.rs`.
+pub fn on_postgres() -> bool {
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.file_name().and_then(|name| name.to_str()).is_some_and(|name| name.starts_with("on_postgres"))
+}
+
+/// Where a server's log goes: next to a SQLite file, or in the temp dir for a database URL.
+pub fn log_path(db: &Path) -> PathBuf {
+    match db.to_str().filter(|db| db.starts_with("postgres://")) {
+        Some(url) => std::env::temp_dir().join(format!("mc-{}.log", url.rsplit('/').next().unwrap_or("server"))),
+        None => db.with_extension("log"),
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -177,8 +224,18 @@ pub fn run_cli(args: &[&str]) -> (bool, String) {
     (output.status.success(), text)
 }
 
-/// Counts rows in a table straight from the file.
+/// Counts rows in a table straight from the database: the SQLite file, or PostgreSQL, where
+/// the tables' and columns' camelCase names are quoted (`postgres::quote_names`).
 pub fn count_rows(db: &Path, sql: &str) -> i64 {
+    if let Some(url) = db.to_str().filter(|db| db.starts_with("postgres://")) {
+        let (url, sql) = (url.to_owned(), postgres::quote_names(sql));
+        return std::thread::spawn(move || {
+            let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("connect");
+            client.query_one(sql.as_str(), &[]).expect("query").get(0)
+        })
+        .join()
+        .expect("counting rows");
+    }
     let conn = rusqlite::Connection::open(db).expect("open db");
     conn.query_row(sql, [], |row| row.get(0)).expect("query")
 }
