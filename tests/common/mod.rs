@@ -13,6 +13,12 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mission-control");
 
+/// The server binary a `TestServer` runs: `MC_SERVER_BIN` if set (to time a release build,
+/// say), else the one cargo built for the tests.
+fn server_bin() -> std::ffi::OsString {
+    std::env::var_os("MC_SERVER_BIN").unwrap_or_else(|| BIN.into())
+}
+
 pub struct TestServer {
     child: Child,
     pub base: String,
@@ -40,7 +46,7 @@ impl TestServer {
     /// A server on the given database file (kept by the caller).
     pub fn start_on(db: &Path, args: &[&str]) -> TestServer {
         let log = std::fs::File::create(db.with_extension("log")).expect("log file");
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(server_bin())
             .arg("serve")
             .arg("--db")
             .arg(db)
