@@ -16,6 +16,12 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mission-control");
 
+/// The server binary a `TestServer` runs: `MC_SERVER_BIN` if set (to time a release build,
+/// say), else the one cargo built for the tests.
+fn server_bin() -> std::ffi::OsString {
+    std::env::var_os("MC_SERVER_BIN").unwrap_or_else(|| BIN.into())
+}
+
 pub struct TestServer {
     child: Child,
     pub base: String,
@@ -47,7 +53,7 @@ impl TestServer {
     pub fn start_on(db: &Path, args: &[&str]) -> TestServer {
         let log_path = log_path(db);
         let log = std::fs::File::create(&log_path).expect("log file");
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(server_bin())
             .arg("serve")
             .arg("--db")
             .arg(db)

@@ -139,10 +139,12 @@ function applyEvent(type, data, alreadyCounted) {
 /**
  * The task fields the board shows: a light listing, without every `output` and `description`.
  * `dependsOn` and `onDependencyFailure` tell the cancel dialog which tasks a cancel takes along.
+ * Not `venture`: the venture listing has its name and icon once, not once per task (with
+ * 10,000 finished tasks that is a tenth of the download, and 10,000 objects fewer to hold).
  */
 const BOARD_FIELDS = [
   'id', 'title', 'status', 'priority', 'estimatedCost', 'actualCost', 'tags', 'error', 'assignedTo', 'ventureId',
-  'venture', 'attempts', 'maxAttempts', 'leaseExpiresAt', 'claimedAt', 'createdAt', 'updatedAt', 'completedAt',
+  'attempts', 'maxAttempts', 'leaseExpiresAt', 'claimedAt', 'createdAt', 'updatedAt', 'completedAt',
   'dependsOn', 'blockedBy', 'onDependencyFailure', 'cancelRequested', 'runAt',
 ].join(',');
 
