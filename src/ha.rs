@@ -60,13 +60,15 @@ impl Node {
             tracing::info!(db = config.shown(), "created the schema");
         }
         let advertise_url = args.advertise_url.clone().unwrap_or_else(|| format!("http://{bound}"));
+        // Known before the first request: a standby names the leader from the start.
+        let leader_url = postgres::current_leader(&mut client)?.filter(|l| l.live).map(|l| l.advertise_url);
         let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
             let directory: Arc<dyn LeaderDirectory> = Arc::new(Directory(weak.clone()));
             Shared {
                 base: Instant::now(),
                 valid_until: AtomicU64::new(0),
                 serving: OnceLock::new(),
-                leader_url: Mutex::new(None),
+                leader_url: Mutex::new(leader_url),
                 advertise_url,
                 standby: standby::router(directory),
             }

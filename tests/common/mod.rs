@@ -51,6 +51,15 @@ impl TestServer {
 
     /// A server on the given database file or `postgres://` URL (kept by the caller).
     pub fn start_on(db: &Path, args: &[&str]) -> TestServer {
+        TestServer::start_node(db, args, true)
+    }
+
+    /// A node on a PostgreSQL database another node leads: it serves as a standby.
+    pub fn start_standby(db: &Path, args: &[&str]) -> TestServer {
+        TestServer::start_node(db, args, false)
+    }
+
+    fn start_node(db: &Path, args: &[&str], until_ready: bool) -> TestServer {
         let log_path = log_path(db);
         let log = std::fs::File::create(&log_path).expect("log file");
         let mut child = Command::new(server_bin())
@@ -82,7 +91,7 @@ impl TestServer {
         let base = line.rsplit(' ').next().expect("address").trim().to_owned();
         assert!(base.starts_with("http://127.0.0.1:"), "unexpected start line: {line}");
         let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().expect("client");
-        if db.to_str().is_some_and(|db| db.starts_with("postgres://")) {
+        if until_ready && db.to_str().is_some_and(|db| db.starts_with("postgres://")) {
             // A node serves as a standby until it takes the leader's lease, within a second.
             wait_until_ready(&base, &log_path);
         }
@@ -145,6 +154,23 @@ impl TestServer {
         })
     }
 
+    /// The exit status once the process has ended on its own, waiting up to 30 s.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, ...) to the process.
+    pub fn signal(&self, name: &str) {
+        signal(self.child.id(), name);
+    }
+
     /// SIGTERM, then waits for the exit.
     pub fn terminate(mut self) -> ExitStatus {
         signal(self.child.id(), "TERM");
@@ -189,7 +215,11 @@ pub fn on_postgres() -> bool {
 /// Where a server's log goes: next to a SQLite file, or in the temp dir for a database URL.
 pub fn log_path(db: &Path) -> PathBuf {
     match db.to_str().filter(|db| db.starts_with("postgres://")) {
-        Some(url) => std::env::temp_dir().join(format!("mc-{}.log", url.rsplit('/').next().unwrap_or("server"))),
+        Some(url) => std::env::temp_dir().join(format!(
+            "mc-{}-{}.log",
+            url.rsplit('/').next().unwrap_or("server"),
+            ulid::Ulid::new().to_string().to_lowercase()
+        )),
         None => db.with_extension("log"),
     }
 }

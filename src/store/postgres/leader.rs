@@ -30,21 +30,37 @@ pub struct LeaderRow {
 
 impl Lease {
     /// Takes the lease if it has lapsed: the new epoch, or `None` while another holds it.
-    /// The database's clock decides, so the nodes' clocks need not agree.
+    /// The database's clock decides, so the nodes' clocks need not agree. The takeover
+    /// locks the row `FOR UPDATE`, which waits for the old leader's batches in flight (each
+    /// holds it `FOR KEY SHARE`), so the new leader loads whatever they committed.
     pub fn try_acquire(
         client: &mut Client,
         holder: &str,
         advertise_url: &str,
         length: Duration,
     ) -> Result<Option<Lease>, StoreError> {
-        let row = client
+        let context = "taking the leader's lease";
+        // A cheap look first: a standby polls every second, and must not lock the row
+        // (and so hold the leader's batches) while the lease is live.
+        let lapsed: bool = client
+            .query_one(r#"SELECT "expiresAt" <= clock_timestamp() FROM "Leader" WHERE name = $1"#, &[&ROW])
+            .map_err(StoreError::postgres(context))?
+            .get(0);
+        if !lapsed {
+            return Ok(None);
+        }
+        let mut tx = client.transaction().map_err(StoreError::postgres(context))?;
+        tx.execute(r#"SELECT 1 FROM "Leader" WHERE name = $1 FOR UPDATE"#, &[&ROW])
+            .map_err(StoreError::postgres(context))?;
+        let row = tx
             .query_opt(
                 r#"UPDATE "Leader" SET epoch = epoch + 1, holder = $2, "advertiseUrl" = $3,
                     "expiresAt" = clock_timestamp() + make_interval(secs => $4)
                  WHERE name = $1 AND "expiresAt" <= clock_timestamp() RETURNING epoch"#,
                 &[&ROW, &holder, &advertise_url, &length.as_secs_f64()],
             )
-            .map_err(StoreError::postgres("taking the leader's lease"))?;
+            .map_err(StoreError::postgres(context))?;
+        tx.commit().map_err(StoreError::postgres(context))?;
         Ok(row.map(|row| Lease { epoch: row.get(0), length }))
     }
 
@@ -73,13 +89,14 @@ impl Lease {
     }
 
     /// The fence: inside the caller's transaction, checks that this lease still holds and
-    /// locks the row (`FOR SHARE`), so a takeover waits until this transaction ends and a
-    /// new leader loads whatever it committed. Fails with `StoreError::Fenced` otherwise.
+    /// locks the row `FOR KEY SHARE`, so a takeover (`FOR UPDATE`) waits until this
+    /// transaction ends and the new leader loads whatever it committed, while renewals (an
+    /// update of no key column) go on. Fails with `StoreError::Fenced` otherwise.
     pub fn fence(&self, tx: &mut impl GenericClient) -> Result<(), StoreError> {
         let held = tx
             .query_opt(
                 r#"SELECT 1 FROM "Leader" WHERE name = $1 AND epoch = $2 AND "expiresAt" > clock_timestamp()
-                 FOR SHARE"#,
+                 FOR KEY SHARE"#,
                 &[&ROW, &self.epoch],
             )
             .map_err(StoreError::postgres("checking the leader's lease"))?;
