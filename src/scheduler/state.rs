@@ -461,22 +461,36 @@ impl SchedulerState {
     /// ones, and finished ones not yet committed. Also the ids whose database rows are not
     /// to be trusted: these, and finished tasks changed or deleted but not yet committed.
     pub fn list_in_memory(&self, filter: &TaskFilter, after: Option<&ListKey>) -> MemoryListing {
+        self.gather_listing(filter, after).into_listing()
+    }
+
+    /// What `list_in_memory` answers, gathered with as little work as the actor can do:
+    /// the matching tasks' handles and the records that shadow database rows. Views, the
+    /// set of shadowed ids and the order are built from these outside the actor, so that a
+    /// listing of many tasks holds up claims for as short a time as possible.
+    pub fn gather_listing(&self, filter: &TaskFilter, after: Option<&ListKey>) -> GatheredListing {
         let wanted = |t: &Task| filter.matches(t) && after.is_none_or(|key| (t.created_at, &t.id) > (key.0, &key.1));
-        let mut tasks: Vec<TaskView> = self.tasks.values().filter(|t| wanted(t)).map(|t| self.task_view(t)).collect();
-        let mut shadowed: HashSet<Id> = tasks.iter().map(|v| v.task.id.clone()).collect();
+        let mut tasks: Vec<Arc<Task>> = self.tasks.values().filter(|t| wanted(t)).cloned().collect();
+        let mut records: Vec<Id> = Vec::with_capacity(self.unsent.len() + self.unwritten.len());
+        let mut seen: HashSet<&Id> = HashSet::with_capacity(records.capacity());
         let unsent = self.unsent.iter().rev().map(|(id, record)| (id, record));
         let unwritten = self.unwritten.iter().map(|(id, (record, _))| (id, record));
         for (id, record) in unsent.chain(unwritten) {
-            if !shadowed.insert(id.clone()) || self.tasks.contains_key(id) {
+            if !seen.insert(id) {
+                continue;
+            }
+            records.push(id.clone());
+            if self.tasks.contains_key(id) {
                 continue;
             }
             let live =
                 |t: &&Arc<Task>| t.status.is_finished() && wanted(t) && self.ventures.contains_key(&t.venture_id);
             if let Some(task) = record.as_ref().filter(live) {
-                tasks.push(self.task_view(task));
+                tasks.push(task.clone());
             }
         }
-        MemoryListing { tasks, shadowed }
+        let ventures = self.ventures.values().map(|entry| entry.venture.clone()).collect();
+        GatheredListing { tasks, records, ventures }
     }
 
     /// The list key of a task memory answers for; `InHistory` for one it does not.
