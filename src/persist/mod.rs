@@ -8,9 +8,11 @@
 //! Memory stays bounded because the scheduler refuses new writes while `pending()` is
 //! over its limit.
 
+mod checkpoint;
 mod retention;
 mod writer;
 
+pub use checkpoint::CHECKPOINT_EVERY;
 pub use retention::Retention;
 
 use std::path::PathBuf;
@@ -46,12 +48,15 @@ pub struct PersisterHandle {
     /// What pruning removed, for the scheduler's counts.
     pruned: crossbeam_channel::Receiver<Pruned>,
     thread: Option<JoinHandle<()>>,
+    /// Copies the WAL into the database file beside the writer; stopped after it.
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl PersisterHandle {
     /// Starts the writer thread on its own connection to `config.path`.
     pub fn start(config: PersisterConfig) -> Result<PersisterHandle, crate::store::StoreError> {
-        let conn = crate::store::open(&config.path)?;
+        let conn = crate::store::open_writer(&config.path)?;
+        let checkpointer = checkpoint::Checkpointer::start(&config.path)?;
         let (sender, receiver) = crossbeam_channel::unbounded();
         // Unbounded, but a report comes at most once per pruning turn and the actor drains
         // them on every tick.
@@ -62,7 +67,13 @@ impl PersisterHandle {
             .name("persister".into())
             .spawn(move || writer.run())
             .expect("spawning the persister thread");
-        Ok(PersisterHandle { sender: Some(sender), progress, pruned, thread: Some(thread) })
+        Ok(PersisterHandle {
+            sender: Some(sender),
+            progress,
+            pruned,
+            thread: Some(thread),
+            checkpointer: Some(checkpointer),
+        })
     }
 }
 
@@ -91,6 +102,7 @@ impl ChangeLog for PersisterHandle {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        self.checkpointer.take();
     }
 }
 
