@@ -4,6 +4,7 @@
 //! chunk of the answer, never the whole history.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -97,15 +98,40 @@ pub async fn stream_tasks(app: &AppState, filter: TaskFilter, page: Page) -> Res
 /// that when the cores are busy, claims and reports go first and a listing takes the time
 /// they leave (it is a bulk read: a few milliseconds more do not matter to it). A thread of
 /// its own rather than tokio's blocking pool, because a thread cannot raise its priority
-/// back without privileges, and the pool's threads serve other reads afterwards.
+/// back without privileges, and the pool's threads serve other reads afterwards. Past
+/// `MAX_LISTING_THREADS` listings at once, the next ones run in the blocking pool, at
+/// normal priority, so that listings never add threads without bound.
 fn in_the_background(listing: impl FnOnce() + Send + 'static) {
+    if LISTING_THREADS.fetch_add(1, Ordering::Relaxed) >= MAX_LISTING_THREADS {
+        LISTING_THREADS.fetch_sub(1, Ordering::Relaxed);
+        tokio::task::spawn_blocking(listing);
+        return;
+    }
     let spawned = std::thread::Builder::new().name("listing".into()).spawn(move || {
+        let _counted = ListingThread;
         lower_this_threads_priority();
         listing()
     });
     if let Err(error) = spawned {
-        // The response's sender went with the closure: the client sees the body end.
+        // The closure, and with it the response's sender, is gone: the client sees the
+        // body end. The thread never ran, so it was never counted down.
+        LISTING_THREADS.fetch_sub(1, Ordering::Relaxed);
         tracing::error!(%error, "could not start a listing's thread; the response is cut short");
+    }
+}
+
+/// Listings running on threads of their own.
+static LISTING_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// The most listings on threads of their own at once.
+const MAX_LISTING_THREADS: usize = 16;
+
+/// Counts a listing's thread down when it ends, a panic included.
+struct ListingThread;
+
+impl Drop for ListingThread {
+    fn drop(&mut self) {
+        LISTING_THREADS.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
