@@ -6,6 +6,11 @@
 //! no task handed out twice, and the venture's `capitalSpent` equal to what was charged.
 //! It exits non-zero when a check fails.
 //!
+//! With `--listers K`, K more clients fetch a listing (`--listing-path`, by default every
+//! task, `GET /api/tasks`) over and over on a thread of their own while the agents run,
+//! reading each streamed answer to its end; the summary then counts the listings. That is
+//! the question "does a listing during load raise claim latency?" (`listing.sh`).
+//!
 //! With `--delayed N` it measures something else: how late parked claims receive tasks
 //! delayed by `runAt` (see `delayed.rs`).
 
@@ -68,6 +73,18 @@ struct Args {
     /// With `--delayed`: the seconds from the first create to the first `runAt`.
     #[arg(long, default_value_t = 1.0)]
     lead: f64,
+    /// Clients that fetch `--listing-path` in a loop, each on its own connection, while
+    /// the agents run (0: none).
+    #[arg(long, default_value_t = 0)]
+    listers: usize,
+    /// What the listers fetch; `GET /api/tasks` lists every task, finished ones streamed
+    /// from the database.
+    #[arg(long, default_value = "/api/tasks")]
+    listing_path: String,
+    /// The nice value of the listers' thread: above 0, reading the listings yields the
+    /// client's share of the cores to the agents, which share the machine with the server.
+    #[arg(long, default_value_t = 0)]
+    listers_nice: i32,
     /// Bearer token, if the server has one.
     #[arg(long, env = "MC_API_TOKEN")]
     token: Option<String>,
@@ -186,6 +203,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         });
     }
+    let listings = (args.listers > 0).then(|| {
+        let base = args.url.trim_end_matches('/').to_owned();
+        let listing = Listing { url: format!("{base}{}", args.listing_path), token: args.token.clone() };
+        listing.start(args.listers, args.listers_nice, end)
+    });
     let options = AgentOptions {
         heartbeat: args.heartbeat,
         fail_every: args.fail_every,
@@ -206,6 +228,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let finished = Instant::now().min(end);
     let window = finished.saturating_duration_since(measure_from).as_secs_f64();
 
+    let listings = match listings {
+        Some(thread) => Some(thread.join().map_err(|_| anyhow::anyhow!("the listers' thread panicked"))??),
+        None => None,
+    };
     let spent = client.get(&format!("/api/ventures/{venture}")).await?["capitalSpent"].as_f64().unwrap_or(-1.0);
     let tally = tally.borrow();
     let double_claims = tally.double_claims;
@@ -225,6 +251,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "double_claims": double_claims,
         "capital_spent": spent,
         "capital_consistent": capital_consistent,
+        "listings": listings.map(|l| json!({
+            "listers": args.listers,
+            "path": args.listing_path,
+            "completed": l.completed,
+            "failed": l.failed,
+            "mb": round(l.bytes as f64 / 1e6),
+            "mean_ms": round(if l.completed > 0 { l.busy.as_secs_f64() * 1000.0 / l.completed as f64 } else { 0.0 }),
+        })),
     });
     println!("{report}");
     if double_claims > 0 || !capital_consistent {
@@ -234,6 +268,80 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Listings fetched in a loop beside the agents.
+struct Listing {
+    url: String,
+    token: Option<String>,
+}
+
+/// What the listers did.
+#[derive(Default)]
+struct Listed {
+    completed: u64,
+    failed: u64,
+    bytes: u64,
+    /// Time spent in listings that completed.
+    busy: Duration,
+}
+
+impl Listing {
+    /// Runs `listers` clients until `end` on a thread of their own, so that reading the
+    /// answers does not delay the agents' client thread (the server's cores are shared
+    /// all the same), at `nice` (Linux: a thread's own nice value).
+    fn start(self, listers: usize, nice: i32, end: Instant) -> std::thread::JoinHandle<anyhow::Result<Listed>> {
+        std::thread::spawn(move || {
+            if nice > 0 {
+                // SAFETY: plain system calls on this thread; on failure it keeps its priority.
+                unsafe {
+                    libc::setpriority(libc::PRIO_PROCESS as _, libc::syscall(libc::SYS_gettid) as libc::id_t, nice)
+                };
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async move {
+                let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+                let listing = Rc::new(self);
+                let total = Rc::new(RefCell::new(Listed::default()));
+                let local = tokio::task::LocalSet::new();
+                for _ in 0..listers {
+                    let (http, listing, total) = (http.clone(), listing.clone(), total.clone());
+                    local.spawn_local(async move {
+                        while Instant::now() < end {
+                            let started = Instant::now();
+                            let result = tokio::time::timeout_at(end.into(), listing.fetch(&http)).await;
+                            let mut total = total.borrow_mut();
+                            match result {
+                                Ok(Ok(bytes)) => {
+                                    total.completed += 1;
+                                    total.bytes += bytes;
+                                    total.busy += started.elapsed();
+                                }
+                                Ok(Err(_)) => total.failed += 1,
+                                Err(_) => {} // cut off by the end of the run
+                            }
+                        }
+                    });
+                }
+                local.await;
+                Ok(Rc::try_unwrap(total).map_err(|_| anyhow::anyhow!("a lister outlived the run"))?.into_inner())
+            })
+        })
+    }
+
+    /// One listing, read to its end a chunk at a time; returns its length.
+    async fn fetch(&self, http: &reqwest::Client) -> anyhow::Result<u64> {
+        let mut request = http.get(&self.url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let mut response = request.send().await?.error_for_status()?;
+        let mut bytes = 0u64;
+        while let Some(chunk) = response.chunk().await? {
+            bytes += chunk.len() as u64;
+        }
+        Ok(bytes)
+    }
 }
 
 /// What each agent does besides claim and complete.

@@ -4,6 +4,7 @@
 //! chunk of the answer, never the whole history.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -53,7 +54,7 @@ pub async fn stream_tasks(app: &AppState, filter: TaskFilter, page: Page) -> Res
     }
     let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
     let reader = app.tasks.clone();
-    tokio::task::spawn_blocking(move || {
+    in_the_background(move || {
         let mut out = ArrayWriter::new(sender, page.offset, page.limit, page.fields);
         let mut memory = in_memory.into_iter().peekable();
         if reads_history {
@@ -92,6 +93,63 @@ pub async fn stream_tasks(app: &AppState, filter: TaskFilter, page: Page) -> Res
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(response)
 }
+
+/// Runs a listing's reads and encoding on a thread of its own at a lower CPU priority, so
+/// that when the cores are busy, claims and reports go first and a listing takes the time
+/// they leave (it is a bulk read: a few milliseconds more do not matter to it). A thread of
+/// its own rather than tokio's blocking pool, because a thread cannot raise its priority
+/// back without privileges, and the pool's threads serve other reads afterwards. Past
+/// `MAX_LISTING_THREADS` listings at once, the next ones run in the blocking pool, at
+/// normal priority, so that listings never add threads without bound.
+fn in_the_background(listing: impl FnOnce() + Send + 'static) {
+    if LISTING_THREADS.fetch_add(1, Ordering::Relaxed) >= MAX_LISTING_THREADS {
+        LISTING_THREADS.fetch_sub(1, Ordering::Relaxed);
+        tokio::task::spawn_blocking(listing);
+        return;
+    }
+    let spawned = std::thread::Builder::new().name("listing".into()).spawn(move || {
+        let _counted = ListingThread;
+        lower_this_threads_priority();
+        listing()
+    });
+    if let Err(error) = spawned {
+        // The closure, and with it the response's sender, is gone: the client sees the
+        // body end. The thread never ran, so it was never counted down.
+        LISTING_THREADS.fetch_sub(1, Ordering::Relaxed);
+        tracing::error!(%error, "could not start a listing's thread; the response is cut short");
+    }
+}
+
+/// Listings running on threads of their own.
+static LISTING_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// The most listings on threads of their own at once.
+const MAX_LISTING_THREADS: usize = 16;
+
+/// Counts a listing's thread down when it ends, a panic included.
+struct ListingThread;
+
+impl Drop for ListingThread {
+    fn drop(&mut self) {
+        LISTING_THREADS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How far a listing's thread is niced (0 normal, 19 the least).
+const LISTING_NICE: i32 = 10;
+
+#[cfg(target_os = "linux")]
+fn lower_this_threads_priority() {
+    // On Linux a nice value belongs to a thread, named by its id: only this one yields.
+    // SAFETY: plain system calls on the calling thread; a failure leaves the priority as it was.
+    unsafe {
+        let thread = libc::syscall(libc::SYS_gettid);
+        libc::setpriority(libc::PRIO_PROCESS as _, thread as libc::id_t, LISTING_NICE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_this_threads_priority() {}
 
 /// The named fields of a task, in the order named.
 fn only(task: &TaskJson, fields: &[String]) -> serde_json::Map<String, serde_json::Value> {

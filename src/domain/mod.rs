@@ -180,17 +180,25 @@ pub struct Task {
     pub created_at: Millis,
     pub updated_at: Millis,
     pub completed_at: Option<Millis>,
-    /// The agent whose completion report (success or error) the task last took, and for
-    /// which attempt, so that a repeated report is answered without being applied twice
-    /// and a report from before a later claim is recognised as stale.
-    pub reported_by: Option<Id>,
-    pub reported_attempt: u32,
-    /// The `actualCost` and `error` of that report. With `output`, which that report set,
-    /// they are what a repeat is compared with: the same report is answered as applied, a
-    /// different one is a conflict. Kept apart from `actual_cost` (the total over attempts)
-    /// and `error` (which a cancel since may have replaced with its reason).
-    pub reported_cost: Option<Money>,
-    pub reported_error: Option<Arc<str>>,
+    /// The completion report (success or error) the task last took, so that a repeated
+    /// report is answered without being applied twice and a report from before a later
+    /// claim is recognised as stale. Behind a pointer because most unfinished tasks have
+    /// none: inline, its fields would cost every task in memory 44 bytes more.
+    pub last_report: Option<Arc<AppliedReport>>,
+}
+
+/// A completion report a task took: who sent it, for which attempt, and what it said.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedReport {
+    pub agent_id: Id,
+    pub attempt: u32,
+    /// The report's `actualCost` and `error`. With the task's `output`, which the report
+    /// set, they are what a repeat is compared with: the same report is answered as
+    /// applied, a different one is a conflict. Kept apart from the task's `actual_cost`
+    /// (the total over attempts) and `error` (which a cancel since may have replaced with
+    /// its reason).
+    pub actual_cost: Option<Money>,
+    pub error: Option<Arc<str>>,
 }
 
 impl Task {

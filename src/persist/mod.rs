@@ -8,11 +8,13 @@
 //! Memory stays bounded because the scheduler refuses new writes while `pending()` is
 //! over its limit.
 
+mod checkpoint;
 mod prune_postgres;
 mod retention;
 mod sink;
 mod writer;
 
+pub use checkpoint::CHECKPOINT_EVERY;
 pub use retention::Retention;
 pub use sink::{PostgresTarget, Target};
 use std::sync::Arc;
@@ -47,12 +49,19 @@ pub struct PersisterHandle {
     /// What pruning removed, for the scheduler's counts.
     pruned: crossbeam_channel::Receiver<Pruned>,
     thread: Option<JoinHandle<()>>,
+    /// Copies the WAL into the database file beside the writer; stopped after it.
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl PersisterHandle {
     /// Starts the writer thread on its own connection to `config.target`.
     pub fn start(config: PersisterConfig) -> Result<PersisterHandle, crate::store::StoreError> {
         let sink = sink::Sink::open(&config.target)?;
+        // PostgreSQL checkpoints on its own.
+        let checkpointer = match &config.target {
+            Target::Sqlite(path) => Some(checkpoint::Checkpointer::start(path)?),
+            Target::Postgres(_) => None,
+        };
         let (sender, receiver) = crossbeam_channel::unbounded();
         // Unbounded, but a report comes at most once per pruning turn and the actor drains
         // them on every tick.
@@ -63,7 +72,13 @@ impl PersisterHandle {
             .name("persister".into())
             .spawn(move || writer.run())
             .expect("spawning the persister thread");
-        Ok(PersisterHandle { sender: Some(sender), progress, pruned, thread: Some(thread) })
+        Ok(PersisterHandle {
+            sender: Some(sender),
+            progress,
+            pruned,
+            thread: Some(thread),
+            checkpointer,
+        })
     }
 }
 
@@ -92,6 +107,7 @@ impl ChangeLog for PersisterHandle {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        self.checkpointer.take();
     }
 }
 

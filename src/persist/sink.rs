@@ -51,7 +51,7 @@ impl Sink {
     pub(super) fn open(target: &Target) -> Result<Sink, StoreError> {
         match target {
             Target::Sqlite(path) => {
-                let conn = crate::store::open(path)?;
+                let conn = crate::store::open_writer(path)?;
                 conn.set_prepared_statement_cache_capacity(16);
                 Ok(Sink::Sqlite(conn))
             }

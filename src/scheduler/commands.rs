@@ -254,6 +254,39 @@ impl TaskFilter {
 /// Where a task stands in list order: `createdAt`, then id.
 pub type ListKey = (crate::domain::Millis, Id);
 
+/// A listing as the actor gathers it (`SchedulerState::gather_listing`); `into_listing`
+/// builds the `MemoryListing` from it, outside the actor.
+#[derive(Debug, Default)]
+pub struct GatheredListing {
+    /// The matching tasks, in no particular order.
+    pub tasks: Vec<Arc<Task>>,
+    /// The ids of the finished records memory holds until they are committed: the
+    /// database's rows for them are not to be trusted, whether or not they match.
+    pub records: Vec<Id>,
+    /// Every venture, for the tasks' views.
+    pub ventures: Vec<Arc<Venture>>,
+}
+
+impl GatheredListing {
+    /// The views and the shadowed ids, as `list_in_memory` answers them.
+    pub fn into_listing(self) -> MemoryListing {
+        let ventures: HashMap<&Id, &Arc<Venture>> = self.ventures.iter().map(|v| (&v.id, v)).collect();
+        let mut shadowed: std::collections::HashSet<Id> =
+            std::collections::HashSet::with_capacity(self.tasks.len() + self.records.len());
+        shadowed.extend(self.records);
+        let tasks = self
+            .tasks
+            .into_iter()
+            .map(|task| {
+                shadowed.insert(task.id.clone());
+                let venture = ventures.get(&task.venture_id).map(|v| Arc::clone(v));
+                TaskView { task, venture }
+            })
+            .collect();
+        MemoryListing { tasks, shadowed }
+    }
+}
+
 /// What memory contributes to a listing; the database adds the finished tasks it holds,
 /// except those in `shadowed`, which memory answers for.
 #[derive(Debug, Clone, Default)]

@@ -299,7 +299,8 @@ impl Scheduler {
         filter: TaskFilter,
         after: Option<ListKey>,
     ) -> Result<MemoryListing, SchedulerError> {
-        let mut listing = self.read(move |s| s.list_in_memory(&filter, after.as_ref())).await?;
+        let gathered = self.read(move |s| s.gather_listing(&filter, after.as_ref())).await?;
+        let mut listing = gathered.into_listing();
         listing.tasks.sort_unstable_by(|a, b| (a.task.created_at, &a.task.id).cmp(&(b.task.created_at, &b.task.id)));
         Ok(listing)
     }

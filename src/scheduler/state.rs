@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 mod delays;
 mod graph;
+mod task_map;
 
 pub use graph::MAX_DEPENDENCIES;
 
@@ -16,9 +17,10 @@ use super::commands::*;
 use super::queued_index::{fits, QueueKey, QueuedIndex};
 use super::Change;
 use crate::domain::{
-    Activity, Agent, AgentStatus, Attempt, AttemptOutcome, Id, Millis, Money, Priority, Task, TaskStatus, Venture,
-    VentureStatus,
+    Activity, Agent, AgentStatus, AppliedReport, Attempt, AttemptOutcome, Id, Millis, Money, Priority, Task,
+    TaskStatus, Venture, VentureStatus,
 };
+use task_map::TaskMap;
 
 /// How many claims a task is allowed when its create does not say, and what a requeue of a
 /// finished task grants when its PATCH does not say.
@@ -123,7 +125,7 @@ struct AgentEntry {
 pub struct SchedulerState {
     config: SchedulerConfig,
     ventures: HashMap<Id, VentureEntry>,
-    tasks: HashMap<Id, Arc<Task>>,
+    tasks: TaskMap,
     agents: HashMap<Id, AgentEntry>,
     queued: QueuedIndex,
     /// Each claimable venture's best eligible task, keyed by claim order, valued by venture:
@@ -171,7 +173,7 @@ impl SchedulerState {
         let mut state = SchedulerState {
             config,
             ventures: HashMap::new(),
-            tasks: HashMap::with_capacity(snapshot.tasks.len()),
+            tasks: TaskMap::with_capacity(snapshot.tasks.len()),
             agents: HashMap::new(),
             queued: QueuedIndex::default(),
             candidates: BTreeMap::new(),
@@ -246,7 +248,7 @@ impl SchedulerState {
                 active.push((task.claimed_at.unwrap_or(task.created_at), agent.clone(), task.id.clone()));
             }
             state.index(&task);
-            state.tasks.insert(task.id.clone(), Arc::new(task));
+            state.tasks.insert(Arc::new(task));
         }
         active.sort();
         for (_, agent_id, task_id) in active {
@@ -459,22 +461,36 @@ impl SchedulerState {
     /// ones, and finished ones not yet committed. Also the ids whose database rows are not
     /// to be trusted: these, and finished tasks changed or deleted but not yet committed.
     pub fn list_in_memory(&self, filter: &TaskFilter, after: Option<&ListKey>) -> MemoryListing {
+        self.gather_listing(filter, after).into_listing()
+    }
+
+    /// What `list_in_memory` answers, gathered with as little work as the actor can do:
+    /// the matching tasks' handles and the records that shadow database rows. Views, the
+    /// set of shadowed ids and the order are built from these outside the actor, so that a
+    /// listing of many tasks holds up claims for as short a time as possible.
+    pub fn gather_listing(&self, filter: &TaskFilter, after: Option<&ListKey>) -> GatheredListing {
         let wanted = |t: &Task| filter.matches(t) && after.is_none_or(|key| (t.created_at, &t.id) > (key.0, &key.1));
-        let mut tasks: Vec<TaskView> = self.tasks.values().filter(|t| wanted(t)).map(|t| self.task_view(t)).collect();
-        let mut shadowed: HashSet<Id> = tasks.iter().map(|v| v.task.id.clone()).collect();
+        let mut tasks: Vec<Arc<Task>> = self.tasks.values().filter(|t| wanted(t)).cloned().collect();
+        let mut records: Vec<Id> = Vec::with_capacity(self.unsent.len() + self.unwritten.len());
+        let mut seen: HashSet<&Id> = HashSet::with_capacity(records.capacity());
         let unsent = self.unsent.iter().rev().map(|(id, record)| (id, record));
         let unwritten = self.unwritten.iter().map(|(id, (record, _))| (id, record));
         for (id, record) in unsent.chain(unwritten) {
-            if !shadowed.insert(id.clone()) || self.tasks.contains_key(id) {
+            if !seen.insert(id) {
+                continue;
+            }
+            records.push(id.clone());
+            if self.tasks.contains_key(id) {
                 continue;
             }
             let live =
                 |t: &&Arc<Task>| t.status.is_finished() && wanted(t) && self.ventures.contains_key(&t.venture_id);
             if let Some(task) = record.as_ref().filter(live) {
-                tasks.push(self.task_view(task));
+                tasks.push(task.clone());
             }
         }
-        MemoryListing { tasks, shadowed }
+        let ventures = self.ventures.values().map(|entry| entry.venture.clone()).collect();
+        GatheredListing { tasks, records, ventures }
     }
 
     /// The list key of a task memory answers for; `InHistory` for one it does not.
@@ -592,10 +608,7 @@ impl SchedulerState {
             created_at: self.now,
             updated_at: self.now,
             completed_at: None,
-            reported_by: None,
-            reported_attempt: 0,
-            reported_cost: None,
-            reported_error: None,
+            last_report: None,
         };
         let task = self.put_task(task);
         if task.depends_on.is_some() {
@@ -713,7 +726,7 @@ impl SchedulerState {
                             .depends_on
                             .iter()
                             .flat_map(|ids| ids.iter())
-                            .filter(|id| self.tasks.contains_key(*id))
+                            .filter(|id| self.tasks.contains_key(id))
                             .cloned()
                             .collect();
                         task.blocked_by = (!waiting.is_empty()).then(|| waiting.into());
@@ -968,7 +981,7 @@ impl SchedulerState {
                     message: format!(
                         "attempt {} of task `{}` was already reported otherwise; a repeat must give the same outcome, \
                          actualCost, output and error",
-                        old.reported_attempt, old.id
+                        old.attempts, old.id
                     ),
                     field: None,
                 });
@@ -977,10 +990,12 @@ impl SchedulerState {
         }
         let mut task = Task::clone(&old);
         task.lease_expires_at = None;
-        task.reported_by = Some(report.agent_id.clone());
-        task.reported_attempt = task.attempts;
-        task.reported_cost = report.actual_cost;
-        task.reported_error = report.error.clone();
+        task.last_report = Some(Arc::new(AppliedReport {
+            agent_id: report.agent_id.clone(),
+            attempt: task.attempts,
+            actual_cost: report.actual_cost,
+            error: report.error.clone(),
+        }));
         task.updated_at = self.now;
         // Each report describes its own attempt: nothing of an earlier one carries over,
         // except the cost, which is the total charged over all attempts.
@@ -1343,9 +1358,9 @@ impl SchedulerState {
         if task.status == TaskStatus::Active && task.assigned_to.as_ref() == Some(agent_id) {
             return Ok(task.clone());
         }
-        if task.reported_by.as_ref() == Some(agent_id) {
+        if let Some(applied) = task.last_report.as_ref().filter(|applied| applied.agent_id == *agent_id) {
             // The agent's report was applied; it may repeat it until someone claims the task again.
-            let no_claim_since = task.reported_attempt == task.attempts && task.status != TaskStatus::Active;
+            let no_claim_since = applied.attempt == task.attempts && task.status != TaskStatus::Active;
             if allow_repeat && no_claim_since {
                 return Ok(task.clone());
             }
@@ -1518,7 +1533,7 @@ impl SchedulerState {
             self.count_finished(&task.venture_id, task.status, 1);
         } else {
             self.index(&task);
-            self.tasks.insert(task.id.clone(), task.clone());
+            self.tasks.insert(task.clone());
         }
         self.changes.push(Change::Task(task.clone()));
         self.refresh_candidate(&task.venture_id);
@@ -1691,7 +1706,9 @@ fn same_ids(given: &[Id], current: &[Id]) -> bool {
 /// Whether `report` repeats the report the task last took: the same outcome, cost, output
 /// and error (the caller has checked that it comes from the same agent for that attempt).
 fn is_the_applied_report(task: &Task, report: &CompleteRequest) -> bool {
-    task.reported_error == report.error && task.output == report.output && task.reported_cost == report.actual_cost
+    task.last_report.as_ref().is_some_and(|applied| {
+        applied.error == report.error && task.output == report.output && applied.actual_cost == report.actual_cost
+    })
 }
 
 /// The status changes an operator may make with `PATCH`; `active` is reached only by a claim.

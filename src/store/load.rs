@@ -8,8 +8,8 @@ use rusqlite::{Connection, Row};
 
 use super::StoreError;
 use crate::domain::{
-    Agent, AgentStatus, Attempt, AttemptOutcome, Id, Millis, Money, OnDependencyFailure, Priority, Task, TaskIds,
-    TaskStatus, Venture, VentureStatus,
+    Agent, AgentStatus, AppliedReport, Attempt, AttemptOutcome, Id, Millis, Money, OnDependencyFailure, Priority,
+    Task, TaskIds, TaskStatus, Venture, VentureStatus,
 };
 use crate::scheduler::Snapshot;
 
@@ -229,6 +229,16 @@ pub(super) fn decode_task<R: Columns + ?Sized>(row: &R) -> Result<Task, StoreErr
             Some(list.into_iter().map(Arc::from).collect())
         }
     };
+    // A report's fields mean something only with its agent.
+    let last_report = match c.opt_text(20, "reportedBy")? {
+        None => None,
+        Some(agent_id) => Some(Arc::new(AppliedReport {
+            agent_id,
+            attempt: c.int(21, "reportedAttempt")?,
+            actual_cost: c.opt_money(22, "reportedCost")?,
+            error: c.opt_text(29, "reportedError")?,
+        })),
+    };
     Ok(Task {
         id: c.id.as_str().into(),
         title: c.text(1, "title")?,
@@ -250,9 +260,6 @@ pub(super) fn decode_task<R: Columns + ?Sized>(row: &R) -> Result<Task, StoreErr
         created_at: c.time(17, "createdAt")?,
         updated_at: c.time(18, "updatedAt")?,
         completed_at: c.opt_time(19, "completedAt")?,
-        reported_by: c.opt_text(20, "reportedBy")?,
-        reported_attempt: c.int(21, "reportedAttempt")?,
-        reported_cost: c.opt_money(22, "reportedCost")?,
         on_dependency_failure: c.named(23, "onDependencyFailure", OnDependencyFailure::parse)?,
         cancel_requested: c.flag(24, "cancelRequested")?,
         depends_on: ids_list(&c, 25, "dependsOn")?,
@@ -261,7 +268,7 @@ pub(super) fn decode_task<R: Columns + ?Sized>(row: &R) -> Result<Task, StoreErr
         run_at: c.opt_time(26, "runAt")?,
         retry_delay_seconds: c.int(27, "retryDelaySeconds")?,
         idempotency_key: c.opt_text(28, "idempotencyKey")?,
-        reported_error: c.opt_text(29, "reportedError")?,
+        last_report,
     })
 }
 

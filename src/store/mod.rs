@@ -114,6 +114,27 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// The persister's connection: `open`, with SQLite's automatic checkpoint off, because a
+/// checkpoint run inside a commit delays every reply waiting for that commit. The
+/// persister's checkpointer runs them on a connection of its own (`open_checkpointer`).
+pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let conn = open(path)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_WAL_AUTOCHECKPOINT)
+        .map_err(StoreError::sqlite("setting wal_autocheckpoint"))?;
+    Ok(conn)
+}
+
+/// `wal_autocheckpoint` of the persister's connection: off.
+pub const WRITER_WAL_AUTOCHECKPOINT: i64 = 0;
+
+/// The connection that runs the persister's checkpoints beside its writes.
+pub fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
+    let conn = open(path)?;
+    // It copies pages from the WAL to the file and reads nothing else.
+    conn.pragma_update(None, "cache_size", READ_CACHE_SIZE_KIB).map_err(StoreError::sqlite("setting cache_size"))?;
+    Ok(conn)
+}
+
 /// Opens the database read-only, for the activity log's queries.
 pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -265,5 +286,10 @@ mod tests {
         let reader = open_read_only(&path).unwrap();
         let cache: i64 = reader.query_row("PRAGMA cache_size", [], |r| r.get(0)).unwrap();
         assert_eq!(cache, READ_CACHE_SIZE_KIB);
+        let writer = open_writer(&path).unwrap();
+        let auto: i64 = writer.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0)).unwrap();
+        assert_eq!(auto, WRITER_WAL_AUTOCHECKPOINT);
+        let default: i64 = conn.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0)).unwrap();
+        assert_eq!(default, 1000, "other connections keep SQLite's automatic checkpoint");
     }
 }

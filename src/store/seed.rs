@@ -77,10 +77,7 @@ pub(super) fn sample_changes(now: Millis) -> Vec<Change> {
         created_at: at(offset),
         updated_at: at(offset),
         completed_at: None,
-        reported_by: None,
-        reported_attempt: 0,
-        reported_cost: None,
-        reported_error: None,
+        last_report: None,
     };
     let note = |offset, id: &str, title: &str, description: &str| Activity {
         id: id.into(),

@@ -35,7 +35,7 @@ impl SchedulerState {
             .depends_on
             .iter()
             .flat_map(|ids| ids.iter())
-            .filter(|id| self.tasks.contains_key(*id))
+            .filter(|id| self.tasks.contains_key(id))
             .cloned()
             .collect();
         task.blocked_by = (!waiting.is_empty()).then(|| waiting.into());

@@ -250,7 +250,7 @@ impl SchedulerState {
                 .depends_on
                 .iter()
                 .flat_map(|ids| ids.iter())
-                .filter(|d| self.tasks.contains_key(*d))
+                .filter(|d| self.tasks.contains_key(d))
                 .cloned()
                 .collect();
             task.blocked_by = non_empty(waiting);
