@@ -399,9 +399,13 @@ async fn memory_does_not_grow_with_finished_tasks() {
     for lane in 0..LANES {
         venture(&server, &format!("lane-{lane}"), 0.0).await;
     }
+    // Measured at rest: in `async` durability the changes not yet written are in memory.
+    let written = async || server.ok("/readyz").await["pendingWrites"] == 0;
     finish_tasks(&server, 0, 10_000, LANES).await;
+    until("every change is written", written).await;
     let at_10k = rss_kib(server.pid());
     finish_tasks(&server, 10_000, 20_000, LANES).await;
+    until("every change is written", written).await;
     let at_30k = rss_kib(server.pid());
     eprintln!("resident memory: {at_10k} KiB at 10,000 finished tasks, {at_30k} KiB at 30,000");
     assert!(

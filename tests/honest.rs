@@ -354,7 +354,7 @@ async fn logs_written_to_a_file_carry_no_colour_codes() {
     let server = TestServer::start_with(&["--no-seed"]);
     // The server logs its start; its standard error is a file.
     server.ok("/healthz").await;
-    let log = std::fs::read_to_string(server.db.with_extension("log")).unwrap();
+    let log = std::fs::read_to_string(&server.log).unwrap();
     assert!(!log.is_empty(), "the server logged nothing");
     assert!(!log.contains('\u{1b}'), "colour codes in a log file:\n{log}");
 }

@@ -19,5 +19,11 @@ mod events;
 mod fleet;
 #[path = "graph.rs"]
 mod graph;
+#[path = "history.rs"]
+mod history;
+#[path = "honest.rs"]
+mod honest;
 #[path = "time.rs"]
 mod time;
+#[path = "worker.rs"]
+mod worker;

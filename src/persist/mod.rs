@@ -72,13 +72,7 @@ impl PersisterHandle {
             .name("persister".into())
             .spawn(move || writer.run())
             .expect("spawning the persister thread");
-        Ok(PersisterHandle {
-            sender: Some(sender),
-            progress,
-            pruned,
-            thread: Some(thread),
-            checkpointer,
-        })
+        Ok(PersisterHandle { sender: Some(sender), progress, pruned, thread: Some(thread), checkpointer })
     }
 }
 

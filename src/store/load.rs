@@ -8,8 +8,8 @@ use rusqlite::{Connection, Row};
 
 use super::StoreError;
 use crate::domain::{
-    Agent, AgentStatus, AppliedReport, Attempt, AttemptOutcome, Id, Millis, Money, OnDependencyFailure, Priority,
-    Task, TaskIds, TaskStatus, Venture, VentureStatus,
+    Agent, AgentStatus, AppliedReport, Attempt, AttemptOutcome, Id, Millis, Money, OnDependencyFailure, Priority, Task,
+    TaskIds, TaskStatus, Venture, VentureStatus,
 };
 use crate::scheduler::Snapshot;
 

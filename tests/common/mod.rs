@@ -26,6 +26,8 @@ pub struct TestServer {
     child: Child,
     pub base: String,
     pub db: PathBuf,
+    /// The server's standard error.
+    pub log: PathBuf,
     pub client: reqwest::Client,
     /// Keeps the directory alive as long as the server that uses it.
     _dir: Option<tempfile::TempDir>,
@@ -95,7 +97,7 @@ impl TestServer {
             // A node serves as a standby until it takes the leader's lease, within a second.
             wait_until_ready(&base, &log_path);
         }
-        TestServer { child, base, db: db.to_owned(), client, _dir: None }
+        TestServer { child, base, db: db.to_owned(), log: log_path, client, _dir: None }
     }
 
     pub fn pid(&self) -> u32 {
