@@ -301,3 +301,26 @@ async fn a_paused_leader_that_wakes_after_a_takeover_commits_nothing_and_exits()
     let (_, row) = new.get("/readyz").await;
     assert_eq!(row["status"], "ready");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_seed_and_reset_work_on_postgres_and_reset_refuses_while_a_node_leads() {
+    let Some(url) = common::postgres::new_database() else { return };
+    let (ok, text) = common::run_cli(&["migrate", "--db", &url]);
+    assert!(ok, "{text}");
+    let (ok, text) = common::run_cli(&["seed", "--db", &url]);
+    assert!(ok, "{text}");
+    assert_eq!(common::count_rows(&PathBuf::from(&url), "SELECT count(*) FROM Venture"), 2);
+
+    let server = TestServer::start_on(&PathBuf::from(&url), &node_args());
+    let (ok, text) = common::run_cli(&["reset", "--db", &url]);
+    assert!(!ok && text.contains("stop it first"), "{text}");
+    assert_eq!(server.ok("/api/ventures").await.as_array().unwrap().len(), 2, "nothing was dropped");
+    let (ok, text) = common::run_cli(&["backup", "--db", &url, "/nonexistent/copy.db"]);
+    assert!(!ok && text.contains("pg_dump"), "{text}");
+
+    // A graceful stop releases the lease at once, so a reset need not wait for it to lapse.
+    assert!(server.terminate().success());
+    let (ok, text) = common::run_cli(&["reset", "--db", &url]);
+    assert!(ok, "{text}");
+    assert_eq!(common::count_rows(&PathBuf::from(&url), "SELECT count(*) FROM Task"), 3, "the sample data again");
+}
