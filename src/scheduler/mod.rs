@@ -298,9 +298,13 @@ impl Scheduler {
         &self,
         filter: TaskFilter,
         after: Option<ListKey>,
+        order: ListOrder,
     ) -> Result<MemoryListing, SchedulerError> {
-        let mut listing = self.read(move |s| s.list_in_memory(&filter, after.as_ref())).await?;
+        let mut listing = self.read(move |s| s.list_in_memory(&filter, after.as_ref(), order)).await?;
         listing.tasks.sort_unstable_by(|a, b| (a.task.created_at, &a.task.id).cmp(&(b.task.created_at, &b.task.id)));
+        if order == ListOrder::Desc {
+            listing.tasks.reverse();
+        }
         Ok(listing)
     }
 

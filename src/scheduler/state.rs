@@ -94,6 +94,8 @@ struct VentureEntry {
     n_active: u32,
     /// The venture's finished tasks in the database, by status.
     finished: [u64; TaskStatus::COUNT],
+    /// The venture's unfinished tasks (in memory), by status.
+    unfinished: [u64; TaskStatus::COUNT],
     /// Failed attempts (error reports and expired leases) since start, for the metric.
     failures: u64,
 }
@@ -199,6 +201,7 @@ impl SchedulerState {
                 reserved: Money::ZERO,
                 n_active: 0,
                 finished: [0; TaskStatus::COUNT],
+                unfinished: [0; TaskStatus::COUNT],
                 failures: 0,
             };
             state.ventures.insert(entry.venture.id.clone(), entry);
@@ -458,8 +461,8 @@ impl SchedulerState {
     /// order, in no particular order (the caller sorts outside the actor): the unfinished
     /// ones, and finished ones not yet committed. Also the ids whose database rows are not
     /// to be trusted: these, and finished tasks changed or deleted but not yet committed.
-    pub fn list_in_memory(&self, filter: &TaskFilter, after: Option<&ListKey>) -> MemoryListing {
-        let wanted = |t: &Task| filter.matches(t) && after.is_none_or(|key| (t.created_at, &t.id) > (key.0, &key.1));
+    pub fn list_in_memory(&self, filter: &TaskFilter, after: Option<&ListKey>, order: ListOrder) -> MemoryListing {
+        let wanted = |t: &Task| filter.matches(t) && after.is_none_or(|key| order.follows((t.created_at, &t.id), key));
         let mut tasks: Vec<TaskView> = self.tasks.values().filter(|t| wanted(t)).map(|t| self.task_view(t)).collect();
         let mut shadowed: HashSet<Id> = tasks.iter().map(|v| v.task.id.clone()).collect();
         let unsent = self.unsent.iter().rev().map(|(id, record)| (id, record));
@@ -1278,7 +1281,8 @@ impl SchedulerState {
             true => self.queued.held_back(&entry.venture.id, entry.room()) as u64,
             false => 0,
         };
-        VentureView { venture: entry.venture.clone(), capital_reserved: entry.reserved, budget_held }
+        let task_counts = std::array::from_fn(|status| entry.finished[status] + entry.unfinished[status]);
+        VentureView { venture: entry.venture.clone(), capital_reserved: entry.reserved, budget_held, task_counts }
     }
 
     fn task_view(&self, task: &Arc<Task>) -> TaskView {
@@ -1537,6 +1541,7 @@ impl SchedulerState {
                     reserved: Money::ZERO,
                     n_active: 0,
                     finished: [0; TaskStatus::COUNT],
+                    unfinished: [0; TaskStatus::COUNT],
                     failures: 0,
                 };
                 self.ventures.insert(id.clone(), entry);
@@ -1563,6 +1568,9 @@ impl SchedulerState {
     /// Adds an unfinished task to the indexes its status puts it in.
     fn index(&mut self, task: &Task) {
         self.tasks_by_status[task.status as usize] += 1;
+        if let Some(entry) = self.ventures.get_mut(&task.venture_id) {
+            entry.unfinished[task.status as usize] += 1;
+        }
         self.index_time_and_key(task);
         match task.status {
             TaskStatus::Queue => {
@@ -1587,6 +1595,10 @@ impl SchedulerState {
 
     fn unindex(&mut self, task: &Task) {
         self.tasks_by_status[task.status as usize] -= 1;
+        if let Some(entry) = self.ventures.get_mut(&task.venture_id) {
+            let slot = &mut entry.unfinished[task.status as usize];
+            *slot = slot.saturating_sub(1);
+        }
         self.unindex_time_and_key(task);
         match task.status {
             TaskStatus::Queue => {
