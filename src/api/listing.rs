@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use super::error::ApiError;
 use super::wire::TaskJson;
 use super::AppState;
-use crate::domain::Id;
+use crate::domain::{Id, TaskStatus};
 use crate::scheduler::{ListOrder, MemoryListing, TaskFilter, TaskView};
 
 /// What a listing asks for besides its filter.
@@ -48,8 +48,14 @@ pub async fn stream_tasks(app: &AppState, filter: TaskFilter, page: Page) -> Res
         app.scheduler.list_in_memory(filter.clone(), after.clone(), page.order).await?;
     let reads_history = filter.admits_finished();
     let mut ventures = HashMap::new();
+    // How many finished rows the status and venture filters keep at most, from the counts.
+    let mut at_most = 0u64;
     if reads_history {
         for view in app.scheduler.list_ventures().await? {
+            if filter.venture_id.as_ref().is_none_or(|id| *id == view.venture.id) {
+                let finished = TaskStatus::ALL.iter().filter(|s| s.is_finished() && filter.admits(**s));
+                at_most += finished.map(|s| view.task_counts[*s as usize]).sum::<u64>();
+            }
             ventures.insert(view.venture.id.clone(), view.venture);
         }
     }
@@ -59,7 +65,7 @@ pub async fn stream_tasks(app: &AppState, filter: TaskFilter, page: Page) -> Res
         let mut out = ArrayWriter::new(sender, page.offset, page.limit, page.fields);
         let mut memory = in_memory.into_iter().peekable();
         if reads_history {
-            let result = reader.for_each_finished(&filter, after.as_ref(), page.order, |task| {
+            let result = reader.for_each_finished_of(&filter, after.as_ref(), page.order, at_most, |task| {
                 // Memory answers for these: tasks it holds (one that finished after it answered
                 // is shown as it was then), and finished ones whose change is not written yet.
                 if shadowed.contains(&task.id) {

@@ -85,8 +85,23 @@ impl TaskReader {
         order: ListOrder,
         each: impl FnMut(Task) -> bool,
     ) -> Result<(), StoreError> {
+        self.for_each_finished_of(filter, after, order, u64::MAX, each)
+    }
+
+    /// `for_each_finished`, told how many finished rows the status and venture filters keep
+    /// at most (the scheduler's counts): when they are few, SQLite reads them through the
+    /// status index and sorts them, rather than walk the whole history in list order past
+    /// rows of other statuses (an empty `failed` column would cost a scan of every task).
+    pub fn for_each_finished_of(
+        &self,
+        filter: &TaskFilter,
+        after: Option<&ListKey>,
+        order: ListOrder,
+        at_most: u64,
+        each: impl FnMut(Task) -> bool,
+    ) -> Result<(), StoreError> {
         match &self.readers {
-            Readers::Sqlite(pool) => sqlite_finished(pool, filter, after, order, each),
+            Readers::Sqlite(pool) => sqlite_finished(pool, filter, after, order, at_most <= FEW_ROWS, each),
             // A connection of its own: a slow reader never holds one the short queries need.
             Readers::Postgres(pool) => {
                 let mut client = pool.open_own()?;
@@ -96,11 +111,15 @@ impl TaskReader {
     }
 }
 
+/// Rows a listing may sort in memory rather than read in list order from an index.
+const FEW_ROWS: u64 = 2_000;
+
 fn sqlite_finished(
     pool: &super::ReadPool,
     filter: &TaskFilter,
     after: Option<&ListKey>,
     order: ListOrder,
+    few: bool,
     mut each: impl FnMut(Task) -> bool,
 ) -> Result<(), StoreError> {
     let finished: Vec<&str> =
@@ -114,7 +133,11 @@ fn sqlite_finished(
     // The WHERE clause is built from constant
     // fragments; every value is bound.
     let marks = vec!["?"; finished.len()].join(", ");
-    let mut sql = format!("SELECT {TASK_COLUMNS} FROM Task WHERE +status IN ({marks})");
+    let mut sql = match few {
+        // At most `FEW_ROWS` match: found through the status index, then sorted.
+        true => format!("SELECT {TASK_COLUMNS} FROM Task INDEXED BY Task_status_venture_idx WHERE status IN ({marks})"),
+        false => format!("SELECT {TASK_COLUMNS} FROM Task WHERE +status IN ({marks})"),
+    };
     let mut values: Vec<Value> = finished.iter().map(|s| Value::Text((*s).to_owned())).collect();
     let conditions = [
         ("ventureId = ?", filter.venture_id.as_deref()),
