@@ -450,3 +450,129 @@ async fn metrics_for_alerts_exist_from_the_start_and_follow_the_fleet() {
     }
     assert_eq!(seen, (Some(1.0), Some(1.0)), "one failure; the $5 scraper does not fit the $1 left");
 }
+
+/// Six tasks over two ventures, created in id order: `t0`, `t3` and `t1` completed, `t2`
+/// failed, `t4` queued, `t5` active; then `t6` queued.
+async fn two_ventures_with_history(server: &TestServer) {
+    for v in ["va", "vb"] {
+        let (s, body) = server.post("/api/ventures", json!({"id": v, "name": v})).await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
+    for i in 0..7 {
+        let (id, venture) = (format!("t{i}"), if i % 2 == 0 { "va" } else { "vb" });
+        let (s, body) =
+            server.post("/api/tasks", json!({"id": id, "title": id, "ventureId": venture, "maxAttempts": 1})).await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        if i > 5 {
+            continue;
+        }
+        let (s, claimed) = server.post("/api/tasks/claim", json!({"agentId": "a1", "ventureId": venture})).await;
+        assert_eq!((s, claimed["id"].as_str()), (StatusCode::OK, Some(id.as_str())), "{claimed}");
+        let outcome = match i {
+            2 => json!({"taskId": id, "agentId": "a1", "error": "it broke"}),
+            4 => {
+                let (s, body) = server.patch(&format!("/api/tasks/{id}"), json!({"status": "queue"})).await;
+                assert_eq!(s, StatusCode::OK, "{body}");
+                continue;
+            }
+            5 => continue,
+            _ => json!({"taskId": id, "agentId": "a1", "output": "done"}),
+        };
+        let (s, body) = server.post("/api/tasks/complete", outcome).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn task_lists_run_newest_first_with_order_desc() {
+    let server = TestServer::start_with(&["--no-seed"]);
+    two_ventures_with_history(&server).await;
+    let asc = names(&server.ok("/api/tasks").await, "id");
+    assert_eq!(asc, ["t0", "t1", "t2", "t3", "t4", "t5", "t6"]);
+    assert_eq!(names(&server.ok("/api/tasks?order=asc").await, "id"), asc);
+    let desc = names(&server.ok("/api/tasks?order=desc").await, "id");
+    assert_eq!(desc, asc.iter().rev().cloned().collect::<Vec<_>>());
+
+    // Pages of two with the cursor walk the whole list once, newest first.
+    let mut walked = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(after) => format!("/api/tasks?order=desc&limit=2&after={after}"),
+            None => "/api/tasks?order=desc&limit=2".to_owned(),
+        };
+        let page = names(&server.ok(&path).await, "id");
+        if page.is_empty() {
+            break;
+        }
+        cursor = page.last().cloned();
+        walked.extend(page);
+    }
+    assert_eq!(walked, desc);
+
+    // Filters, cursors on finished and unfinished tasks, offset, fields.
+    let cases = [
+        ("status=completed", vec!["t3", "t1", "t0"]),
+        ("status=completed&limit=2", vec!["t3", "t1"]),
+        ("status=completed&after=t3", vec!["t1", "t0"]),
+        ("status=completed&after=t4", vec!["t3", "t1", "t0"]),
+        ("status=queue&after=t6", vec!["t4"]),
+        ("ventureId=va", vec!["t6", "t4", "t2", "t0"]),
+        ("ventureId=vb&status=completed", vec!["t3", "t1"]),
+        ("assignedTo=a1", vec!["t5", "t3", "t2", "t1", "t0"]),
+        ("status=failed", vec!["t2"]),
+        ("offset=1&limit=2", vec!["t5", "t4"]),
+        ("after=t0", vec![]),
+        ("ventureId=nope", vec![]),
+    ];
+    for (query, expected) in cases {
+        assert_eq!(names(&server.ok(&format!("/api/tasks?order=desc&{query}")).await, "id"), expected, "{query}");
+    }
+    let light = server.ok("/api/tasks?order=desc&status=completed&limit=1&fields=id,status").await;
+    assert_eq!(light, json!([{"id": "t3", "status": "completed"}]));
+
+    for bad in ["order=up", "order=DESC", "order=desc&order=1"] {
+        let (s, body) = server.get(&format!("/api/tasks?{bad}")).await;
+        assert_eq!(
+            (s, body["code"].as_str(), body["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("validation_error"), Some("order")),
+            "{bad}: {body}"
+        );
+    }
+    let (s, body) = server.get("/api/tasks?order=desc&after=no-such-task").await;
+    assert_eq!((s, body["field"].as_str()), (StatusCode::NOT_FOUND, Some("after")), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ventures_count_their_tasks_by_status_history_included() {
+    let server = TestServer::start_with(&["--no-seed"]);
+    two_ventures_with_history(&server).await;
+    let counts = |venture: &Value| venture["taskCounts"].clone();
+    let va = json!({"queue": 2, "blocked": 0, "active": 0, "completed": 1, "failed": 1, "cancelled": 0});
+    let vb = json!({"queue": 0, "blocked": 0, "active": 1, "completed": 2, "failed": 0, "cancelled": 0});
+    assert_eq!(counts(&server.ok("/api/ventures/va").await), va);
+    assert_eq!(counts(&server.ok("/api/ventures/vb").await), vb);
+    let listed = server.ok("/api/ventures").await;
+    assert_eq!(listed.as_array().unwrap().iter().map(counts).collect::<Vec<_>>(), [va, vb]);
+
+    // A completion, a cancel and a requeue of a finished task move the counts.
+    let done = json!({"taskId": "t5", "agentId": "a1", "output": "done"});
+    assert_eq!(server.post("/api/tasks/complete", done).await.0, StatusCode::OK);
+    assert_eq!(server.patch("/api/tasks/t6", json!({"status": "cancelled"})).await.0, StatusCode::OK);
+    assert_eq!(server.patch("/api/tasks/t2", json!({"status": "queue"})).await.0, StatusCode::OK);
+    let va = json!({"queue": 2, "blocked": 0, "active": 0, "completed": 1, "failed": 0, "cancelled": 1});
+    let vb = json!({"queue": 0, "blocked": 0, "active": 0, "completed": 3, "failed": 0, "cancelled": 0});
+    assert_eq!(counts(&server.ok("/api/ventures/va").await), va);
+    assert_eq!(counts(&server.ok("/api/ventures/vb").await), vb);
+    // The sum over ventures is the metric, status by status (published every so often).
+    let expected = [("queue", 2.0), ("active", 0.0), ("completed", 4.0), ("failed", 0.0), ("cancelled", 1.0)];
+    common::until("the task gauges agree with the counts", async || {
+        for (status, n) in expected {
+            if server.metric(&format!("mission_control_tasks{{status=\"{status}\"}}")).await != Some(n) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+}

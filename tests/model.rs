@@ -58,9 +58,9 @@ use mission_control::domain::{
     AgentStatus, Id, Millis, Money, OnDependencyFailure, Priority, TaskIds, TaskStatus, VentureStatus,
 };
 use mission_control::scheduler::{
-    CancelRequest, ClaimRequest, CompleteRequest, CompletionOutcome, HeartbeatRequest, HistoryRecord, NewTask,
-    NewVenture, Pruned, SchedulerConfig, SchedulerError, SchedulerState, Snapshot, TaskFilter, TaskHistory, TaskPatch,
-    TaskView, VenturePatch,
+    CancelRequest, ClaimRequest, CompleteRequest, CompletionOutcome, HeartbeatRequest, HistoryRecord, ListOrder,
+    NewTask, NewVenture, Pruned, SchedulerConfig, SchedulerError, SchedulerState, Snapshot, TaskFilter, TaskHistory,
+    TaskPatch, TaskView, VenturePatch,
 };
 use mission_control::store::{self, write_changes, TaskReader};
 use proptest::prelude::*;
@@ -1635,10 +1635,10 @@ impl Real {
 
     /// Every task: the unfinished ones from memory, the finished ones from the database.
     fn list_all(&self) -> Vec<TaskView> {
-        let listing = self.state.list_in_memory(&TaskFilter::default(), None);
+        let listing = self.state.list_in_memory(&TaskFilter::default(), None, ListOrder::Asc);
         let mut all = listing.tasks;
         self.reader
-            .for_each_finished(&TaskFilter::default(), None, |task| {
+            .for_each_finished(&TaskFilter::default(), None, ListOrder::Asc, |task| {
                 if listing.shadowed.contains(&task.id) {
                     return true;
                 }

@@ -1,6 +1,6 @@
 //! `GET /api/tasks`: the unfinished tasks the scheduler holds, merged in list order
-//! (`createdAt`, then id) with the finished ones the database holds, and streamed as one
-//! JSON array. The server holds the unfinished tasks (what it schedules anyway) and one
+//! (`createdAt`, then id; or its reverse, `?order=desc`) with the finished ones the database
+//! holds, and streamed as one JSON array. The server holds the unfinished tasks (what it schedules anyway) and one
 //! chunk of the answer, never the whole history.
 
 use std::collections::HashMap;
@@ -16,14 +16,16 @@ use tokio::sync::mpsc;
 use super::error::ApiError;
 use super::wire::TaskJson;
 use super::AppState;
-use crate::domain::Id;
-use crate::scheduler::{MemoryListing, TaskFilter, TaskView};
+use crate::domain::{Id, TaskStatus};
+use crate::scheduler::{ListOrder, MemoryListing, TaskFilter, TaskView};
 
 /// What a listing asks for besides its filter.
 #[derive(Debug, Clone, Default)]
 pub struct Page {
     /// Only tasks after this one in list order (`?after=`).
     pub after: Option<Id>,
+    /// Oldest first (list order) or newest first (`?order=`).
+    pub order: ListOrder,
     /// Only these fields of each task (`?fields=`); all when `None`.
     pub fields: Option<Arc<[String]>>,
     pub offset: u64,
@@ -44,11 +46,17 @@ pub async fn stream_tasks(app: &AppState, filter: TaskFilter, page: Page) -> Res
         })?),
     };
     let MemoryListing { tasks: in_memory, shadowed } =
-        app.scheduler.list_in_memory(filter.clone(), after.clone()).await?;
+        app.scheduler.list_in_memory(filter.clone(), after.clone(), page.order).await?;
     let reads_history = filter.admits_finished();
     let mut ventures = HashMap::new();
+    // How many finished rows the status and venture filters keep at most, from the counts.
+    let mut at_most = 0u64;
     if reads_history {
         for view in app.scheduler.list_ventures().await? {
+            if filter.venture_id.as_ref().is_none_or(|id| *id == view.venture.id) {
+                let finished = TaskStatus::ALL.iter().filter(|s| s.is_finished() && filter.admits(**s));
+                at_most += finished.map(|s| view.task_counts[*s as usize]).sum::<u64>();
+            }
             ventures.insert(view.venture.id.clone(), view.venture);
         }
     }
@@ -58,7 +66,7 @@ pub async fn stream_tasks(app: &AppState, filter: TaskFilter, page: Page) -> Res
         let mut out = ArrayWriter::new(sender, page.offset, page.limit, page.fields);
         let mut memory = in_memory.into_iter().peekable();
         if reads_history {
-            let result = reader.for_each_finished(&filter, after.as_ref(), |task| {
+            let result = reader.for_each_finished_of(&filter, after.as_ref(), page.order, at_most, |task| {
                 // Memory answers for these: tasks it holds (one that finished after it answered
                 // is shown as it was then), and finished ones whose change is not written yet.
                 if shadowed.contains(&task.id) {
@@ -66,7 +74,10 @@ pub async fn stream_tasks(app: &AppState, filter: TaskFilter, page: Page) -> Res
                 }
                 // The venture was deleted; its tasks' rows are on their way out.
                 let Some(venture) = ventures.get(&task.venture_id).cloned() else { return true };
-                while memory.peek().is_some_and(|m| (m.task.created_at, &m.task.id) < (task.created_at, &task.id)) {
+                while memory
+                    .peek()
+                    .is_some_and(|m| page.order.precedes((m.task.created_at, &m.task.id), (task.created_at, &task.id)))
+                {
                     if !out.push(&memory.next().expect("peeked")) {
                         return false;
                     }

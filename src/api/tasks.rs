@@ -19,7 +19,7 @@ use super::wire::{AttemptJson, TaskJson};
 use super::{created, ok, AppState};
 use crate::domain::{OnDependencyFailure, Priority, TaskStatus};
 use crate::scheduler::{
-    CancelRequest, ClaimRequest, CompleteRequest, HeartbeatRequest, NewTask, TaskFilter, TaskPatch,
+    CancelRequest, ClaimRequest, CompleteRequest, HeartbeatRequest, ListOrder, NewTask, TaskFilter, TaskPatch,
 };
 
 /// Why `/api/tasks/{id}` can answer 405.
@@ -41,10 +41,14 @@ pub struct TaskListQuery {
     assigned_to: Option<QueryId>,
     /// Only tasks with this priority.
     priority: Option<Priority>,
-    /// Only tasks after this one in list order: a cursor, the last id of the previous page.
-    /// An id that names no task is a 404.
+    /// Only tasks after this one in the listing's order: a cursor, the last id of the
+    /// previous page (with `order=desc`, the tasks older than it). An id that names no task
+    /// is a 404.
     #[param(inline)]
     after: Option<QueryId>,
+    /// `asc` (default): oldest first. `desc`: newest first, so `?order=desc&limit=100` is
+    /// the 100 newest matches, read from the end of the index whatever the history holds.
+    order: Option<ListOrder>,
     /// Only these fields of each task, comma-separated (`id,title,status`): a light listing
     /// for boards that do not need every `output`. An unknown name is a 400.
     #[param(inline)]
@@ -59,9 +63,9 @@ pub struct TaskListQuery {
 
 impl Accepts for TaskListQuery {}
 
-/// Tasks, oldest first, filtered.
+/// Tasks, oldest first (newest first with `?order=desc`), filtered.
 ///
-/// `?status=`, `?ventureId=`, `?assignedTo=`, `?priority=`, `?after=`, `?limit=`, `?offset=`.
+/// `?status=`, `?ventureId=`, `?assignedTo=`, `?priority=`, `?after=`, `?order=`, `?limit=`, `?offset=`.
 /// Streamed: unfinished tasks come from memory, finished ones from the database.
 #[utoipa::path(
     get,
@@ -69,7 +73,7 @@ impl Accepts for TaskListQuery {}
     operation_id = "listTasks",
     tag = "tasks",
     params(TaskListQuery),
-    responses((status = 200, description = "The matching tasks, oldest first.", body = Vec<super::wire::ListedTask>), BadRequest, NotFound)
+    responses((status = 200, description = "The matching tasks, oldest first (newest first with `order=desc`).", body = Vec<super::wire::ListedTask>), BadRequest, NotFound)
 )]
 pub async fn list(State(app): State<AppState>, AppQuery(query): AppQuery<TaskListQuery>) -> Result<Response, ApiError> {
     let filter = TaskFilter {
@@ -80,6 +84,7 @@ pub async fn list(State(app): State<AppState>, AppQuery(query): AppQuery<TaskLis
     };
     let page = Page {
         after: query.after.map(Into::into),
+        order: query.order.unwrap_or_default(),
         fields: query.fields.map(|fields| fields.0),
         offset: query.offset.map_or(0, |offset| offset.0),
         limit: query.limit.map_or(u64::MAX, |limit| limit.0),

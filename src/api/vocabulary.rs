@@ -10,6 +10,7 @@ use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::domain::{AgentStatus, AttemptOutcome, OnDependencyFailure, Priority, TaskStatus, VentureStatus};
+use crate::scheduler::ListOrder;
 
 macro_rules! vocabulary {
     ($($ty:ident: $description:literal;)+) => {$(
@@ -40,6 +41,7 @@ vocabulary! {
     Priority: "A task's or venture's priority.";
     VentureStatus: "A venture's status. Only `active` ventures dispense tasks.";
     AgentStatus: "An agent's status.";
+    ListOrder: "Which way a task listing runs: `asc` (the default) oldest first, in list order (`createdAt`, then id); `desc` newest first, the same order reversed.";
     AttemptOutcome: "How an attempt ended: `active` while it runs; `failed` is an error report, `expired` a lease that ran out, `released` a claim taken back (never delivered, or taken from its holder by a PATCH or an agent DELETE), `cancelled` a report after the task's cancel was asked for.";
 }
 

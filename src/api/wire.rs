@@ -4,7 +4,7 @@
 use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
 
-use crate::domain::{Activity, Agent, Attempt, Id, Millis, Money, Task, Venture};
+use crate::domain::{Activity, Agent, Attempt, Id, Millis, Money, Task, TaskStatus, Venture};
 use crate::scheduler::{TaskView, VentureView};
 use crate::store::tags_json;
 
@@ -63,6 +63,12 @@ pub struct VentureJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = u64, required = true, minimum = 0)]
     budget_held: Option<u64>,
+    /// The venture's tasks by status, exact, finished ones the database holds included (the
+    /// sum over ventures is `mission_control_tasks`). Left out of live events, like
+    /// `capitalReserved`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = TaskCountsJson, required = true)]
+    task_counts: Option<TaskCountsJson>,
     #[schema(required = true)]
     description: Option<&'a str>,
     #[schema(format = DateTime)]
@@ -76,6 +82,7 @@ impl<'a> From<&'a VentureView> for VentureJson<'a> {
         VentureJson {
             capital_reserved: Some(view.capital_reserved),
             budget_held: Some(view.budget_held),
+            task_counts: Some(TaskCountsJson::from(&view.task_counts)),
             ..VentureJson::from(&*view.venture)
         }
     }
@@ -93,9 +100,42 @@ impl<'a> From<&'a Venture> for VentureJson<'a> {
             capital_budget: v.capital_budget,
             capital_reserved: None,
             budget_held: None,
+            task_counts: None,
             description: v.description.as_deref(),
             created_at: time(v.created_at),
             updated_at: time(v.updated_at),
+        }
+    }
+}
+
+/// How many tasks have each status.
+#[derive(Serialize, ToSchema)]
+#[schema(as = TaskCounts)]
+pub struct TaskCountsJson {
+    #[schema(minimum = 0)]
+    queue: u64,
+    #[schema(minimum = 0)]
+    blocked: u64,
+    #[schema(minimum = 0)]
+    active: u64,
+    #[schema(minimum = 0)]
+    completed: u64,
+    #[schema(minimum = 0)]
+    failed: u64,
+    #[schema(minimum = 0)]
+    cancelled: u64,
+}
+
+impl From<&[u64; TaskStatus::COUNT]> for TaskCountsJson {
+    fn from(counts: &[u64; TaskStatus::COUNT]) -> Self {
+        let n = |status: TaskStatus| counts[status as usize];
+        TaskCountsJson {
+            queue: n(TaskStatus::Queue),
+            blocked: n(TaskStatus::Blocked),
+            active: n(TaskStatus::Active),
+            completed: n(TaskStatus::Completed),
+            failed: n(TaskStatus::Failed),
+            cancelled: n(TaskStatus::Cancelled),
         }
     }
 }

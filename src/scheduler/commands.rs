@@ -172,6 +172,8 @@ pub struct VentureView {
     pub capital_reserved: Money,
     /// How many of its queued tasks the budget holds back right now.
     pub budget_held: u64,
+    /// Its tasks by status (indexed by `TaskStatus as usize`), finished ones in the database included.
+    pub task_counts: [u64; crate::domain::TaskStatus::COUNT],
 }
 
 #[derive(Debug, Clone)]
@@ -284,6 +286,48 @@ impl GatheredListing {
             })
             .collect();
         MemoryListing { tasks, shadowed }
+    }
+}
+
+/// Which way a listing runs: oldest first (`asc`, list order) or newest first (`desc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListOrder {
+    #[default]
+    Asc,
+    Desc,
+}
+
+impl ListOrder {
+    /// Every value, as the API names them.
+    pub const ALL: &'static [ListOrder] = &[ListOrder::Asc, ListOrder::Desc];
+
+    /// The name the API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListOrder::Asc => "asc",
+            ListOrder::Desc => "desc",
+        }
+    }
+
+    /// Parses the name the API uses.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|order| order.as_str() == name)
+    }
+
+    /// Whether the task at `key` comes after `cursor` in this order.
+    pub fn follows(self, key: (crate::domain::Millis, &Id), cursor: &ListKey) -> bool {
+        match self {
+            ListOrder::Asc => key > (cursor.0, &cursor.1),
+            ListOrder::Desc => key < (cursor.0, &cursor.1),
+        }
+    }
+
+    /// Whether `a` comes before `b` in this order.
+    pub fn precedes(self, a: (crate::domain::Millis, &Id), b: (crate::domain::Millis, &Id)) -> bool {
+        match self {
+            ListOrder::Asc => a < b,
+            ListOrder::Desc => a > b,
+        }
     }
 }
 

@@ -298,10 +298,14 @@ impl Scheduler {
         &self,
         filter: TaskFilter,
         after: Option<ListKey>,
+        order: ListOrder,
     ) -> Result<MemoryListing, SchedulerError> {
-        let gathered = self.read(move |s| s.gather_listing(&filter, after.as_ref())).await?;
+        let gathered = self.read(move |s| s.gather_listing(&filter, after.as_ref(), order)).await?;
         let mut listing = gathered.into_listing();
         listing.tasks.sort_unstable_by(|a, b| (a.task.created_at, &a.task.id).cmp(&(b.task.created_at, &b.task.id)));
+        if order == ListOrder::Desc {
+            listing.tasks.reverse();
+        }
         Ok(listing)
     }
 

@@ -96,6 +96,8 @@ struct VentureEntry {
     n_active: u32,
     /// The venture's finished tasks in the database, by status.
     finished: [u64; TaskStatus::COUNT],
+    /// The venture's unfinished tasks (in memory), by status.
+    unfinished: [u64; TaskStatus::COUNT],
     /// Failed attempts (error reports and expired leases) since start, for the metric.
     failures: u64,
 }
@@ -201,6 +203,7 @@ impl SchedulerState {
                 reserved: Money::ZERO,
                 n_active: 0,
                 finished: [0; TaskStatus::COUNT],
+                unfinished: [0; TaskStatus::COUNT],
                 failures: 0,
             };
             state.ventures.insert(entry.venture.id.clone(), entry);
@@ -460,16 +463,16 @@ impl SchedulerState {
     /// order, in no particular order (the caller sorts outside the actor): the unfinished
     /// ones, and finished ones not yet committed. Also the ids whose database rows are not
     /// to be trusted: these, and finished tasks changed or deleted but not yet committed.
-    pub fn list_in_memory(&self, filter: &TaskFilter, after: Option<&ListKey>) -> MemoryListing {
-        self.gather_listing(filter, after).into_listing()
+    pub fn list_in_memory(&self, filter: &TaskFilter, after: Option<&ListKey>, order: ListOrder) -> MemoryListing {
+        self.gather_listing(filter, after, order).into_listing()
     }
 
     /// What `list_in_memory` answers, gathered with as little work as the actor can do:
     /// the matching tasks' handles and the records that shadow database rows. Views, the
     /// set of shadowed ids and the order are built from these outside the actor, so that a
     /// listing of many tasks holds up claims for as short a time as possible.
-    pub fn gather_listing(&self, filter: &TaskFilter, after: Option<&ListKey>) -> GatheredListing {
-        let wanted = |t: &Task| filter.matches(t) && after.is_none_or(|key| (t.created_at, &t.id) > (key.0, &key.1));
+    pub fn gather_listing(&self, filter: &TaskFilter, after: Option<&ListKey>, order: ListOrder) -> GatheredListing {
+        let wanted = |t: &Task| filter.matches(t) && after.is_none_or(|key| order.follows((t.created_at, &t.id), key));
         let mut tasks: Vec<Arc<Task>> = self.tasks.values().filter(|t| wanted(t)).cloned().collect();
         let mut records: Vec<Id> = Vec::with_capacity(self.unsent.len() + self.unwritten.len());
         let mut seen: HashSet<&Id> = HashSet::with_capacity(records.capacity());
@@ -1293,7 +1296,8 @@ impl SchedulerState {
             true => self.queued.held_back(&entry.venture.id, entry.room()) as u64,
             false => 0,
         };
-        VentureView { venture: entry.venture.clone(), capital_reserved: entry.reserved, budget_held }
+        let task_counts = std::array::from_fn(|status| entry.finished[status] + entry.unfinished[status]);
+        VentureView { venture: entry.venture.clone(), capital_reserved: entry.reserved, budget_held, task_counts }
     }
 
     fn task_view(&self, task: &Arc<Task>) -> TaskView {
@@ -1552,6 +1556,7 @@ impl SchedulerState {
                     reserved: Money::ZERO,
                     n_active: 0,
                     finished: [0; TaskStatus::COUNT],
+                    unfinished: [0; TaskStatus::COUNT],
                     failures: 0,
                 };
                 self.ventures.insert(id.clone(), entry);
@@ -1578,6 +1583,9 @@ impl SchedulerState {
     /// Adds an unfinished task to the indexes its status puts it in.
     fn index(&mut self, task: &Task) {
         self.tasks_by_status[task.status as usize] += 1;
+        if let Some(entry) = self.ventures.get_mut(&task.venture_id) {
+            entry.unfinished[task.status as usize] += 1;
+        }
         self.index_time_and_key(task);
         match task.status {
             TaskStatus::Queue => {
@@ -1602,6 +1610,10 @@ impl SchedulerState {
 
     fn unindex(&mut self, task: &Task) {
         self.tasks_by_status[task.status as usize] -= 1;
+        if let Some(entry) = self.ventures.get_mut(&task.venture_id) {
+            let slot = &mut entry.unfinished[task.status as usize];
+            *slot = slot.saturating_sub(1);
+        }
         self.unindex_time_and_key(task);
         match task.status {
             TaskStatus::Queue => {

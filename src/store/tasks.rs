@@ -7,7 +7,7 @@ use super::load::{decode_attempt, decode_task, ATTEMPT_COLUMNS, TASK_COLUMNS};
 use super::pool::{with_client, Readers};
 use super::{postgres, Location, StoreError};
 use crate::domain::{Attempt, Id, Task, TaskStatus};
-use crate::scheduler::{ListKey, TaskFilter, TaskHistory};
+use crate::scheduler::{ListKey, ListOrder, TaskFilter, TaskHistory};
 
 /// The task table's reads; they run on blocking threads.
 #[derive(Clone)]
@@ -76,28 +76,50 @@ impl TaskReader {
     }
 
     /// Hands the finished tasks matching `filter` that follow `after` to `each`, in list
-    /// order, one row at a time, until `each` returns `false`.
+    /// order (or its reverse, `ListOrder::Desc`), one row at a time, until `each` returns
+    /// `false`.
     pub fn for_each_finished(
         &self,
         filter: &TaskFilter,
         after: Option<&ListKey>,
+        order: ListOrder,
+        each: impl FnMut(Task) -> bool,
+    ) -> Result<(), StoreError> {
+        self.for_each_finished_of(filter, after, order, u64::MAX, each)
+    }
+
+    /// `for_each_finished`, told how many finished rows the status and venture filters keep
+    /// at most (the scheduler's counts): when they are few, SQLite reads them through the
+    /// status index and sorts them, rather than walk the whole history in list order past
+    /// rows of other statuses (an empty `failed` column would cost a scan of every task).
+    pub fn for_each_finished_of(
+        &self,
+        filter: &TaskFilter,
+        after: Option<&ListKey>,
+        order: ListOrder,
+        at_most: u64,
         each: impl FnMut(Task) -> bool,
     ) -> Result<(), StoreError> {
         match &self.readers {
-            Readers::Sqlite(pool) => sqlite_finished(pool, filter, after, each),
+            Readers::Sqlite(pool) => sqlite_finished(pool, filter, after, order, at_most <= FEW_ROWS, each),
             // A connection of its own: a slow reader never holds one the short queries need.
             Readers::Postgres(pool) => {
                 let mut client = pool.open_own()?;
-                postgres::finished_tasks(&mut client, filter, after, each)
+                postgres::finished_tasks(&mut client, filter, after, order, each)
             }
         }
     }
 }
 
+/// Rows a listing may sort in memory rather than read in list order from an index.
+const FEW_ROWS: u64 = 2_000;
+
 fn sqlite_finished(
     pool: &super::ReadPool,
     filter: &TaskFilter,
     after: Option<&ListKey>,
+    order: ListOrder,
+    few: bool,
     mut each: impl FnMut(Task) -> bool,
 ) -> Result<(), StoreError> {
     let finished: Vec<&str> =
@@ -107,10 +129,15 @@ fn sqlite_finished(
     }
     // `+status` keeps the planner off the status index, whose order is not list order:
     // the rows must come from an index in `createdAt, id` order, or SQLite would sort
-    // (and hold) the whole answer first. The WHERE clause is built from constant
+    // (and hold) the whole answer first; newest first reads the same index backwards.
+    // The WHERE clause is built from constant
     // fragments; every value is bound.
     let marks = vec!["?"; finished.len()].join(", ");
-    let mut sql = format!("SELECT {TASK_COLUMNS} FROM Task WHERE +status IN ({marks})");
+    let mut sql = match few {
+        // At most `FEW_ROWS` match: found through the status index, then sorted.
+        true => format!("SELECT {TASK_COLUMNS} FROM Task INDEXED BY Task_status_venture_idx WHERE status IN ({marks})"),
+        false => format!("SELECT {TASK_COLUMNS} FROM Task WHERE +status IN ({marks})"),
+    };
     let mut values: Vec<Value> = finished.iter().map(|s| Value::Text((*s).to_owned())).collect();
     let conditions = [
         ("ventureId = ?", filter.venture_id.as_deref()),
@@ -124,12 +151,16 @@ fn sqlite_finished(
             values.push(Value::Text(value.to_owned()));
         }
     }
+    let (beyond, direction) = match order {
+        ListOrder::Asc => (">", "ASC"),
+        ListOrder::Desc => ("<", "DESC"),
+    };
     if let Some((created_at, id)) = after {
-        sql.push_str(" AND (createdAt, id) > (?, ?)");
+        sql.push_str(&format!(" AND (createdAt, id) {beyond} (?, ?)"));
         values.push(Value::Text(created_at.to_string()));
         values.push(Value::Text(id.to_string()));
     }
-    sql.push_str(" ORDER BY createdAt, id");
+    sql.push_str(&format!(" ORDER BY createdAt {direction}, id {direction}"));
     pool.with_own_connection("listing finished tasks", |conn| {
         let mut statement = conn.prepare_cached(&sql)?;
         let mut rows = statement.query(rusqlite::params_from_iter(values))?;

@@ -16,7 +16,11 @@ const view = new View({
   throughput,
   onRequeue: (id) => askRequeue(id),
   onCancel: askCancel,
-  onFilter: writeUrl,
+  onFilter: () => {
+    writeUrl();
+    loadFinishedColumns();
+  },
+  onMore: (status) => loadOlder(status),
   onOpen: (id) => detail.open(id),
   onEditVenture: (id) => openVentureForm(id),
   onPauseVenture: (id) => toggleVenture(id),
@@ -129,7 +133,7 @@ function receive(es, type, event) {
 
 function applyEvent(type, data, alreadyCounted) {
   const parts = store.apply(type, data);
-  // Live events carry no `budgetHeld` nor `capitalReserved`: the venture listing has them.
+  // Live events carry no `budgetHeld`, `capitalReserved` nor `taskCounts`: the venture listing has them.
   if (type === 'task' || type === 'venture' || type === 'task_deleted') refreshVentures();
   detail.notice(type, data);
   if (type === 'activity' && !alreadyCounted?.has(data.id) && throughput.record(data)) parts.push('chart');
@@ -148,20 +152,93 @@ const BOARD_FIELDS = [
   'dependsOn', 'blockedBy', 'onDependencyFailure', 'cancelRequested', 'runAt',
 ].join(',');
 
+/** Tasks per page of a finished column: what the column shows before "Show more". */
+const FINISHED_PAGE = 100;
+
+/** The listing of a page of a finished column: newest first, after the cursor. */
+function finishedUrl(status, ventureId, agent, after) {
+  const params = new URLSearchParams({ status, order: 'desc', limit: String(FINISHED_PAGE) });
+  if (ventureId) params.set('ventureId', ventureId);
+  if (agent) params.set('assignedTo', agent);
+  if (after) params.set('after', after);
+  return `/api/tasks?${params}&fields=${BOARD_FIELDS}`;
+}
+
+/** Notes a page of a finished column as loaded: where the next one starts, or that none does. */
+function notePage(key, tasks) {
+  store.state.pages.set(key, { after: tasks.at(-1)?.id ?? '', done: tasks.length < FINISHED_PAGE, busy: false });
+}
+
+/**
+ * Loads the next page of a finished column under the venture and agent filters (the text
+ * filter is the board's own), unless it is loaded to the end or on its way.
+ */
+async function loadPage(status, ventureId, agent) {
+  const key = store.pageKey(status, ventureId, agent);
+  const page = store.state.pages.get(key) ?? { after: '', done: false, busy: false };
+  if (page.done || page.busy) return;
+  page.busy = true;
+  store.state.pages.set(key, page);
+  const answer = await request('GET', finishedUrl(status, ventureId, agent, page.after));
+  page.busy = false;
+  // The lists were loaded again meanwhile: this page belongs to the old ones.
+  if (store.state.pages.get(key) !== page) return;
+  if (!answer.ok) {
+    // The cursor's task was deleted: start the column over (pages already loaded stay).
+    if (answer.status === 404) page.after = '';
+    view.toast(`Cannot load older ${status} tasks: ${answer.data?.error ?? answer.status}`, 'error');
+    return;
+  }
+  for (const task of answer.data) store.offerTask(task);
+  notePage(key, answer.data);
+  view.invalidate('board');
+}
+
+/** The first page of each finished column under the current filters, once the lists are in. */
+function loadFinishedColumns() {
+  if (buffer || !store.state.ventures.size) return;
+  for (const status of store.FINISHED) {
+    if (!store.state.pages.has(store.pageKey(status, view.filter, view.filters.agent))) {
+      loadPage(status, view.filter, view.filters.agent);
+    }
+  }
+}
+
+/** "Show more" on a finished column: the next page, when fewer are loaded than it shows. */
+function loadOlder(status) {
+  if (!store.FINISHED.includes(status)) return;
+  const { filter: ventureId, filters: { agent } } = view;
+  let loaded = 0;
+  for (const task of store.state.tasks.values()) {
+    if (task.status === status && (!ventureId || task.ventureId === ventureId) && (!agent || task.assignedTo === agent)) {
+      loaded += 1;
+    }
+  }
+  if (loaded < view.limits[status]) loadPage(status, ventureId, agent);
+}
+
 let loads = 0;
 
 async function loadLists(es) {
   const load = ++loads;
   view.connection('connecting', 'Loading…');
+  // Every unfinished task (the scheduler's memory: bounded by the work, not the history),
+  // and the newest page of each finished column under the filters; the true numbers of
+  // finished tasks come with the ventures.
+  const { filter: ventureId, filters: { agent } } = view;
   try {
-    const [ventures, tasks, agents, activities] = await Promise.all([
+    const [ventures, agents, activities, ...lists] = await Promise.all([
       getJson('/api/ventures'),
-      getJson(`/api/tasks?fields=${BOARD_FIELDS}`),
       getJson('/api/agents'),
       getJson('/api/activities?limit=1000'),
+      ...[...store.UNFINISHED].map((status) => getJson(`/api/tasks?status=${status}&fields=${BOARD_FIELDS}`)),
+      ...store.FINISHED.map((status) => getJson(finishedUrl(status, ventureId, agent, ''))),
     ]);
     if (es !== source || load !== loads) return;
-    store.load({ ventures, tasks, agents, activities });
+    store.load({ ventures, tasks: lists.flat(), agents, activities });
+    store.FINISHED.forEach((status, i) => {
+      notePage(store.pageKey(status, ventureId, agent), lists[store.UNFINISHED.size + i]);
+    });
     throughput.backfill(activities);
     const fetched = new Set(activities.map((a) => a.id));
     const held = buffer;
@@ -169,6 +246,8 @@ async function loadLists(es) {
     for (const [type, data] of held) applyEvent(type, data, fetched);
     view.invalidate('board', 'ventures', 'agents', 'activity', 'chart');
     if (es.readyState === EventSource.OPEN) view.connection('live', 'Live');
+    // The filters may have changed while the lists loaded.
+    loadFinishedColumns();
   } catch (error) {
     if (es !== source || load !== loads) return;
     view.toast(`Cannot load the lists: ${error.message}`, 'error');
@@ -176,7 +255,8 @@ async function loadLists(es) {
   }
 }
 
-// The venture listing, fetched again (at most every so often) after venture and task events.
+// The venture listing, fetched again (at most every so often) after venture and task events:
+// it carries `taskCounts`, the true number of tasks per status, which the finished columns show.
 const VENTURES_EVERY = 400; // ms
 let venturesTimer = 0;
 let venturesAsked = 0; // the number of the last listing asked for

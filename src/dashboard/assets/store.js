@@ -6,6 +6,12 @@ export const PRIORITY_RANK = { high: 0, medium: 1, low: 2 };
 export const STATUSES = ['blocked', 'queue', 'active', 'completed', 'failed', 'cancelled'];
 /** The statuses a task can still leave: its card has a cancel button. */
 export const UNFINISHED = new Set(['blocked', 'queue', 'active']);
+/**
+ * The finished statuses. The server holds every unfinished task in memory and the board loads
+ * them all; of the finished ones (the whole history) it loads only the newest pages it shows,
+ * and takes their true numbers from the venture listing's `taskCounts`.
+ */
+export const FINISHED = ['completed', 'failed', 'cancelled'];
 /** Activities kept for the feed (newest first). */
 const ACTIVITY_KEEP = 200;
 
@@ -16,7 +22,34 @@ export const state = {
   /** Newest first. */
   activities: [],
   activityIds: new Set(),
+  /**
+   * What is loaded of each finished column, by `pageKey`: the cursor after the last page
+   * (`after`), whether the listing has no more (`done`), and whether a page is on its way.
+   */
+  pages: new Map(),
 };
+
+/** The key of a finished column's pages under a venture and an agent filter ('' for any). */
+export const pageKey = (status, ventureId, agent) => `${status}\u0001${ventureId}\u0001${agent}`;
+
+/** Whether older tasks of a finished column may be on the server, not loaded yet. */
+export function moreToLoad(status, ventureId, agent) {
+  return !state.pages.get(pageKey(status, ventureId, agent))?.done;
+}
+
+/**
+ * The true number of tasks of a status: over every venture, or one. `null` from a server
+ * whose venture listing has no `taskCounts`.
+ */
+export function total(status, ventureId) {
+  let sum = 0;
+  for (const venture of state.ventures.values()) {
+    if (ventureId && venture.id !== ventureId) continue;
+    if (!venture.taskCounts) return null;
+    sum += venture.taskCounts[status] ?? 0;
+  }
+  return sum;
+}
 
 const compare = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
 
@@ -81,6 +114,7 @@ function putTask(task) {
 export function load({ ventures, tasks, agents, activities }) {
   state.ventures = new Map(ventures.map((v) => [v.id, v]));
   state.tasks = new Map();
+  state.pages = new Map();
   for (const task of tasks) putTask(task);
   state.agents = new Map(agents.map((a) => [a.id, a]));
   // Keep what the feed already showed, merged with the fetched page, newest first.
@@ -125,17 +159,21 @@ export function apply(type, data) {
   }
 }
 
-/** A venture record from an event: it lacks the listing's `budgetHeld` and `capitalReserved`, so those are kept. */
+/**
+ * A venture record from an event: it lacks the listing's `budgetHeld`, `capitalReserved`
+ * and `taskCounts`, so those are kept (a new venture has no tasks yet).
+ */
 function putVenture(venture) {
   const current = state.ventures.get(venture.id);
   state.ventures.set(venture.id, {
     budgetHeld: current?.budgetHeld,
     capitalReserved: current?.capitalReserved,
+    taskCounts: current?.taskCounts ?? {},
     ...venture,
   });
 }
 
-/** Replaces the ventures with a fresh listing (which has `budgetHeld` and `capitalReserved`). */
+/** Replaces the ventures with a fresh listing (which has `budgetHeld`, `capitalReserved` and `taskCounts`). */
 export function loadVentures(ventures) {
   state.ventures = new Map(ventures.map((v) => [v.id, v]));
 }

@@ -1,7 +1,7 @@
 // Drawing the state. Changes only mark parts dirty; one animation frame redraws each dirty
 // part once, however many events arrived, and cards are reused while they do not change.
 
-import { state, snapshot, STATUSES, UNFINISHED } from './store.js';
+import { state, snapshot, STATUSES, UNFINISHED, FINISHED, total, moreToLoad } from './store.js';
 
 const PAGE = 100; // cards per column before "show more"
 const AGENTS_SHOWN = 100;
@@ -90,7 +90,7 @@ function withCode(text) {
 const $ = (id) => document.getElementById(id);
 
 export class View {
-  constructor({ throughput, onRequeue, onCancel, onFilter, onOpen, onEditVenture, onPauseVenture }) {
+  constructor({ throughput, onRequeue, onCancel, onFilter, onMore, onOpen, onEditVenture, onPauseVenture }) {
     this.onEditVenture = onEditVenture;
     this.onPauseVenture = onPauseVenture;
     this.venturePending = new Set(); // ventures with a pause or resume in flight
@@ -99,6 +99,7 @@ export class View {
     this.onRequeue = onRequeue;
     this.onCancel = onCancel;
     this.onFilter = onFilter;
+    this.onMore = onMore;
     this.onOpen = onOpen;
     this.dirty = new Set();
     this.frame = 0;
@@ -132,6 +133,7 @@ export class View {
       if (button.dataset.action === 'cancel') this.onCancel(button.dataset.id);
       if (button.dataset.action === 'more') {
         this.limits[button.dataset.status] += PAGE;
+        this.onMore?.(button.dataset.status);
         this.invalidate('board');
       }
     });
@@ -244,8 +246,7 @@ export class View {
         return this.card(task);
       });
       reconcile($(`col-${status}`), nodes);
-      $(`count-${status}`).textContent = number(column.count);
-      this.renderFoot(status, column.count, column.shown.length);
+      this.renderCount(status, column);
     }
     for (const id of this.cards.keys()) if (!shown.has(id)) this.cards.delete(id);
     if (focused && (!document.activeElement || document.activeElement === document.body)) {
@@ -254,10 +255,49 @@ export class View {
     }
   }
 
-  renderFoot(status, count, shown) {
+  /**
+   * A column's count and foot. The unfinished columns hold every matching task, so their
+   * count is what the filters keep. A finished column holds the newest pages of a history
+   * that may be long: its count is the true number (`taskCounts`) under the venture (and
+   * status) filter; under the agent or text filter, which the counts do not split by, it
+   * reads "n of M": n loaded tasks match, of M in the column.
+   */
+  renderCount(status, column) {
+    const head = $(`count-${status}`);
+    const shown = column.shown.length;
+    const exact = FINISHED.includes(status) ? total(status, this.filter) : null;
+    if (exact === null) {
+      head.textContent = number(column.count);
+      head.title = '';
+      this.renderFoot(status, column.count, shown, false);
+      return;
+    }
+    // The loaded matches are a floor: the counts are refetched a moment after a task event.
+    const all = this.filters.status && this.filters.status !== status ? 0 : exact;
+    const more = moreToLoad(status, this.filter, this.filters.agent);
+    if (this.filters.agent || this.filters.q.trim()) {
+      head.textContent = `${number(column.count)} of ${number(all)}`;
+      head.title = `${number(column.count)} of the loaded tasks match the filters; ${number(all)} in the column. `
+        + (more ? 'Older ones load with “Load older”.' : 'Every one is loaded.');
+      this.renderFoot(status, column.count, shown, all > 0 && more);
+    } else {
+      const count = Math.max(all, column.count);
+      head.textContent = number(count);
+      head.title = '';
+      this.renderFoot(status, count, shown, false);
+    }
+  }
+
+  /** `older`: none of the loaded tasks is hidden, but older ones may match. */
+  renderFoot(status, count, shown, older) {
     const foot = $(`foot-${status}`);
     const hidden = count - shown;
-    if (count === 0) {
+    if (older && hidden <= 0) {
+      foot.replaceChildren(
+        h('p', { class: 'hidden-note', text: 'Older tasks are not loaded' }),
+        h('button', { type: 'button', class: 'ghost small', 'data-action': 'more', 'data-status': status, text: 'Load older' }),
+      );
+    } else if (count === 0) {
       const filtered = this.filter || this.filters.status || this.filters.agent || this.filters.q;
       foot.replaceChildren(h('p', { class: 'empty', text: filtered ? 'No tasks match the filters' : 'No tasks' }));
     } else if (hidden > 0) {

@@ -5,7 +5,7 @@ use postgres::Client;
 
 use super::load::TASK_COLUMNS;
 use crate::domain::{Activity, Attempt, Task, TaskStatus};
-use crate::scheduler::{ListKey, TaskFilter};
+use crate::scheduler::{ListKey, ListOrder, TaskFilter};
 use crate::store::activities::decode_activity;
 use crate::store::load::{decode_attempt, decode_task};
 use crate::store::{ActivityFilter, StoreError};
@@ -47,12 +47,13 @@ pub fn task_attempts(client: &mut Client, task_id: &str) -> Result<Vec<Attempt>,
     rows.iter().map(decode_attempt).collect()
 }
 
-/// The finished tasks matching `filter` after `after`, in list order, a page of rows per
-/// round trip (a portal), until `each` says stop.
+/// The finished tasks matching `filter` after `after`, in list order (or its reverse), a
+/// page of rows per round trip (a portal), until `each` says stop.
 pub fn finished_tasks(
     client: &mut Client,
     filter: &TaskFilter,
     after: Option<&ListKey>,
+    order: ListOrder,
     mut each: impl FnMut(Task) -> bool,
 ) -> Result<(), StoreError> {
     let finished: Vec<&str> =
@@ -73,12 +74,17 @@ pub fn finished_tasks(
             sql.push_str(&format!(" AND {column} = ${}", values.len()));
         }
     }
+    let (beyond, direction) = match order {
+        ListOrder::Asc => (">", "ASC"),
+        ListOrder::Desc => ("<", "DESC"),
+    };
     if let Some((created_at, id)) = after {
         values.push(Box::new(created_at.to_string()));
         values.push(Box::new(id.to_string()));
-        sql.push_str(&format!(r#" AND ("createdAt", id) > (${}, ${})"#, values.len() - 1, values.len()));
+        sql.push_str(&format!(r#" AND ("createdAt", id) {beyond} (${}, ${})"#, values.len() - 1, values.len()));
     }
-    sql.push_str(r#" ORDER BY "createdAt", id"#);
+    // Newest first reads the `createdAt, id` index backwards.
+    sql.push_str(&format!(r#" ORDER BY "createdAt" {direction}, id {direction}"#));
     let context = "listing finished tasks";
     let mut tx = client.transaction().map_err(StoreError::postgres(context))?;
     let portal = tx.bind(sql.as_str(), &refs(&values)).map_err(StoreError::postgres(context))?;
