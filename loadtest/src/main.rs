@@ -297,11 +297,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let window = finished.saturating_duration_since(measure_from).as_secs_f64();
 
     let spent = client.get(&format!("/api/ventures/{venture}")).await?["capitalSpent"].as_f64().unwrap_or(-1.0);
-    let tally = tally.borrow();
-    let double_claims = tally.double_claims;
     // Every acknowledged completion is on the server exactly once. Deleted tasks are gone,
     // so with --delete-done only the charge is checked.
-    let acknowledged = verify_acknowledged(&client, &venture, &tally.acknowledged, args.delete_done).await?;
+    let acknowledged_list = std::mem::take(&mut tally.borrow_mut().acknowledged);
+    let acknowledged = verify_acknowledged(&client, &venture, &acknowledged_list, args.delete_done).await?;
+    let tally = tally.borrow();
+    let double_claims = tally.double_claims;
     let capital_consistent = match acknowledged.completed_on_server {
         Some(completed) => (spent - completed as f64).abs() < 1e-6 && completed >= tally.completed,
         None => (spent - tally.completed as f64).abs() < 1e-6,
@@ -323,7 +324,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "double_claims": double_claims,
         "capital_spent": spent,
         "capital_consistent": capital_consistent,
-        "acknowledged_completions": tally.acknowledged.len(),
+        "acknowledged_completions": acknowledged_list.len(),
         "acknowledged_lost": acknowledged.lost,
         "acknowledged_twice": acknowledged.twice,
         "completed_on_server": acknowledged.completed_on_server,
@@ -526,10 +527,11 @@ async fn send_report(
             Ok((status, _)) => format!("complete_retried_{}", status.as_u16()),
             Err(_) => "complete_retried_io".to_owned(),
         };
-        let mut tally = tally.borrow_mut();
-        *tally.errors.entry(what).or_default() += 1;
-        tally.failed(sent);
-        drop(tally);
+        {
+            let mut tally = tally.borrow_mut();
+            *tally.errors.entry(what).or_default() += 1;
+            tally.failed(sent);
+        }
         tokio::time::sleep(RETRY_PAUSE).await;
     }
 }

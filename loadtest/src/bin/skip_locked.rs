@@ -224,19 +224,17 @@ async fn claim(State(pool): State<Shared>, Json(body): Json<Value>) -> Response 
     }
 }
 
-/// The holder's fields of a heartbeat or a report: task, agent, and the attempt if given.
-fn holder(body: &Value) -> Result<(&str, &str, Option<i32>), Response> {
-    let (Some(id), Some(agent)) = (str_field(body, "taskId"), str_field(body, "agentId")) else {
-        return Err(error(StatusCode::BAD_REQUEST, "taskId and agentId are required"));
-    };
+/// The holder's fields of a heartbeat or a report: task, agent, and the attempt if given;
+/// `None` without a task or an agent.
+fn holder(body: &Value) -> Option<(&str, &str, Option<i32>)> {
+    let (id, agent) = (str_field(body, "taskId")?, str_field(body, "agentId")?);
     let attempt = body.get("attempt").and_then(Value::as_i64).and_then(|a| i32::try_from(a).ok());
-    Ok((id, agent, attempt))
+    Some((id, agent, attempt))
 }
 
 async fn heartbeat(State(pool): State<Shared>, Json(body): Json<Value>) -> Response {
-    let (id, agent, attempt) = match holder(&body) {
-        Ok(fields) => fields,
-        Err(response) => return response,
+    let Some((id, agent, attempt)) = holder(&body) else {
+        return error(StatusCode::BAD_REQUEST, "taskId and agentId are required");
     };
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND status = 'active' AND agent = $2 \
@@ -253,9 +251,8 @@ async fn heartbeat(State(pool): State<Shared>, Json(body): Json<Value>) -> Respo
 /// report) only if this agent and attempt hold it, and the venture is charged in the same
 /// transaction.
 async fn complete(State(pool): State<Shared>, Json(body): Json<Value>) -> Response {
-    let (id, agent, attempt) = match holder(&body) {
-        Ok(fields) => fields,
-        Err(response) => return response,
+    let Some((id, agent, attempt)) = holder(&body) else {
+        return error(StatusCode::BAD_REQUEST, "taskId and agentId are required");
     };
     let cost = body.get("actualCost").and_then(Value::as_f64).unwrap_or(0.0);
     let failed = body.get("error").is_some_and(|e| !e.is_null());
