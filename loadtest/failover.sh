@@ -90,7 +90,8 @@ for run in $(seq "$runs"); do
   start_node "$leader"
   wait "$load" || true
   load=
-  tail -n 1 "$work/load.out" | python3 -c '
+  # The summary is the last line; without one (the load test stopped early) the run fails.
+  grep '"acknowledged_completions"' "$work/load.out" | tail -n 1 | python3 -c '
 import json, sys
 run, killed = sys.argv[1], sys.argv[2]
 try:
@@ -100,7 +101,17 @@ except ValueError:
     sys.exit(0)
 print("\t".join(str(x) for x in [run, killed, d["failover_gap_ms"], d["failed_in_gap"], d["acknowledged_completions"],
       d["acknowledged_lost"], d["double_claims"], d["capital_consistent"], d["cycles_per_s"]]))' "$run" "${ports[$leader]}" | tee -a "$work/runs.tsv"
-  if [ -s "$work/load.err" ]; then sed 's/^/  loadtest: /' "$work/load.err" >&2; fi
+  if [ -s "$work/load.err" ]; then sed 's/^/  loadtest: /' "$work/load.err" | head -n 5 >&2; fi
+  # Failovers the script did not cause show as more than one gap.
+  grep '"acknowledged_completions"' "$work/load.out" | tail -n 1 | python3 -c '
+import json, sys
+try:
+    gaps = json.loads(sys.stdin.read())["gaps_ms"]
+except (ValueError, KeyError):
+    sys.exit(0)
+if len(gaps) > 1:
+    print("  gaps in this run (ms):", gaps, file=sys.stderr)' || true
+  cp "$work/load.out" "$work/load$run.out"
 done
 python3 - "$work/runs.tsv" <<'PY'
 import csv, statistics, sys
