@@ -242,10 +242,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return delayed::run(client, options).await;
     }
     let venture = format!("loadtest-{}-{}", std::process::id(), now_millis());
-    let (status, body) = client.post("/api/ventures", &json!({"id": venture, "name": venture})).await?;
-    if status != StatusCode::CREATED {
-        bail!("creating the venture: {status} {body:?}");
-    }
+    create(&client, "/api/ventures", &json!({"id": venture, "name": venture})).await.context("creating the venture")?;
     create_tasks(&client, &venture, args.tasks).await?;
 
     let tally = Rc::new(RefCell::new(Tally {
@@ -544,16 +541,9 @@ async fn create_tasks(client: &Rc<Client>, venture: &str, n: usize) -> anyhow::R
             tokio::task::spawn_local(async move {
                 for i in (c..n).step_by(CREATORS) {
                     let body = json!({"id": format!("{venture}-{i}"), "title": format!("load task {i}"), "ventureId": venture, "estimatedCost": 1.0});
-                    loop {
-                        match client.post("/api/tasks", &body).await {
-                            Ok((StatusCode::CREATED, _)) => break,
-                            Ok((StatusCode::SERVICE_UNAVAILABLE, _)) => tokio::time::sleep(Duration::from_millis(20)).await,
-                            Ok((status, body)) => anyhow::bail!("creating task {i}: {status} {body:?}"),
-                            Err(e) => return Err(e).context("creating tasks"),
-                        }
-                    }
+                    create(&client, "/api/tasks", &body).await.with_context(|| format!("creating task {i}"))?;
                 }
-                Ok(())
+                Ok::<(), anyhow::Error>(())
             })
         })
         .collect();
@@ -561,6 +551,26 @@ async fn create_tasks(client: &Rc<Client>, venture: &str, n: usize) -> anyhow::R
         creator.await??;
     }
     Ok(())
+}
+
+/// Creates something with a client-chosen id, through a failover if need be: a lost answer
+/// or a 5xx is retried for up to a minute, and a 409 after such a retry means the first
+/// attempt had landed.
+async fn create(client: &Client, path: &str, body: &Value) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut retried = false;
+    loop {
+        match client.post(path, body).await {
+            Ok((StatusCode::CREATED, _)) => return Ok(()),
+            Ok((StatusCode::CONFLICT, _)) if retried => return Ok(()),
+            Ok((status, _)) if status.is_server_error() && Instant::now() < deadline => {}
+            Err(_) if Instant::now() < deadline => {}
+            Ok((status, body)) => bail!("{status} {body:?}"),
+            Err(error) => return Err(error.into()),
+        }
+        retried = true;
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
 }
 
 fn record_error(tally: &RefCell<Tally>, what: &str, status: u16) {
