@@ -3,11 +3,17 @@
 //! knows the HTTP contract only, never the server's modules.
 //!
 //! Several base addresses may be given: a request goes to the one that answered last, and
-//! moves on to the next only when that one cannot be reached.
+//! moves on to the next when that one cannot be reached or is a standby (503 `not_leader`).
+//! A standby that names the leader sends the request straight there when the leader is one
+//! of the addresses; when every address that answers is a standby (an election is under
+//! way) the request waits the standby's `Retry-After` and tries again, until its own
+//! timeout has passed. A standby acts on nothing, so a request it refused is safe to send
+//! again; a request whose answer was lost is never sent again here.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +23,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much longer than its `waitMs` a long-polling claim may take.
 const CLAIM_SLACK: Duration = Duration::from_secs(10);
+/// How long to wait for an election when every address is a standby and none says when to
+/// retry, and the longest `Retry-After` honoured.
+const ELECTION_PAUSE: Duration = Duration::from_secs(1);
+const ELECTION_PAUSE_MAX: Duration = Duration::from_secs(5);
 
 /// What can go wrong with a request, in the terms a caller acts on.
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +130,21 @@ struct ErrorBody {
     code: String,
 }
 
+/// A standby's refusal: the leader's advertised address when it knows one.
+#[derive(Debug, PartialEq, Eq)]
+struct NotLeader {
+    leader: Option<String>,
+}
+
+/// The leader's address as a standby's 503 names it.
+#[derive(Deserialize)]
+struct NotLeaderBody {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    leader: Option<String>,
+}
+
 /// A client of one server, reachable at one of several addresses.
 pub struct Client {
     http: reqwest::Client,
@@ -185,9 +210,11 @@ impl Client {
     }
 
     /// Sends a request to the address in use, moving on to the next ones while none can be
-    /// reached, and returns the answer whatever its status. `path` may carry a query. Only a
-    /// server that cannot be reached or does not answer in `timeout` is an error
-    /// (`Unavailable`).
+    /// reached or the one reached is a standby, and returns the answer whatever its status.
+    /// `path` may carry a query. Only a server that cannot be reached or does not answer in
+    /// `timeout` is an error (`Unavailable`); while every address that answers is a standby
+    /// the request is retried until `timeout` has passed, then the last standby's 503 is the
+    /// answer.
     pub async fn send(
         &self,
         method: Method,
@@ -195,35 +222,96 @@ impl Client {
         body: Option<&impl Serialize>,
         timeout: Duration,
     ) -> Result<(StatusCode, Vec<u8>), ClientError> {
-        let first = self.current.load(Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut index = self.current.load(Ordering::Relaxed) % self.urls.len();
+        // Per pass over the addresses: the ones tried, and the standbys' last refusal.
+        let mut tried = vec![false; self.urls.len()];
         let mut last_error = String::new();
-        for step in 0..self.urls.len() {
-            let index = (first + step) % self.urls.len();
-            let mut request = self.http.request(method.clone(), format!("{}{path}", self.urls[index])).timeout(timeout);
+        let mut standby_answer: Option<(StatusCode, Vec<u8>, Duration)> = None;
+        loop {
+            tried[index] = true;
+            let url = &self.urls[index];
+            let mut request = self.http.request(method.clone(), format!("{url}{path}")).timeout(timeout);
             if let Some(body) = body {
                 request = request.json(body);
             }
             if let Some(token) = &self.token {
                 request = request.bearer_auth(token);
             }
-            let response = match request.send().await {
-                Ok(response) => response,
-                Err(error) if error.is_connect() => {
-                    last_error = format!("{}: {error}", self.urls[index]);
-                    continue;
+            let mut leader = None;
+            match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    let pause = retry_after(response.headers());
+                    let bytes = response
+                        .bytes()
+                        .await
+                        .map_err(|error| ClientError::Unavailable(format!("{url}: {error}")))?
+                        .to_vec();
+                    match not_leader(status, &bytes) {
+                        None => {
+                            self.current.store(index, Ordering::Relaxed);
+                            return Ok((status, bytes));
+                        }
+                        Some(refusal) => {
+                            leader = refusal.leader;
+                            standby_answer = Some((status, bytes, pause));
+                        }
+                    }
                 }
-                Err(error) => return Err(ClientError::Unavailable(format!("{}: {error}", self.urls[index]))),
+                Err(error) if error.is_connect() => last_error = format!("{url}: {error}"),
+                Err(error) => return Err(ClientError::Unavailable(format!("{url}: {error}"))),
+            }
+            if let Some(next) = next_address(&self.urls, index, leader.as_deref(), &tried) {
+                index = next;
+                continue;
+            }
+            // Every address was tried in this pass. None answering is the caller's to wait out;
+            // only standbys answering is an election, waited out here while time remains.
+            let Some((status, bytes, pause)) = standby_answer.take() else {
+                return Err(ClientError::Unavailable(last_error));
             };
-            self.current.store(index, Ordering::Relaxed);
-            let status = response.status();
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|error| ClientError::Unavailable(format!("{}: {error}", self.urls[index])))?;
-            return Ok((status, bytes.to_vec()));
+            if tokio::time::Instant::now() + pause >= deadline {
+                return Ok((status, bytes));
+            }
+            tokio::time::sleep(pause).await;
+            tried.fill(false);
+            index = (index + 1) % self.urls.len();
         }
-        Err(ClientError::Unavailable(last_error))
     }
+}
+
+/// `Some` when an answer is a standby's refusal (503 with code `not_leader`): nothing was
+/// done, and the request may go elsewhere.
+fn not_leader(status: StatusCode, body: &[u8]) -> Option<NotLeader> {
+    if status != StatusCode::SERVICE_UNAVAILABLE {
+        return None;
+    }
+    let body: NotLeaderBody = serde_json::from_slice(body).ok()?;
+    (body.code == "not_leader").then_some(NotLeader { leader: body.leader })
+}
+
+/// How long a standby asks to wait (`Retry-After` in seconds), within bounds.
+fn retry_after(headers: &HeaderMap) -> Duration {
+    headers
+        .get(RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map_or(ELECTION_PAUSE, |seconds| {
+            Duration::from_secs(seconds).clamp(Duration::from_millis(100), ELECTION_PAUSE_MAX)
+        })
+}
+
+/// Where a request goes after `from` failed or refused it: the leader a standby named when
+/// it is one of `urls` and not yet tried in this pass, else the next address not yet tried,
+/// in order; `None` when all were tried.
+fn next_address(urls: &[String], from: usize, leader: Option<&str>, tried: &[bool]) -> Option<usize> {
+    let named =
+        leader.map(|leader| leader.trim_end_matches('/')).and_then(|leader| urls.iter().position(|url| url == leader));
+    if let Some(index) = named.filter(|&index| !tried[index]) {
+        return Some(index);
+    }
+    (1..urls.len()).map(|step| (from + step) % urls.len()).find(|&index| !tried[index])
 }
 
 /// A 2xx is the answer; anything else becomes the `ClientError` a caller acts on.
@@ -259,6 +347,51 @@ mod tests {
             Err(ClientError::Refused { status: 401, .. })
         ));
         assert!(classify(StatusCode::NO_CONTENT, Vec::new()).is_ok());
+    }
+
+    #[test]
+    fn a_standby_refusal_is_told_apart_from_other_unavailability() {
+        let named = br#"{"error":"standby","code":"not_leader","leader":"http://127.0.0.1:3942"}"#;
+        assert_eq!(
+            not_leader(StatusCode::SERVICE_UNAVAILABLE, named),
+            Some(NotLeader { leader: Some("http://127.0.0.1:3942".into()) })
+        );
+        let election = br#"{"error":"standby","code":"not_leader","leader":null}"#;
+        assert_eq!(not_leader(StatusCode::SERVICE_UNAVAILABLE, election), Some(NotLeader { leader: None }));
+        let overloaded = br#"{"error":"busy","code":"overloaded"}"#;
+        assert_eq!(not_leader(StatusCode::SERVICE_UNAVAILABLE, overloaded), None);
+        assert_eq!(not_leader(StatusCode::SERVICE_UNAVAILABLE, b"not json"), None);
+        assert_eq!(not_leader(StatusCode::CONFLICT, named), None);
+    }
+
+    #[test]
+    fn a_standby_sends_the_request_to_the_leader_it_names_when_the_client_knows_it() {
+        let urls: Vec<String> = ["http://a:1", "http://b:2", "http://c:3"].map(String::from).into();
+        let fresh = [true, false, false];
+        // The leader named, with or without a trailing slash.
+        assert_eq!(next_address(&urls, 0, Some("http://c:3/"), &fresh), Some(2));
+        assert_eq!(next_address(&urls, 0, Some("http://c:3"), &fresh), Some(2));
+        // A leader the client does not know, or none: the next address in order.
+        assert_eq!(next_address(&urls, 0, Some("http://elsewhere:9"), &fresh), Some(1));
+        assert_eq!(next_address(&urls, 0, None, &fresh), Some(1));
+        // A named leader already tried in this pass is not tried again at once.
+        assert_eq!(next_address(&urls, 1, Some("http://a:1"), &[true, true, false]), Some(2));
+        // Wrapping round, and nothing left.
+        assert_eq!(next_address(&urls, 2, None, &[false, true, true]), Some(0));
+        assert_eq!(next_address(&urls, 2, Some("http://a:1"), &[true, true, true]), None);
+        assert_eq!(next_address(&urls[..1], 0, None, &[true]), None);
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_within_bounds() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), ELECTION_PAUSE);
+        headers.insert(RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(retry_after(&headers), Duration::from_secs(2));
+        headers.insert(RETRY_AFTER, "3600".parse().unwrap());
+        assert_eq!(retry_after(&headers), ELECTION_PAUSE_MAX);
+        headers.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&headers), ELECTION_PAUSE);
     }
 
     #[test]

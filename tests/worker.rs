@@ -483,3 +483,62 @@ fn bad_options_are_a_clear_message_and_exit_two() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 }
+
+/// A standby as `src/api/standby.rs` answers: 503 `not_leader` naming `leader`, with
+/// `Retry-After: 1`, to every request, which it counts.
+async fn standby(leader: Option<&str>) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::response::IntoResponse;
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = requests.clone();
+    let body = json!({"error": "this node is a standby", "code": "not_leader", "leader": leader});
+    let app = axum::Router::new().fallback(move || async move {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")], axum::Json(body)).into_response()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, requests)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_worker_follows_a_standby_to_the_leader_it_names() {
+    let (server, venture) = server().await;
+    let id = task(&server, &venture, "follow the leader", json!({})).await;
+    // The leader as the standby names it, with a trailing slash the client trims.
+    let (pointing, pointed) = standby(Some(&format!("{}/", server.base.trim_end_matches('/')))).await;
+    let (electing, asked_in_vain) = standby(None).await;
+    // In order, the worker would ask the standby without a leader before the real server;
+    // the first standby's answer sends it straight to the real one.
+    let mut worker = Worker::start(
+        &[&pointing, &electing, &server.base],
+        &["--agent-id", "w1", "--venture", &venture, "--max-tasks", "1"],
+        "echo followed\n",
+    );
+    assert!(worker.exit().await.success(), "{}", worker.log());
+    let done = task_in(&server, &id, "completed").await;
+    assert_eq!(done["output"], "followed\n");
+    assert!(pointed.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert_eq!(asked_in_vain.load(std::sync::atomic::Ordering::SeqCst), 0, "the named leader is asked first");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn while_every_address_is_a_standby_the_client_waits_for_an_election_within_its_timeout() {
+    use mission_control::client::Client;
+    let (first, first_asked) = standby(None).await;
+    let (second, second_asked) = standby(None).await;
+    let client = Client::new(&[first, second], None).unwrap();
+    let started = Instant::now();
+    let (status, body) = client
+        .send(reqwest::Method::GET, "/api/tasks", None::<&()>, Duration::from_millis(2500))
+        .await
+        .expect("a standby's answer once the time is up");
+    let waited = started.elapsed();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(String::from_utf8_lossy(&body).contains("not_leader"));
+    // Retry-After: 1 twice within 2.5 s: three passes over both addresses.
+    assert!((Duration::from_secs(2)..Duration::from_secs(5)).contains(&waited), "{waited:?}");
+    let asked =
+        (first_asked.load(std::sync::atomic::Ordering::SeqCst), second_asked.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(asked, (3, 3));
+}

@@ -11,28 +11,37 @@
 //! reading each streamed answer to its end; the summary then counts the listings. That is
 //! the question "does a listing during load raise claim latency?" (`listing.sh`).
 //!
+//! `--url` may name several nodes of one PostgreSQL-backed cluster: requests go to the node
+//! that answered last and follow a standby's 503 `not_leader` to the leader it names (or to
+//! the next address). Across a failover it reports the gaps (first failed request to the
+//! first claim answered after it, and how many requests failed in between), and it checks
+//! at the end that every acknowledged completion (task, attempt) is on the server exactly
+//! once: the task completed with that attempt, and `capitalSpent` equal to the number of
+//! completed tasks, so no report was charged twice.
+//!
 //! With `--delayed N` it measures something else: how late parked claims receive tasks
 //! delayed by `runAt` (see `delayed.rs`).
 
 mod delayed;
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashSet};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 #[derive(Debug, Parser)]
 #[command(about = "Simulated agents against a running mission-control")]
 struct Args {
-    /// The server's base address (loopback only: this is a local tool).
-    #[arg(long, default_value = "http://127.0.0.1:3000")]
-    url: String,
+    /// The server's base address (loopback only: this is a local tool); repeat it, or
+    /// separate addresses with commas, for the nodes of a highly available cluster.
+    #[arg(long, default_value = "http://127.0.0.1:3000", value_delimiter = ',')]
+    url: Vec<String>,
     /// Concurrent agents.
     #[arg(long, default_value_t = 64)]
     agents: usize,
@@ -103,52 +112,132 @@ struct Tally {
     errors: BTreeMap<String, u64>,
     interval_claim_us: Option<Histogram<u64>>,
     interval_cycles: u64,
+    /// (task id, attempt) of every completion the server acknowledged with a 2xx.
+    acknowledged: Vec<(String, u64)>,
+    /// Since when requests have been failing (sent time of the first failure), if they are.
+    outage_since: Option<Instant>,
+    /// Requests failed since `outage_since`.
+    failed_in_outage: u64,
+    /// Every outage that ended: (length, requests failed during it).
+    outages: Vec<(Duration, u64)>,
+}
+
+impl Tally {
+    /// A request sent at `sent` failed: no answer, or a 5xx.
+    fn failed(&mut self, sent: Instant) {
+        self.outage_since.get_or_insert(sent);
+        self.failed_in_outage += 1;
+    }
+
+    /// A claim sent at `sent` was answered: an outage that began before it is over.
+    fn claim_answered(&mut self, sent: Instant) {
+        if let Some(since) = self.outage_since.filter(|since| *since <= sent) {
+            self.outages.push((Instant::now() - since, std::mem::take(&mut self.failed_in_outage)));
+            self.outage_since = None;
+        }
+    }
 }
 
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
 }
 
+/// The load's HTTP client: one connection pool, several addresses of which one leads.
 struct Client {
     http: reqwest::Client,
-    base: String,
+    /// Base addresses without a trailing `/`.
+    urls: Vec<String>,
+    /// The index in `urls` of the address that answered last.
+    current: Cell<usize>,
     token: Option<String>,
 }
 
+/// What a standby says in its 503.
+struct NotLeader {
+    leader: Option<String>,
+}
+
+fn not_leader(status: StatusCode, body: Option<&Value>) -> Option<NotLeader> {
+    let body = body.filter(|body| status == StatusCode::SERVICE_UNAVAILABLE && body["code"] == "not_leader")?;
+    Some(NotLeader { leader: body["leader"].as_str().map(|url| url.trim_end_matches('/').to_owned()) })
+}
+
 impl Client {
-    async fn post(&self, path: &str, body: &Value) -> reqwest::Result<(StatusCode, Option<Value>)> {
-        let mut request = self.http.post(format!("{}{}", self.base, path)).json(body);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+    /// Sends to the address in use; on a refused connection or a standby's refusal, moves
+    /// once round the others (the named leader first) and returns the last answer or error.
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> reqwest::Result<(StatusCode, Option<Value>)> {
+        let mut index = self.current.get();
+        let mut tried = vec![false; self.urls.len()];
+        loop {
+            tried[index] = true;
+            let mut request = self.http.request(method.clone(), format!("{}{}", self.urls[index], path));
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            let mut leader = None;
+            let outcome = match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    let bytes = response.bytes().await?;
+                    let body: Option<Value> = serde_json::from_slice(&bytes).ok();
+                    match not_leader(status, body.as_ref()) {
+                        None => {
+                            self.current.set(index);
+                            return Ok((status, body));
+                        }
+                        Some(refusal) => leader = refusal.leader,
+                    }
+                    Ok((status, body))
+                }
+                Err(error) if error.is_connect() => Err(error),
+                Err(error) => return Err(error),
+            };
+            let named =
+                leader.and_then(|leader| self.urls.iter().position(|url| *url == leader)).filter(|&i| !tried[i]);
+            let next = named
+                .or_else(|| (1..self.urls.len()).map(|step| (index + step) % self.urls.len()).find(|&i| !tried[i]));
+            match next {
+                Some(next) => index = next,
+                None => {
+                    // Nobody leads right now: the next request starts at the next address.
+                    self.current.set((index + 1) % self.urls.len());
+                    return outcome;
+                }
+            }
         }
-        let response = request.send().await?;
-        let status = response.status();
-        let bytes = response.bytes().await?;
-        Ok((status, serde_json::from_slice(&bytes).ok()))
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> reqwest::Result<(StatusCode, Option<Value>)> {
+        self.request(Method::POST, path, Some(body)).await
     }
 
     async fn delete(&self, path: &str) -> reqwest::Result<StatusCode> {
-        let mut request = self.http.delete(format!("{}{}", self.base, path));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        Ok(request.send().await?.status())
+        Ok(self.request(Method::DELETE, path, None).await?.0)
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let mut request = self.http.get(format!("{}{}", self.base, path));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+        match self.request(Method::GET, path, None).await? {
+            (StatusCode::OK, Some(body)) => Ok(body),
+            (status, body) => bail!("GET {path}: {status} {body:?}"),
         }
-        Ok(request.send().await?.error_for_status()?.json().await?)
     }
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let host = args.url.trim_start_matches("http://").split(['/', ':']).next().unwrap_or_default();
-    if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
-        bail!("refusing to load {host}: this tool only targets the loopback interface");
+    for url in &args.url {
+        let host = url.trim_start_matches("http://").split(['/', ':']).next().unwrap_or_default();
+        if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+            bail!("refusing to load {host}: this tool only targets the loopback interface");
+        }
     }
     // One client thread, as the published targets assume; the agents share its tally.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -161,7 +250,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .pool_max_idle_per_host(args.agents.max(args.claimers) + 40)
             .tcp_nodelay(true)
             .build()?,
-        base: args.url.trim_end_matches('/').to_owned(),
+        urls: args.url.iter().map(|url| url.trim_end_matches('/').to_owned()).collect(),
+        current: Cell::new(0),
         token: args.token.clone(),
     });
     if let Some(tasks) = args.delayed {
@@ -169,10 +259,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return delayed::run(client, options).await;
     }
     let venture = format!("loadtest-{}-{}", std::process::id(), now_millis());
-    let (status, body) = client.post("/api/ventures", &json!({"id": venture, "name": venture})).await?;
-    if status != StatusCode::CREATED {
-        bail!("creating the venture: {status} {body:?}");
-    }
+    create(&client, "/api/ventures", &json!({"id": venture, "name": venture})).await.context("creating the venture")?;
     create_tasks(&client, &venture, args.tasks).await?;
 
     let tally = Rc::new(RefCell::new(Tally {
@@ -204,7 +291,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         });
     }
     let listings = (args.listers > 0).then(|| {
-        let base = args.url.trim_end_matches('/').to_owned();
+        // Listings go to the first address; they measure a single server under load.
+        let base = args.url[0].trim_end_matches('/').to_owned();
         let listing = Listing { url: format!("{base}{}", args.listing_path), token: args.token.clone() };
         listing.start(args.listers, args.listers_nice, end)
     });
@@ -233,12 +321,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let spent = client.get(&format!("/api/ventures/{venture}")).await?["capitalSpent"].as_f64().unwrap_or(-1.0);
+    // Every acknowledged completion is on the server exactly once. Deleted tasks are gone,
+    // so with --delete-done only the charge is checked.
+    let acknowledged_list = std::mem::take(&mut tally.borrow_mut().acknowledged);
+    let acknowledged = verify_acknowledged(&client, &venture, &acknowledged_list, args.delete_done).await?;
     let tally = tally.borrow();
     let double_claims = tally.double_claims;
-    let capital_consistent = (spent - tally.completed as f64).abs() < 1e-6;
+    let capital_consistent = match acknowledged.completed_on_server {
+        Some(completed) => (spent - completed as f64).abs() < 1e-6 && completed >= tally.completed,
+        None => (spent - tally.completed as f64).abs() < 1e-6,
+    };
     let claim = tally.claim_us.as_ref().expect("histogram");
     let complete = tally.complete_us.as_ref().expect("histogram");
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let longest = tally.outages.iter().max_by_key(|(gap, _)| *gap).copied();
+    let gap_ms = |gap: Duration| round(gap.as_secs_f64() * 1000.0);
     let report = json!({
         "agents": args.agents,
         "window_s": round(window),
@@ -259,12 +356,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "mb": round(l.bytes as f64 / 1e6),
             "mean_ms": round(if l.completed > 0 { l.busy.as_secs_f64() * 1000.0 / l.completed as f64 } else { 0.0 }),
         })),
+        "acknowledged_completions": acknowledged_list.len(),
+        "acknowledged_lost": acknowledged.lost,
+        "acknowledged_twice": acknowledged.twice,
+        "completed_on_server": acknowledged.completed_on_server,
+        "failover_gap_ms": longest.map(|(gap, _)| gap_ms(gap)),
+        "failed_in_gap": longest.map(|(_, failed)| failed),
+        "gaps_ms": tally.outages.iter().map(|(gap, _)| gap_ms(*gap)).collect::<Vec<_>>(),
+        "unended_outage": tally.outage_since.is_some(),
     });
     println!("{report}");
-    if double_claims > 0 || !capital_consistent {
+    if double_claims > 0 || !capital_consistent || acknowledged.lost > 0 || acknowledged.twice > 0 {
         bail!(
-            "correctness check failed: {double_claims} double claims, capital {spent} for {} completions",
-            tally.completed
+            "correctness check failed: {double_claims} double claims, capital {spent} for {} acknowledged completions, \
+             {} acknowledged completions lost, {} acknowledged twice",
+            tally.completed,
+            acknowledged.lost,
+            acknowledged.twice
         );
     }
     Ok(())
@@ -344,6 +452,47 @@ impl Listing {
     }
 }
 
+/// What the server holds of the acknowledged completions.
+struct Acknowledged {
+    /// Acknowledged (task, attempt) not found completed with that attempt.
+    lost: u64,
+    /// Tasks whose completion was acknowledged more than once.
+    twice: u64,
+    /// The venture's completed tasks, when they were listed.
+    completed_on_server: Option<u64>,
+}
+
+async fn verify_acknowledged(
+    client: &Client,
+    venture: &str,
+    acknowledged: &[(String, u64)],
+    deleted: bool,
+) -> anyhow::Result<Acknowledged> {
+    let mut seen = HashSet::new();
+    let twice = acknowledged.iter().filter(|(id, _)| !seen.insert(id.as_str())).count() as u64;
+    if deleted {
+        return Ok(Acknowledged { lost: 0, twice, completed_on_server: None });
+    }
+    // A server without the listing (the in-memory baseline) is checked by its charge only.
+    let listed =
+        match client.request(Method::GET, &format!("/api/tasks?ventureId={venture}&status=completed"), None).await? {
+            (StatusCode::OK, Some(listed)) => listed,
+            (StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED, _) => {
+                return Ok(Acknowledged { lost: 0, twice, completed_on_server: None })
+            }
+            (status, body) => bail!("listing the completed tasks: {status} {body:?}"),
+        };
+    let completed: HashMap<&str, u64> = listed
+        .as_array()
+        .context("the task list is not an array")?
+        .iter()
+        .filter(|task| task["status"] == "completed")
+        .map(|task| (task["id"].as_str().unwrap_or_default(), task["attempts"].as_u64().unwrap_or(0)))
+        .collect();
+    let lost = acknowledged.iter().filter(|(id, attempt)| completed.get(id.as_str()) != Some(attempt)).count() as u64;
+    Ok(Acknowledged { lost, twice, completed_on_server: Some(completed.len() as u64) })
+}
+
 /// What each agent does besides claim and complete.
 #[derive(Clone, Copy)]
 struct AgentOptions {
@@ -369,15 +518,26 @@ async fn agent_loop(
     while Instant::now() < end {
         let t0 = Instant::now();
         let claimed = match client.post("/api/tasks/claim", &claim_body).await {
-            Ok((StatusCode::OK, Some(task))) => task,
-            Ok((StatusCode::NO_CONTENT, _)) => return, // drained
+            Ok((StatusCode::OK, Some(task))) => {
+                tally.borrow_mut().claim_answered(t0);
+                task
+            }
+            Ok((StatusCode::NO_CONTENT, _)) => {
+                tally.borrow_mut().claim_answered(t0);
+                return; // drained
+            }
             Ok((status, _)) => {
                 record_error(tally, "claim", status.as_u16());
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                if status.is_server_error() {
+                    tally.borrow_mut().failed(t0);
+                }
+                tokio::time::sleep(RETRY_PAUSE).await;
                 continue;
             }
             Err(_) => {
                 record_error(tally, "claim", 0);
+                tally.borrow_mut().failed(t0);
+                tokio::time::sleep(RETRY_PAUSE).await;
                 continue;
             }
         };
@@ -398,7 +558,7 @@ async fn agent_loop(
             json!({"taskId": id, "agentId": agent, "attempt": attempt, "actualCost": 1.0, "output": "ok"})
         };
         let t2 = Instant::now();
-        let result = client.post("/api/tasks/complete", &report).await;
+        let result = send_report(client, tally, &report, end).await;
         let t3 = Instant::now();
         let completed = {
             let mut tally = tally.borrow_mut();
@@ -409,6 +569,7 @@ async fn agent_loop(
                 Ok((StatusCode::OK, _)) => {
                     if !fail {
                         tally.completed += 1;
+                        tally.acknowledged.push((id.clone(), attempt));
                     }
                     if t0 >= measure_from && t3 <= end {
                         tally.measured_cycles += 1;
@@ -446,6 +607,41 @@ async fn agent_loop(
     }
 }
 
+/// The pause before a request that failed is sent again.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// Sends a report until it is answered with anything but a failure (no answer, or a 5xx),
+/// or until the run is over; the fencing attempt makes a repeat harmless. Returns the last
+/// outcome.
+async fn send_report(
+    client: &Client,
+    tally: &RefCell<Tally>,
+    report: &Value,
+    end: Instant,
+) -> reqwest::Result<(StatusCode, Option<Value>)> {
+    loop {
+        let sent = Instant::now();
+        let result = client.post("/api/tasks/complete", report).await;
+        let failed = match &result {
+            Ok((status, _)) => status.is_server_error(),
+            Err(_) => true,
+        };
+        if !failed || Instant::now() >= end {
+            return result;
+        }
+        let what = match &result {
+            Ok((status, _)) => format!("complete_retried_{}", status.as_u16()),
+            Err(_) => "complete_retried_io".to_owned(),
+        };
+        {
+            let mut tally = tally.borrow_mut();
+            *tally.errors.entry(what).or_default() += 1;
+            tally.failed(sent);
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
 async fn create_tasks(client: &Rc<Client>, venture: &str, n: usize) -> anyhow::Result<()> {
     const CREATORS: usize = 32;
     let creators: Vec<_> = (0..CREATORS)
@@ -454,16 +650,9 @@ async fn create_tasks(client: &Rc<Client>, venture: &str, n: usize) -> anyhow::R
             tokio::task::spawn_local(async move {
                 for i in (c..n).step_by(CREATORS) {
                     let body = json!({"id": format!("{venture}-{i}"), "title": format!("load task {i}"), "ventureId": venture, "estimatedCost": 1.0});
-                    loop {
-                        match client.post("/api/tasks", &body).await {
-                            Ok((StatusCode::CREATED, _)) => break,
-                            Ok((StatusCode::SERVICE_UNAVAILABLE, _)) => tokio::time::sleep(Duration::from_millis(20)).await,
-                            Ok((status, body)) => anyhow::bail!("creating task {i}: {status} {body:?}"),
-                            Err(e) => return Err(e).context("creating tasks"),
-                        }
-                    }
+                    create(&client, "/api/tasks", &body).await.with_context(|| format!("creating task {i}"))?;
                 }
-                Ok(())
+                Ok::<(), anyhow::Error>(())
             })
         })
         .collect();
@@ -471,6 +660,26 @@ async fn create_tasks(client: &Rc<Client>, venture: &str, n: usize) -> anyhow::R
         creator.await??;
     }
     Ok(())
+}
+
+/// Creates something with a client-chosen id, through a failover if need be: a lost answer
+/// or a 5xx is retried for up to a minute, and a 409 after such a retry means the first
+/// attempt had landed.
+async fn create(client: &Client, path: &str, body: &Value) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut retried = false;
+    loop {
+        match client.post(path, body).await {
+            Ok((StatusCode::CREATED, _)) => return Ok(()),
+            Ok((StatusCode::CONFLICT, _)) if retried => return Ok(()),
+            Ok((status, _)) if status.is_server_error() && Instant::now() < deadline => {}
+            Err(_) if Instant::now() < deadline => {}
+            Ok((status, body)) => bail!("{status} {body:?}"),
+            Err(error) => return Err(error.into()),
+        }
+        retried = true;
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
 }
 
 fn record_error(tally: &RefCell<Tally>, what: &str, status: u16) {
