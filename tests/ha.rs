@@ -86,13 +86,15 @@ struct Fleet {
 
 impl Fleet {
     /// Posts until a node that leads answers, trying the other node after a refused
-    /// connection or a 503; `None` after `patience`.
-    async fn post(&self, path: &str, body: &Value, patience: Duration) -> Option<(StatusCode, Value)> {
+    /// connection or a 503; `None` after `patience`. Also when the request that was
+    /// answered was sent.
+    async fn post(&self, path: &str, body: &Value, patience: Duration) -> Option<(StatusCode, Value, Instant)> {
         let deadline = Instant::now() + patience;
         let mut last = String::new();
         while Instant::now() < deadline {
             let turn = self.current.load(Ordering::Relaxed);
             let index = turn % self.urls.len();
+            let sent_at = Instant::now();
             let sent = self
                 .client
                 .post(format!("{}{path}", self.urls[index]))
@@ -104,7 +106,7 @@ impl Fleet {
                 Ok(response) if response.status() != StatusCode::SERVICE_UNAVAILABLE => {
                     let status = response.status();
                     let text = response.text().await.unwrap_or_default();
-                    return Some((status, serde_json::from_str(&text).unwrap_or(Value::Null)));
+                    return Some((status, serde_json::from_str(&text).unwrap_or(Value::Null), sent_at));
                 }
                 other => {
                     last = match other {
@@ -140,7 +142,7 @@ async fn ten_failovers_under_load_lose_no_acknowledged_completion_and_never_doub
     let (_, venture) =
         first.post("/api/ventures", json!({"name": "Soak", "icon": "x", "capitalBudget": 1_000_000})).await;
     let venture_id = venture["id"].as_str().unwrap().to_owned();
-    const TASKS: usize = 2_000;
+    const TASKS: usize = 6_000;
     for chunk in 0..TASKS / 100 {
         let creates = (0..100).map(|i| {
             let task = json!({"title": format!("t{}", chunk * 100 + i), "ventureId": venture_id, "estimatedCost": 1});
@@ -174,7 +176,9 @@ async fn ten_failovers_under_load_lose_no_acknowledged_completion_and_never_doub
                         continue;
                     }
                     let claim = json!({"agentId": agent, "leaseSeconds": 5});
-                    let Some((status, task)) = fleet.post("/api/tasks/claim", &claim, patience).await else { continue };
+                    let Some((status, task, sent_at)) = fleet.post("/api/tasks/claim", &claim, patience).await else {
+                        continue;
+                    };
                     if status == StatusCode::NO_CONTENT {
                         panic!("the queue ran dry: the test needs more tasks");
                     }
@@ -182,13 +186,16 @@ async fn ten_failovers_under_load_lose_no_acknowledged_completion_and_never_doub
                     let (id, attempt) = (task["id"].as_str().unwrap().to_owned(), task["attempts"].as_u64().unwrap());
                     {
                         let mut ledger = ledger.lock().unwrap();
-                        if let Some(killed) = killed_at.lock().unwrap().take() {
+                        // Only a claim sent after the kill was answered by the new leader.
+                        let mut killed_at = killed_at.lock().unwrap();
+                        if let Some(killed) = killed_at.filter(|&killed| sent_at > killed) {
                             ledger.gaps.push(killed.elapsed());
+                            *killed_at = None;
                         }
                         ledger.claims.entry((id.clone(), attempt)).or_default().insert(agent.clone());
                     }
                     let report = json!({"taskId": id, "agentId": agent, "attempt": attempt, "actualCost": 1});
-                    if let Some((StatusCode::OK, _)) = fleet.post("/api/tasks/complete", &report, patience).await {
+                    if let Some((StatusCode::OK, _, _)) = fleet.post("/api/tasks/complete", &report, patience).await {
                         ledger.lock().unwrap().acknowledged.push(id);
                     }
                 }
@@ -206,8 +213,8 @@ async fn ten_failovers_under_load_lose_no_acknowledged_completion_and_never_doub
             }
         }
         let leader = leader.unwrap_or_else(|| panic!("round {round}: no node leads"));
-        *killed_at.lock().unwrap() = Some(Instant::now());
         nodes[leader].take().unwrap().kill();
+        *killed_at.lock().unwrap() = Some(Instant::now());
         common::until("a new leader answers claims", async || ledger.lock().unwrap().gaps.len() > round).await;
         let (acknowledged, gap) = {
             let ledger = ledger.lock().unwrap();
