@@ -400,6 +400,7 @@ pub const VENTURE_FIELDS: &[&str] = &[
     "capitalBudget",
     "capitalReserved",
     "budgetHeld",
+    "taskCounts",
     "description",
     "createdAt",
     "updatedAt",

@@ -195,8 +195,9 @@ impl Gathered<'_> {
                 ],
             )?;
         }
-        if !self.tasks.is_empty() {
-            let t = &self.tasks;
+        // Outputs and descriptions can be large: a statement carries a bounded share of them,
+        // so a big batch never holds a parameter buffer the size of the whole batch.
+        for t in chunks(&self.tasks, task_bytes) {
             tx.execute(
                 &sql.task,
                 &[
@@ -256,19 +257,22 @@ impl Gathered<'_> {
             let mut seen = HashMap::with_capacity(self.activities.len());
             let a: Vec<&Activity> =
                 self.activities.iter().copied().filter(|a| seen.insert(&*a.id, ()).is_none()).collect();
-            let inserted = tx.execute(
-                &sql.activity,
-                &[
-                    &column(&a, |a| &*a.id),
-                    &column(&a, |a| &*a.kind),
-                    &column(&a, |a| &*a.title),
-                    &column(&a, |a| a.description.as_deref()),
-                    &column(&a, |a| a.venture_id.as_deref()),
-                    &column(&a, |a| a.task_id.as_deref()),
-                    &column(&a, |a| a.agent_id.as_deref()),
-                    &column(&a, |a| a.created_at.to_string()),
-                ],
-            )?;
+            let mut inserted = 0;
+            for a in chunks(&a, |a| a.title.len() + a.description.as_deref().map_or(0, str::len)) {
+                inserted += tx.execute(
+                    &sql.activity,
+                    &[
+                        &column(a, |a| &*a.id),
+                        &column(a, |a| &*a.kind),
+                        &column(a, |a| &*a.title),
+                        &column(a, |a| a.description.as_deref()),
+                        &column(a, |a| a.venture_id.as_deref()),
+                        &column(a, |a| a.task_id.as_deref()),
+                        &column(a, |a| a.agent_id.as_deref()),
+                        &column(a, |a| a.created_at.to_string()),
+                    ],
+                )?;
+            }
             let refused = self.activities.len() as u64 - inserted;
             if refused > 0 {
                 tracing::warn!(refused, "activity ids were taken; the later activities were not logged");
@@ -287,24 +291,55 @@ impl Gathered<'_> {
                 .filter(|(i, a)| last[&(&*a.task_id, a.attempt)] == *i)
                 .map(|(_, a)| *a)
                 .collect();
-            tx.execute(
-                &sql.attempt,
-                &[
-                    &column(&a, |a| &*a.task_id),
-                    &column(&a, |a| i64::from(a.attempt)),
-                    &column(&a, |a| &*a.agent_id),
-                    &column(&a, |a| a.claimed_at.to_string()),
-                    &column(&a, |a| time(a.ended_at)),
-                    &column(&a, |a| a.outcome.as_str()),
-                    &column(&a, |a| a.error.as_deref()),
-                    &column(&a, |a| money(a.actual_cost)),
-                    &column(&a, |a| a.tokens_used.map(clamp_i64)),
-                ],
-            )?;
+            for a in chunks(&a, |a| a.error.as_deref().map_or(0, str::len)) {
+                tx.execute(
+                    &sql.attempt,
+                    &[
+                        &column(a, |a| &*a.task_id),
+                        &column(a, |a| i64::from(a.attempt)),
+                        &column(a, |a| &*a.agent_id),
+                        &column(a, |a| a.claimed_at.to_string()),
+                        &column(a, |a| time(a.ended_at)),
+                        &column(a, |a| a.outcome.as_str()),
+                        &column(a, |a| a.error.as_deref()),
+                        &column(a, |a| money(a.actual_cost)),
+                        &column(a, |a| a.tokens_used.map(clamp_i64)),
+                    ],
+                )?;
+            }
         }
         *self = Gathered::default();
         Ok(())
     }
+}
+
+/// The most rows one statement carries, and about the most bytes of text.
+const CHUNK_ROWS: usize = 1_000;
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// `rows` in runs of at most `CHUNK_ROWS` rows and, past the first row of each, at most
+/// `CHUNK_BYTES` by `size`.
+fn chunks<'s, 'r, R: ?Sized>(rows: &'s [&'r R], size: impl Fn(&R) -> usize) -> impl Iterator<Item = &'s [&'r R]> {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= rows.len() {
+            return None;
+        }
+        let (mut end, mut bytes) = (start + 1, size(rows[start]));
+        while end < rows.len() && end - start < CHUNK_ROWS && bytes + size(rows[end]) <= CHUNK_BYTES {
+            bytes += size(rows[end]);
+            end += 1;
+        }
+        let chunk = &rows[start..end];
+        start = end;
+        Some(chunk)
+    })
+}
+
+/// The text a task row carries beyond its fixed columns.
+fn task_bytes(task: &Task) -> usize {
+    let text = |s: Option<&str>| s.map_or(0, str::len);
+    task.title.len() + text(task.description.as_deref()) + text(task.output.as_deref()) + text(task.error.as_deref())
 }
 
 /// One column of the gathered rows, as the array `unnest` reads.
