@@ -8,11 +8,6 @@ use mission_control::domain::Millis;
 use mission_control::store::Location;
 use mission_control::{mcp, server, store, worker};
 
-/// mimalloc rather than glibc's malloc: the HTTP workers allocate and free small buffers on
-/// every request, and a queued task is a dozen small blocks (docs/PERFORMANCE.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
