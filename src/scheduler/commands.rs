@@ -249,7 +249,12 @@ impl TaskFilter {
 
     /// Whether a finished task can match: only then does a listing read the database.
     pub fn admits_finished(&self) -> bool {
-        TaskStatus::ALL.iter().any(|s| s.is_finished() && self.admits(*s))
+        !self.finished_statuses().is_empty()
+    }
+
+    /// The finished statuses a task may have and match, as the database stores them.
+    pub fn finished_statuses(&self) -> Vec<&'static str> {
+        TaskStatus::ALL.iter().filter(|s| s.is_finished() && self.admits(**s)).map(|s| s.as_str()).collect()
     }
 }
 

@@ -6,7 +6,7 @@ use rusqlite::types::Value;
 use super::load::{decode_attempt, decode_task, ATTEMPT_COLUMNS, TASK_COLUMNS};
 use super::pool::{with_client, Readers};
 use super::{postgres, Location, StoreError};
-use crate::domain::{Attempt, Id, Task, TaskStatus};
+use crate::domain::{Attempt, Id, Task};
 use crate::scheduler::{ListKey, ListOrder, TaskFilter, TaskHistory};
 
 /// The task table's reads; they run on blocking threads.
@@ -122,8 +122,7 @@ fn sqlite_finished(
     few: bool,
     mut each: impl FnMut(Task) -> bool,
 ) -> Result<(), StoreError> {
-    let finished: Vec<&str> =
-        TaskStatus::ALL.iter().filter(|s| s.is_finished() && filter.admits(**s)).map(|s| s.as_str()).collect();
+    let finished = filter.finished_statuses();
     if finished.is_empty() {
         return Ok(());
     }

@@ -4,7 +4,7 @@ use postgres::types::ToSql;
 use postgres::Client;
 
 use super::load::TASK_COLUMNS;
-use crate::domain::{Activity, Attempt, Task, TaskStatus};
+use crate::domain::{Activity, Attempt, Task};
 use crate::scheduler::{ListKey, ListOrder, TaskFilter};
 use crate::store::activities::decode_activity;
 use crate::store::load::{decode_attempt, decode_task};
@@ -56,8 +56,7 @@ pub fn finished_tasks(
     order: ListOrder,
     mut each: impl FnMut(Task) -> bool,
 ) -> Result<(), StoreError> {
-    let finished: Vec<&str> =
-        TaskStatus::ALL.iter().filter(|s| s.is_finished() && filter.admits(**s)).map(|s| s.as_str()).collect();
+    let finished = filter.finished_statuses();
     if finished.is_empty() {
         return Ok(());
     }
