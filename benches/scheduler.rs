@@ -111,6 +111,7 @@ fn start_scheduler(snapshot: Snapshot) -> Running {
         target: mission_control::persist::Target::Sqlite(path),
         flush_interval: Duration::from_millis(10),
         max_batch: 10_000,
+        wal_restart_frames: mission_control::persist::WAL_RESTART_FRAMES,
         retention: Default::default(),
     })
     .expect("persister");

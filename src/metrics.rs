@@ -75,6 +75,7 @@ fn register_families() {
         "mission_control_long_poll_duration_seconds",
         "mission_control_persist_batch_size",
         "mission_control_persist_commit_duration_seconds",
+        "mission_control_persist_wal_restart_duration_seconds",
     ] {
         drop(metrics::histogram!(name));
     }
@@ -100,6 +101,11 @@ fn describe() {
         "mission_control_persist_commit_duration_seconds",
         Unit::Seconds,
         "Time to write and commit one batch."
+    );
+    describe_histogram!(
+        "mission_control_persist_wal_restart_duration_seconds",
+        Unit::Seconds,
+        "SQLite: the pause between two batches in which the writer copies the WAL's tail so that it starts over."
     );
     describe_gauge!("mission_control_persist_pending", "Changes accepted but not yet committed.");
     describe_counter!("mission_control_persist_failures_total", "Failed commits (each is retried).");

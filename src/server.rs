@@ -100,6 +100,7 @@ pub fn launch(
         target,
         flush_interval: Duration::from_millis(args.flush_ms),
         max_batch: MAX_BATCH,
+        wal_restart_frames: crate::persist::WAL_RESTART_FRAMES,
         retention: Retention {
             completed: args.retain_completed,
             failed: args.retain_failed,

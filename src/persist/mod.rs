@@ -14,7 +14,7 @@ mod retention;
 mod sink;
 mod writer;
 
-pub use checkpoint::CHECKPOINT_EVERY;
+pub use checkpoint::{CHECKPOINT_EVERY, RESTART_AFTER_FRAMES as WAL_RESTART_FRAMES};
 pub use retention::Retention;
 pub use sink::{PostgresTarget, Target};
 use std::sync::Arc;
@@ -38,6 +38,9 @@ pub struct PersisterConfig {
     pub flush_interval: Duration,
     /// The most changes in one transaction.
     pub max_batch: usize,
+    /// On SQLite, the WAL starts over once it holds this many frames, and its file is cut
+    /// back to that size (`checkpoint.rs`); `WAL_RESTART_FRAMES` when serving.
+    pub wal_restart_frames: i64,
     /// What background pruning deletes, and when.
     pub retention: Retention,
 }
@@ -56,10 +59,13 @@ pub struct PersisterHandle {
 impl PersisterHandle {
     /// Starts the writer thread on its own connection to `config.target`.
     pub fn start(config: PersisterConfig) -> Result<PersisterHandle, crate::store::StoreError> {
-        let sink = sink::Sink::open(&config.target)?;
+        let tail_ready = Arc::new(checkpoint::TailReady::default());
+        let sink = sink::Sink::open(&config.target, config.wal_restart_frames, tail_ready.clone())?;
         // PostgreSQL checkpoints on its own.
         let checkpointer = match &config.target {
-            Target::Sqlite(path) => Some(checkpoint::Checkpointer::start(path)?),
+            Target::Sqlite(path) => {
+                Some(checkpoint::Checkpointer::start(path, config.wal_restart_frames, tail_ready)?)
+            }
             Target::Postgres(_) => None,
         };
         let (sender, receiver) = crossbeam_channel::unbounded();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use postgres::Client;
 use rusqlite::Connection;
 
+use super::checkpoint::{passive_checkpoint, TailReady};
 use super::retention::{prune_turn, Retention, Turn};
 use crate::domain::Millis;
 use crate::scheduler::Change;
@@ -39,7 +40,11 @@ impl std::fmt::Debug for Target {
 }
 
 pub(super) enum Sink {
-    Sqlite(Connection),
+    Sqlite {
+        conn: Connection,
+        /// Raised by the checkpointer when the writer should copy the WAL's short tail.
+        tail_ready: Arc<TailReady>,
+    },
     Postgres {
         target: PostgresTarget,
         /// Opened again after the connection breaks.
@@ -48,12 +53,23 @@ pub(super) enum Sink {
 }
 
 impl Sink {
-    pub(super) fn open(target: &Target) -> Result<Sink, StoreError> {
+    pub(super) fn open(
+        target: &Target,
+        wal_restart_frames: i64,
+        tail_ready: Arc<TailReady>,
+    ) -> Result<Sink, StoreError> {
         match target {
             Target::Sqlite(path) => {
                 let conn = crate::store::open_writer(path)?;
                 conn.set_prepared_statement_cache_capacity(16);
-                Ok(Sink::Sqlite(conn))
+                // When the WAL starts over, a file grown past its usual size (behind a long
+                // read, say) is cut back to it; one of that size is reused as it is.
+                let page_size: i64 = conn
+                    .pragma_query_value(None, "page_size", |row| row.get(0))
+                    .map_err(StoreError::sqlite("reading page_size"))?;
+                conn.pragma_update(None, "journal_size_limit", wal_restart_frames.saturating_mul(page_size))
+                    .map_err(StoreError::sqlite("setting journal_size_limit"))?;
+                Ok(Sink::Sqlite { conn, tail_ready })
             }
             Target::Postgres(target) => Ok(Sink::Postgres { target: target.clone(), client: None }),
         }
@@ -62,7 +78,7 @@ impl Sink {
     /// Commits the changes as one transaction.
     pub(super) fn commit(&mut self, changes: &[&Change]) -> Result<(), StoreError> {
         match self {
-            Sink::Sqlite(conn) => {
+            Sink::Sqlite { conn, .. } => {
                 let commit = |conn: &mut Connection| {
                     let tx = conn.transaction()?;
                     write_changes(&tx, changes.iter().copied())?;
@@ -85,6 +101,22 @@ impl Sink {
         }
     }
 
+    /// Between batches: copies the WAL's short tail when the checkpointer asks
+    /// (`checkpoint.rs`), so that the next batch starts the WAL over.
+    pub(super) fn copy_wal_tail_if_ready(&mut self) {
+        if let Sink::Sqlite { conn, tail_ready } = self {
+            if tail_ready.take() {
+                let started = std::time::Instant::now();
+                let copied = passive_checkpoint(conn);
+                metrics::histogram!("mission_control_persist_wal_restart_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                if let Err(error) = copied {
+                    tracing::debug!(%error, "copying the WAL's tail failed; the checkpointer asks again");
+                }
+            }
+        }
+    }
+
     /// One pruning turn.
     pub(super) fn prune(
         &mut self,
@@ -93,7 +125,7 @@ impl Sink {
         yield_now: impl Fn() -> bool,
     ) -> Result<Turn, StoreError> {
         match self {
-            Sink::Sqlite(conn) => {
+            Sink::Sqlite { conn, .. } => {
                 prune_turn(conn, retention, now, yield_now).map_err(StoreError::sqlite("pruning expired records"))
             }
             Sink::Postgres { target, client } => {

@@ -59,6 +59,8 @@ impl Writer {
             if !self.commit_until_done(&batch) {
                 return;
             }
+            // After the batch's replies are released, not before.
+            self.sink.copy_wal_tail_if_ready();
             self.prune_if_due();
         }
     }
@@ -169,10 +171,11 @@ mod tests {
             target: crate::persist::Target::Sqlite(path.clone()),
             flush_interval: Duration::from_secs(1),
             max_batch: 3,
+            wal_restart_frames: crate::persist::WAL_RESTART_FRAMES,
             retention: Default::default(),
         };
         let writer = Writer::new(
-            Sink::Sqlite(migrated(&path)),
+            Sink::Sqlite { conn: migrated(&path), tail_ready: Default::default() },
             receiver,
             Arc::new(Progress::new()),
             config,
@@ -198,6 +201,7 @@ mod tests {
             target: crate::persist::Target::Sqlite(path.clone()),
             flush_interval: Duration::from_millis(1),
             max_batch: 100,
+            wal_restart_frames: crate::persist::WAL_RESTART_FRAMES,
             retention: Default::default(),
         };
         let mut persister = PersisterHandle::start(config).unwrap();
