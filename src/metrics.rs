@@ -1,6 +1,10 @@
 //! The Prometheus recorder behind the `metrics` facade, installed once per process.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, OnceLock, RwLock};
+use std::time::Duration;
+
+use axum::http::Method;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
@@ -145,4 +149,70 @@ fn describe() {
         "mission_control_failures_total",
         "Failed attempts (error reports and expired leases) by venture, since the server started."
     );
+}
+
+/// Counts a finished HTTP request and records its duration.
+///
+/// Registering a labelled metric hashes its name and labels and copies the labels, which
+/// costs more than the increment itself; the handles are kept instead, one pair per
+/// (route, method, status). Routes are the router's patterns, so the set stays small.
+/// Methods outside HTTP's standard ones share the label `other`, so a client sending made-up
+/// methods cannot grow it.
+pub fn record_http_request(method: &Method, route: &str, status: u16, elapsed: Duration) {
+    let method = method_label(method);
+    let known = REQUEST_HANDLES
+        .read()
+        .expect("request metric handles lock")
+        .get(route)
+        .and_then(|by_status| by_status.get(&(method, status)))
+        .cloned();
+    let handles = known.unwrap_or_else(|| {
+        let handles = RequestHandles {
+            count: metrics::counter!("mission_control_http_requests_total",
+                "method" => method, "route" => route.to_owned(), "status" => status.to_string()),
+            duration: metrics::histogram!("mission_control_http_request_duration_seconds", "route" => route.to_owned()),
+        };
+        let mut all = REQUEST_HANDLES.write().expect("request metric handles lock");
+        all.entry(route.into()).or_default().insert((method, status), handles.clone());
+        handles
+    });
+    handles.count.increment(1);
+    handles.duration.record(elapsed.as_secs_f64());
+}
+
+#[derive(Clone)]
+struct RequestHandles {
+    count: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+type HandlesByRoute = HashMap<Box<str>, HashMap<(&'static str, u16), RequestHandles>>;
+
+static REQUEST_HANDLES: LazyLock<RwLock<HandlesByRoute>> = LazyLock::new(Default::default);
+
+fn method_label(method: &Method) -> &'static str {
+    static STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    STANDARD.iter().find(|standard| *standard == method).map_or("other", Method::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_methods_keep_their_name_and_made_up_ones_share_one_label() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
+        assert_eq!(method_label(&Method::from_bytes(b"get").unwrap()), "other");
+    }
 }

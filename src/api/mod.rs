@@ -21,7 +21,7 @@ mod vocabulary;
 pub mod wire;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
@@ -131,7 +131,7 @@ fn api_routes(state: &AppState) -> Router<AppState> {
 }
 
 async fn not_found(request: Request) -> ApiError {
-    record_request(request.method().as_str(), "unmatched", StatusCode::NOT_FOUND, Instant::now());
+    crate::metrics::record_http_request(request.method(), "unmatched", StatusCode::NOT_FOUND.as_u16(), Duration::ZERO);
     ApiError::new(
         StatusCode::NOT_FOUND,
         "route_not_found",
@@ -177,19 +177,13 @@ struct AccessToken {
 
 async fn track_metrics(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route =
-        request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    // The pattern, not the path, so that ids do not become label values.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
     let response = next.run(request).await;
-    record_request(method.as_str(), &route, response.status(), started);
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    crate::metrics::record_http_request(&method, route, response.status().as_u16(), started.elapsed());
     response
-}
-
-fn record_request(method: &str, route: &str, status: StatusCode, started: Instant) {
-    let labels = [("method", method.to_owned()), ("route", route.to_owned()), ("status", status.as_u16().to_string())];
-    metrics::counter!("mission_control_http_requests_total", &labels).increment(1);
-    metrics::histogram!("mission_control_http_request_duration_seconds", "route" => route.to_owned())
-        .record(started.elapsed().as_secs_f64());
 }
 
 /// 201 with the created object.
