@@ -180,7 +180,9 @@ pub async fn run(
     let router = running.router();
     let Running { node, header_timeout, body_timeout } = running;
     // Slow clients cannot pin connections: headers and then the body must arrive in time.
-    let router = router.layer(RequestBodyTimeoutLayer::new(body_timeout));
+    // Around the whole router rather than `Router::layer`, which wraps each route and so
+    // costs every request a boxed service and future more.
+    let service = tower::ServiceBuilder::new().layer(RequestBodyTimeoutLayer::new(body_timeout)).service(router);
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
     let graceful = GracefulShutdown::new();
@@ -199,7 +201,7 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(service.clone());
         let connection = http.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
