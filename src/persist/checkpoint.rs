@@ -13,16 +13,16 @@
 //! A passive checkpoint beside a busy writer never quite finishes: the writer appends while
 //! it copies. SQLite starts the WAL over from its first frame only after a checkpoint has
 //! copied every frame, so under steady load the file would grow without end (gigabytes in
-//! minutes), and every page lookup searches a longer WAL index. So this thread repeats its
-//! pass while the tail left behind shrinks, and once the WAL holds `restart_after_frames`
-//! (`RESTART_AFTER_FRAMES` when serving) it asks the writer to copy the tail between two batches (`TailReady`), where nothing is
-//! appended meanwhile. The next batch then starts the WAL over.
+//! minutes), and every page lookup searches a longer WAL index. So once the WAL holds
+//! `restart_after_frames` (`RESTART_AFTER_FRAMES` when serving), this thread repeats its
+//! pass until one is quick and asks the writer to copy the short tail between two batches
+//! (`TailReady`), where nothing is appended meanwhile. The next batch starts the WAL over.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
 
@@ -33,16 +33,18 @@ use crate::store::StoreError;
 /// at the first turn after it.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
-/// The WAL starts over once it holds this many frames: 256 MiB of 4 KiB pages, a few seconds
-/// of writing at full load. Starting over costs the writer a pause of about 10-20 ms (it
+/// The WAL starts over once it holds this many frames: 256 MiB of 4 KiB pages, a second or
+/// two of writing at full load. Starting over costs the writer a pause of 10-20 ms (it
 /// copies the tail and syncs), so not much more often than that: 64 MiB measured fewer
 /// cycles/s and a higher claim p99 than 256 MiB (docs/PERFORMANCE.md, "The WAL").
 pub const RESTART_AFTER_FRAMES: i64 = 65_536;
 
-/// A tail short enough for the writer to copy between batches: about 4 MB at most.
-const SHORT_TAIL_FRAMES: i64 = 1_000;
+/// A pass this quick leaves the writer a tail it copies in a few milliseconds: what it
+/// wrote during the pass.
+const QUICK_PASS: Duration = Duration::from_millis(10);
 
-/// Passes in a row while the tail shrinks; a writer faster than the copy stops them.
+/// Passes in a row, at most, before the writer is asked anyway: the WAL must start over
+/// even when the writer outruns the copy.
 const MAX_PASSES: usize = 8;
 
 /// Set by the checkpointer when the WAL's uncopied tail is short; the writer takes it.
@@ -87,32 +89,28 @@ impl Checkpointer {
     }
 }
 
-/// Passive passes while each leaves a shorter tail; then, once the WAL is long enough to
-/// start over, asks the writer to copy the tail.
+/// A passive pass; then, once the WAL is long enough to start over, more passes until one
+/// is quick (which leaves the writer a tail of only what it wrote meanwhile) or
+/// `MAX_PASSES`, and the request. A pass that cannot copy everything it saw (a reader
+/// holds an old snapshot) ends the turn: the WAL cannot start over under that reader.
 fn catch_up(conn: &rusqlite::Connection, restart_after_frames: i64, tail_ready: &TailReady) {
-    let mut last_tail = i64::MAX;
     for _ in 0..MAX_PASSES {
-        let wal = match passive_checkpoint(conn) {
-            Ok(wal) => wal,
+        let started = Instant::now();
+        let progress = match passive_checkpoint(conn) {
+            Ok(progress) => progress,
             Err(error) => {
                 tracing::debug!(%error, "checkpoint failed; the next turn tries again");
                 return;
             }
         };
-        // `frames` counts what the WAL held when the pass began; the writer has appended
-        // more since, which is the tail the writer copies.
-        if wal.uncopied() <= SHORT_TAIL_FRAMES {
-            if wal.frames >= restart_after_frames {
-                tail_ready.request();
-            }
+        if progress.uncopied() > 0 || progress.frames < restart_after_frames {
             return;
         }
-        if wal.uncopied() >= last_tail {
-            // A reader holds an old snapshot, or the writer outruns the copy: next turn.
-            return;
+        if started.elapsed() <= QUICK_PASS {
+            break;
         }
-        last_tail = wal.uncopied();
     }
+    tail_ready.request();
 }
 
 /// What a checkpoint reports of the WAL.

@@ -63,9 +63,7 @@ impl PersisterHandle {
         let sink = sink::Sink::open(&config.target, config.wal_restart_frames, tail_ready.clone())?;
         // PostgreSQL checkpoints on its own.
         let checkpointer = match &config.target {
-            Target::Sqlite(path) => {
-                Some(checkpoint::Checkpointer::start(path, config.wal_restart_frames, tail_ready)?)
-            }
+            Target::Sqlite(path) => Some(checkpoint::Checkpointer::start(path, config.wal_restart_frames, tail_ready)?),
             Target::Postgres(_) => None,
         };
         let (sender, receiver) = crossbeam_channel::unbounded();
