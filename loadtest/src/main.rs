@@ -87,7 +87,9 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     listers: usize,
     /// What the listers fetch; `GET /api/tasks` lists every task, finished ones streamed
-    /// from the database.
+    /// from the database. `/api/events` replays the event feed instead: each lister
+    /// reconnects with a `Last-Event-ID` `REPLAY_EVENTS` events back, reads that many
+    /// events and hangs up, over and over.
     #[arg(long, default_value = "/api/tasks")]
     listing_path: String,
     /// The nice value of the listers' thread: above 0, reading the listings yields the
@@ -293,7 +295,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let listings = (args.listers > 0).then(|| {
         // Listings go to the first address; they measure a single server under load.
         let base = args.url[0].trim_end_matches('/').to_owned();
-        let listing = Listing { url: format!("{base}{}", args.listing_path), token: args.token.clone() };
+        let listing = Listing {
+            url: format!("{base}{}", args.listing_path),
+            token: args.token.clone(),
+            last_event: std::cell::Cell::new(0),
+        };
         listing.start(args.listers, args.listers_nice, end)
     });
     let options = AgentOptions {
@@ -382,7 +388,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
 struct Listing {
     url: String,
     token: Option<String>,
+    /// The newest event id a replaying lister has read (0: none yet).
+    last_event: std::cell::Cell<u64>,
 }
+
+/// Events each replay of the event feed reads: most of what the server keeps (10,000).
+const REPLAY_EVENTS: u64 = 9_000;
 
 /// What the listers did.
 #[derive(Default)]
@@ -439,14 +450,58 @@ impl Listing {
 
     /// One listing, read to its end a chunk at a time; returns its length.
     async fn fetch(&self, http: &reqwest::Client) -> anyhow::Result<u64> {
-        let mut request = http.get(&self.url);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+        if self.url.contains("/api/events") {
+            return self.replay(http).await;
         }
-        let mut response = request.send().await?.error_for_status()?;
+        let mut response = self.get(http).send().await?.error_for_status()?;
         let mut bytes = 0u64;
         while let Some(chunk) = response.chunk().await? {
             bytes += chunk.len() as u64;
+        }
+        Ok(bytes)
+    }
+
+    fn get(&self, http: &reqwest::Client) -> reqwest::RequestBuilder {
+        let request = http.get(&self.url);
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// One replay of the event feed from `REPLAY_EVENTS` before the newest event read so
+    /// far (the first connection only learns an id); returns the bytes read.
+    async fn replay(&self, http: &reqwest::Client) -> anyhow::Result<u64> {
+        let last = self.last_event.get();
+        let mut request = self.get(http);
+        let wanted = if last == 0 {
+            1
+        } else {
+            request = request.header("Last-Event-ID", last.saturating_sub(REPLAY_EVENTS).to_string());
+            REPLAY_EVENTS
+        };
+        let mut response = request.send().await?.error_for_status()?;
+        let (mut bytes, mut events, mut line) = (0u64, 0u64, Vec::new());
+        while events < wanted {
+            let Some(chunk) = response.chunk().await? else { break };
+            bytes += chunk.len() as u64;
+            for &byte in chunk.iter() {
+                if byte != b'\n' {
+                    line.push(byte);
+                    continue;
+                }
+                if let Some(id) = line.strip_prefix(b"id:") {
+                    if let Some(id) = std::str::from_utf8(id).ok().and_then(|id| id.trim().parse::<u64>().ok()) {
+                        self.last_event.set(self.last_event.get().max(id));
+                        events += 1;
+                    }
+                } else if line.starts_with(b"event: reload") || line.starts_with(b"event:reload") {
+                    // Too far back: start over from the live feed.
+                    self.last_event.set(0);
+                    return Ok(bytes);
+                }
+                line.clear();
+            }
         }
         Ok(bytes)
     }
