@@ -3,7 +3,8 @@
 # queued tasks (default 1,000,000; short titles) and FINISHED completed ones (default 0;
 # each with a 200-byte output) straight through SQLite, then times a release server from
 # launch to its "listening" line and reads its resident memory, against the same for an
-# empty database. History must not count: `FINISHED=1000000 ./startup.sh 1000`. Not run in CI.
+# empty database. History must not count: `FINISHED=1000000 ./startup.sh 1000`. BIN=path measures
+# another build (with STARTUP_NO_BUILD=1). Not run in CI.
 set -euo pipefail
 n=${1:-1000000}
 finished=${FINISHED:-0}
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/.."
 [ -n "${STARTUP_NO_BUILD:-}" ] || cargo build --release --bins >&2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-bin=./target/release/mission-control
+bin=${BIN:-./target/release/mission-control}
 for db in empty full; do $bin migrate --db "$work/$db.db" >/dev/null 2>&1; done
 python3 - "$work/full.db" "$n" "$finished" <<'PY'
 import sqlite3, sys
