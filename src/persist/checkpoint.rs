@@ -33,11 +33,11 @@ use crate::store::StoreError;
 /// at the first turn after it.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
-/// The WAL starts over once it holds this many frames: 256 MiB of 4 KiB pages, a second or
-/// two of writing at full load. Starting over costs the writer a pause of 10-20 ms (it
-/// copies the tail and syncs), so not much more often than that: 64 MiB measured fewer
-/// cycles/s and a higher claim p99 than 256 MiB (docs/PERFORMANCE.md, "The WAL").
-pub const RESTART_AFTER_FRAMES: i64 = 65_536;
+/// The WAL starts over once it holds this many frames: 1 GiB of 4 KiB pages, several
+/// seconds of writing at full load. Starting over costs the writer a pause of 10-20 ms (it
+/// copies the tail and syncs), so not more often than that: at 256 agents, 256 MiB measured
+/// 0.88x the cycles/s of 1 GiB and 1.3x its claim p99 (docs/PERFORMANCE.md, "The WAL").
+pub const RESTART_AFTER_FRAMES: i64 = 262_144;
 
 /// A pass this quick leaves the writer a tail it copies in a few milliseconds: what it
 /// wrote during the pass.
