@@ -3,7 +3,8 @@
 # ratio means something on a noisy machine. Each run is a fresh server on a fresh file and
 # one loadtest of AGENTS agents (default 64) for 5 s after a 1 s warm-up, claim -> complete.
 # Usage: loadtest/ab.sh DIR_A DIR_B   (each holding mission-control and loadtest binaries,
-# e.g. copies of target/release from two commits). Prints one line per run. Loopback only.
+# e.g. copies of target/release from two commits). TASKS=N sets the pool (default 140,000;
+# creating it is most of each run's time). Prints one line per run. Loopback only.
 set -euo pipefail
 a=${1:?usage: ab.sh DIR_A DIR_B}
 b=${2:?usage: ab.sh DIR_A DIR_B}
@@ -20,7 +21,7 @@ for _ in $(seq "$rounds"); do
     "$dir/mission-control" --db "$work/m.db" --addr "127.0.0.1:$port" --no-seed --durability "$mode" >"$work/server.log" 2>&1 &
     server=$!
     for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
-    result=$("$b/loadtest" --url "http://127.0.0.1:$port" --agents "$agents" --tasks 140000 --duration 5 --warmup 1 || true)
+    result=$("$b/loadtest" --url "http://127.0.0.1:$port" --agents "$agents" --tasks "${TASKS:-140000}" --duration 5 --warmup 1 || true)
     kill -TERM $server; wait $server || true
     echo "$result" | python3 -c '
 import json, sys
