@@ -47,13 +47,14 @@ const QUICK_PASS: Duration = Duration::from_millis(10);
 /// even when the writer outruns the copy.
 const MAX_PASSES: usize = 8;
 
-/// Set by the checkpointer when the WAL's uncopied tail is short; the writer takes it.
+/// Set by the checkpointer when the writer should copy the WAL's tail so that the WAL
+/// starts over; the writer takes it between batches.
 #[derive(Debug, Default)]
-pub struct TailReady(AtomicBool);
+pub(super) struct TailReady(AtomicBool);
 
 impl TailReady {
     /// True once per request: the caller should copy the tail now.
-    pub fn take(&self) -> bool {
+    pub(super) fn take(&self) -> bool {
         self.0.swap(false, Ordering::AcqRel)
     }
 
@@ -115,21 +116,21 @@ fn catch_up(conn: &rusqlite::Connection, restart_after_frames: i64, tail_ready: 
 
 /// What a checkpoint reports of the WAL.
 #[derive(Debug, Clone, Copy)]
-pub struct WalProgress {
+pub(super) struct WalProgress {
     /// Frames since the WAL last started over.
-    pub frames: i64,
+    frames: i64,
     /// Of those, frames copied into the database file.
-    pub copied: i64,
+    copied: i64,
 }
 
 impl WalProgress {
-    pub fn uncopied(&self) -> i64 {
+    fn uncopied(&self) -> i64 {
         (self.frames - self.copied).max(0)
     }
 }
 
 /// Copies what no reader still needs into the database file, waiting for nobody.
-pub fn passive_checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<WalProgress> {
+pub(super) fn passive_checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<WalProgress> {
     // Both are -1 when the database is not in WAL mode: nothing to copy.
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
         Ok(WalProgress { frames: row.get::<_, i64>(1)?.max(0), copied: row.get::<_, i64>(2)?.max(0) })
