@@ -23,10 +23,7 @@ for _ in $(seq "$rounds"); do
     for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
     result=$("$b/loadtest" --url "http://127.0.0.1:$port" --agents "$agents" --tasks "${TASKS:-140000}" --duration 5 --warmup 1 || true)
     kill -TERM $server; wait $server || true
-    echo "$result" | python3 -c '
-import json, sys
-d = json.loads(sys.stdin.read())
-print("\t".join(str(x) for x in [sys.argv[1], d["cycles_per_s"], d["claim_ms"]["p99"], d["double_claims"],
-      d["capital_consistent"], sum(d["errors"].values())]))' "$dir"
+    echo "$result" | python3 "$(dirname "$0")/summary_row.py" "=$dir" cycles_per_s claim_ms.p99 double_claims \
+      capital_consistent errors
   done
 done

@@ -37,15 +37,8 @@ for agents in $agents_list; do
       result=$(timeout 300 "$bin/loadtest" --url "http://127.0.0.1:$port" --agents "$agents" --tasks 140000 --duration 5 --warmup 1 || true)
       kill -TERM "$server"; wait "$server" || true
       server=
-      echo "$result" | tail -n 1 | python3 -c '
-import json, sys
-try:
-    d = json.loads(sys.stdin.read())
-except ValueError:
-    print("\t".join([sys.argv[1], sys.argv[2], "nan", "nan", "-", "False", "-", "-"]))
-    sys.exit(0)
-print("\t".join(str(x) for x in [sys.argv[1], d["agents"], d["cycles_per_s"], d["claim_ms"]["p99"], d["double_claims"],
-      d["capital_consistent"], sum(d["errors"].values()), d["window_s"]]))' "$name" "$agents" | tee -a "$work/runs.tsv"
+      echo "$result" | python3 loadtest/summary_row.py "=$name" "=$agents" cycles_per_s claim_ms.p99 double_claims \
+        capital_consistent errors window_s | tee -a "$work/runs.tsv"
     done
   done
 done

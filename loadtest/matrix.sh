@@ -23,10 +23,7 @@ for mode in $modes; do
     result=$(./target/release/loadtest --url "http://127.0.0.1:$port" --agents "$agents" --tasks "$tasks" \
       --duration "$duration" --warmup 1 || true)
     kill -TERM $server; wait $server || true
-    echo "$result" | python3 -c '
-import json, sys
-d = json.loads(sys.stdin.read())
-print("\t".join(str(x) for x in [sys.argv[1], d["agents"], d["cycles_per_s"], d["claim_ms"]["p50"], d["claim_ms"]["p99"],
-      d["complete_ms"]["p99"], sum(d["errors"].values()), d["double_claims"], d["capital_consistent"]]))' "$mode"
+    echo "$result" | python3 loadtest/summary_row.py "=$mode" agents cycles_per_s claim_ms.p50 claim_ms.p99 \
+      complete_ms.p99 errors double_claims capital_consistent
   done
 done

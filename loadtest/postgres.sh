@@ -61,15 +61,8 @@ for _ in $(seq "$rounds"); do
       --duration "$duration" --warmup 1 || true)
     stop_server
     rm -f "$work"/m*.db*
-    echo "$result" | tail -n 1 | python3 -c '
-import json, sys
-try:
-    d = json.loads(sys.stdin.read())
-except ValueError:
-    print("\t".join([sys.argv[1], sys.argv[2], "nan", "nan", "nan", "-", "False", "-", "-"]))
-    sys.exit(0)
-print("\t".join(str(x) for x in [sys.argv[1], d["agents"], d["cycles_per_s"], d["claim_ms"]["p50"], d["claim_ms"]["p99"],
-      d["double_claims"], d["capital_consistent"], sum(d["errors"].values()), d["window_s"]]))' "$name" "$agents" | tee -a "$work/runs.tsv"
+    echo "$result" | python3 loadtest/summary_row.py "=$name" "=$agents" cycles_per_s claim_ms.p50 claim_ms.p99 \
+      double_claims capital_consistent errors window_s | tee -a "$work/runs.tsv"
   done
 done
 python3 - "$work/runs.tsv" <<'PY'
