@@ -85,6 +85,16 @@ fn usable(block: *mut u8) -> isize {
     (unsafe { libc::malloc_usable_size(block.cast()) }) as isize
 }
 
+/// Counts a block the system allocator handed out (none when it failed).
+fn counted(block: *mut u8, layout: Layout) -> *mut u8 {
+    if !block.is_null() {
+        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        LIVE_BLOCKS.fetch_add(1, Ordering::Relaxed);
+        LIVE_USABLE.fetch_add(usable(block), Ordering::Relaxed);
+    }
+    block
+}
+
 /// The system allocator, counting what is live.
 struct Counting;
 
@@ -93,23 +103,11 @@ static ALLOCATOR: Counting = Counting;
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let block = unsafe { System.alloc(layout) };
-        if !block.is_null() {
-            LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-            LIVE_BLOCKS.fetch_add(1, Ordering::Relaxed);
-            LIVE_USABLE.fetch_add(usable(block), Ordering::Relaxed);
-        }
-        block
+        counted(unsafe { System.alloc(layout) }, layout)
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let block = unsafe { System.alloc_zeroed(layout) };
-        if !block.is_null() {
-            LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-            LIVE_BLOCKS.fetch_add(1, Ordering::Relaxed);
-            LIVE_USABLE.fetch_add(usable(block), Ordering::Relaxed);
-        }
-        block
+        counted(unsafe { System.alloc_zeroed(layout) }, layout)
     }
 
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
