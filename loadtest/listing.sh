@@ -6,7 +6,7 @@
 # (default 5) after a 1 s warm-up, without listers and then with LISTERS clients (default 2)
 # fetching GET /api/tasks (every task, LISTING_PATH to change it) in a loop. Prints one TSV
 # row per run, then the medians and the ratio of claim p99 with listings to without.
-# Loopback only; every run is bounded by `timeout`. Not run in CI.
+# BIN=DIR runs the binaries in DIR. Loopback only; every run is bounded by `timeout`. Not run in CI.
 set -euo pipefail
 finished=${FINISHED:-50000}
 rounds=${ROUNDS:-3}
@@ -17,7 +17,7 @@ listing_path=${LISTING_PATH:-/api/tasks}
 port=${LISTING_PORT:-3951}
 cd "$(dirname "$0")/.."
 [ -n "${LISTING_NO_BUILD:-}" ] || cargo build --release --workspace --bins >&2
-bin=./target/release
+bin=${BIN:-./target/release}
 work=$(mktemp -d)
 server=
 trap '[ -z "$server" ] || kill -TERM "$server" 2>/dev/null || true; rm -rf "$work"' EXIT

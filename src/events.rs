@@ -13,6 +13,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use bytes::Bytes;
 use tokio::sync::broadcast;
 
 use crate::domain::{Id, Millis, Venture};
@@ -26,20 +27,21 @@ pub const SUBSCRIBER_CAPACITY: usize = 4_096;
 /// under the lock is cheap, large enough that a full buffer is few chunks.
 const CHUNK_LEN: usize = 256;
 
-/// One change, numbered. Its JSON is made once, by the first subscriber that sends it.
+/// One change, numbered. Its wire form is made once, by the first subscriber that sends it.
 #[derive(Debug)]
 pub struct Event {
     pub id: u64,
     pub change: Change,
     /// A task's venture as it was when the task changed, shown as the REST API shows it.
     pub venture: Option<Arc<Venture>>,
-    encoded: OnceLock<String>,
+    framed: OnceLock<Bytes>,
 }
 
 impl Event {
-    /// The encoded form, computed once with `encode` and shared by every subscriber.
-    pub fn encoded(&self, encode: impl FnOnce(&Change) -> String) -> &str {
-        self.encoded.get_or_init(|| encode(&self.change))
+    /// The event as it goes on the wire, made once with `frame` and shared by every
+    /// subscriber: a clone is a reference count, not a copy.
+    pub fn framed(&self, frame: impl FnOnce(&Event) -> Bytes) -> &Bytes {
+        self.framed.get_or_init(|| frame(self))
     }
 }
 
@@ -171,7 +173,7 @@ impl ChangeFeed for EventHub {
             }
             let id = inner.next_id;
             inner.next_id += 1;
-            let event = Arc::new(Event { id, change: change.clone(), venture, encoded: OnceLock::new() });
+            let event = Arc::new(Event { id, change: change.clone(), venture, framed: OnceLock::new() });
             inner.keep(event.clone());
             if let Some(sender) = &inner.sender {
                 // No subscriber is not an error.

@@ -114,6 +114,36 @@ async fn a_stalled_client_does_not_slow_claims_and_is_told_to_reload() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_long_replay_arrives_whole_and_in_order() {
+    let server = TestServer::start_with(&["--no-seed"]);
+    let mut first = EventStream::open(&server, None).await;
+    // About 600 KB of events: a replay of them takes several of the stream's writes.
+    let long = "x".repeat(900);
+    for i in 0..600 {
+        server.post("/api/activities", json!({"title": format!("{i} {long}")})).await;
+    }
+    let start = first.next(WAIT).await.expect("the first event");
+    drop(first);
+    let response = server
+        .client
+        .get(format!("{}/api/events", server.base))
+        .header("Last-Event-ID", start.id.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut replay = EventStream::open(&server, start.id.as_deref()).await;
+    let mut last: u64 = start.id.as_deref().unwrap().parse().unwrap();
+    for i in 1..600 {
+        let event = replay.next(WAIT).await.expect("a replayed event");
+        let id: u64 = event.id.as_deref().unwrap().parse().unwrap();
+        assert_eq!((id, event.data["title"].as_str()), (last + 1, Some(format!("{i} {long}").as_str())));
+        last = id;
+    }
+    assert!(replay.next(Duration::from_millis(300)).await.is_none(), "nothing after the last");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn event_streams_are_bounded() {
     let server = TestServer::start_with(&["--max-event-streams", "2"]);
     let _a = EventStream::open(&server, None).await;

@@ -8,14 +8,17 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::{self, Stream};
+use bytes::{Bytes, BytesMut};
+use futures_util::stream;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{broadcast, OwnedSemaphorePermit};
@@ -62,7 +65,7 @@ pub async fn stream(State(app): State<AppState>, ResumeAfter(last): ResumeAfter)
         Start::Reload => (VecDeque::new(), true),
     };
     let feed = Feed { replay, reload_first, receiver, done: false, _permit: permit };
-    Ok(Sse::new(feed.into_stream()).keep_alive(KeepAlive::default()).into_response())
+    Ok(feed.into_response())
 }
 
 /// Where a stream resumes: after the event `Last-Event-ID` names, or `?lastEventId=` for
@@ -123,6 +126,17 @@ impl IntoParams for ResumeAfter {
     }
 }
 
+/// How much of the stream one write gathers: a replay of thousands of events, or events
+/// that arrived together, go out in a few large writes rather than one write each.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// How long an idle stream waits before a keep-alive comment, so that proxies and
+/// browsers do not take it for dead.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// A keep-alive: an empty SSE comment.
+const KEEP_ALIVE_COMMENT: &[u8] = b":\n\n";
+
 /// One subscriber's position: what to replay, then the live receiver.
 struct Feed {
     replay: VecDeque<Arc<Event>>,
@@ -134,37 +148,81 @@ struct Feed {
 }
 
 impl Feed {
-    fn into_stream(self) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-        stream::unfold(self, |mut feed| async move {
-            if feed.done {
-                return None;
+    fn into_response(self) -> Response {
+        let chunks = stream::unfold(self, |mut feed| async move {
+            feed.next_chunk().await.map(|chunk| (Ok::<_, Infallible>(chunk), feed))
+        });
+        let mut response = Body::from_stream(chunks).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        response
+    }
+
+    /// The next write: replayed events first, then each live event together with any that
+    /// are already waiting behind it; a keep-alive comment after a quiet `KEEP_ALIVE`.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
+        }
+        if self.reload_first {
+            self.done = true;
+            return Some(reload("your last event is no longer kept"));
+        }
+        if !self.replay.is_empty() {
+            let mut chunk = BytesMut::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 8);
+            while chunk.len() < CHUNK_BYTES {
+                let Some(event) = self.replay.pop_front() else { break };
+                chunk.extend_from_slice(framed(&event));
             }
-            if feed.reload_first {
-                feed.done = true;
-                return Some((Ok(reload("your last event is no longer kept")), feed));
+            return Some(chunk.freeze());
+        }
+        let first = match tokio::time::timeout(KEEP_ALIVE, self.receiver.recv()).await {
+            Err(_) => return Some(Bytes::from_static(KEEP_ALIVE_COMMENT)),
+            Ok(Ok(event)) => framed(&event).clone(),
+            Ok(Err(broadcast::error::RecvError::Lagged(missed))) => return Some(self.lagged(missed)),
+            Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+        };
+        let mut chunk: Option<BytesMut> = None;
+        while chunk.as_ref().map_or(first.len(), BytesMut::len) < CHUNK_BYTES {
+            let next = match self.receiver.try_recv() {
+                Ok(event) => framed(&event).clone(),
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => self.lagged(missed),
+                Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => break,
+            };
+            chunk.get_or_insert_with(|| BytesMut::from(&first[..])).extend_from_slice(&next);
+            if self.done {
+                break;
             }
-            if let Some(event) = feed.replay.pop_front() {
-                return Some((Ok(to_sse(&event)), feed));
-            }
-            match feed.receiver.recv().await {
-                Ok(event) => Some((Ok(to_sse(&event)), feed)),
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    feed.done = true;
-                    Some((Ok(reload(&format!("this client fell {missed} events behind"))), feed))
-                }
-                Err(broadcast::error::RecvError::Closed) => None,
-            }
-        })
+        }
+        Some(chunk.map_or(first, BytesMut::freeze))
+    }
+
+    /// The client fell behind the live feed: it is told to reload, and the stream ends.
+    fn lagged(&mut self, missed: u64) -> Bytes {
+        self.done = true;
+        reload(&format!("this client fell {missed} events behind"))
     }
 }
 
-fn reload(reason: &str) -> SseEvent {
-    SseEvent::default().event("reload").data(json!({ "reason": reason }).to_string())
+fn reload(reason: &str) -> Bytes {
+    frame(None, "reload", &json!({ "reason": reason }).to_string())
 }
 
-fn to_sse(event: &Event) -> SseEvent {
-    let data = event.encoded(|change| encode(change, event.venture.clone()));
-    SseEvent::default().id(event.id.to_string()).event(kind(&event.change)).data(data)
+/// The event as the stream sends it, made once and shared by every subscriber.
+fn framed(event: &Event) -> &Bytes {
+    event.framed(|event| frame(Some(event.id), kind(&event.change), &encode(&event.change, event.venture.clone())))
+}
+
+/// An SSE frame: `id`, `event` and one `data` line (compact JSON has no line breaks).
+fn frame(id: Option<u64>, kind: &str, data: &str) -> Bytes {
+    debug_assert!(!data.contains(['\n', '\r']), "an SSE data line cannot hold a line break");
+    let mut frame = String::with_capacity(data.len() + kind.len() + 40);
+    if let Some(id) = id {
+        let _ = write!(frame, "id: {id}\n");
+    }
+    let _ = write!(frame, "event: {kind}\ndata: {data}\n\n");
+    Bytes::from(frame)
 }
 
 fn kind(change: &Change) -> &'static str {
