@@ -55,8 +55,47 @@ impl Millis {
     }
 }
 
+impl Millis {
+    /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for the years 0 to 9999, without a general formatter: the
+    /// persister writes several per task it saves, and the API one per time it shows.
+    fn format_canonical(self) -> Option<[u8; 24]> {
+        let (days, millis_of_day) = (self.0.div_euclid(86_400_000), self.0.rem_euclid(86_400_000));
+        // The civil date from days (Howard Hinnant's algorithm), the inverse of the parser's.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let day_of_era = z - era * 146_097;
+        let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+        let shifted_month = (5 * day_of_year + 2) / 153;
+        let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+        let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
+        let year = year_of_era + era * 400 + i64::from(month <= 2);
+        if !(0..=9999).contains(&year) {
+            return None;
+        }
+        let mut text = *b"0000-00-00T00:00:00.000Z";
+        let mut digits = |at: usize, width: usize, mut n: i64| {
+            for i in (at..at + width).rev() {
+                text[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        };
+        digits(0, 4, year);
+        digits(5, 2, month);
+        digits(8, 2, day);
+        digits(11, 2, millis_of_day / 3_600_000);
+        digits(14, 2, millis_of_day / 60_000 % 60);
+        digits(17, 2, millis_of_day / 1000 % 60);
+        digits(20, 3, millis_of_day % 1000);
+        Some(text)
+    }
+}
+
 impl fmt::Display for Millis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(text) = self.format_canonical() {
+            return f.write_str(std::str::from_utf8(&text).expect("ASCII digits and separators"));
+        }
         match DateTime::<Utc>::from_timestamp_millis(self.0) {
             Some(t) => f.write_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true)),
             None => write!(f, "{}", self.0),
@@ -75,6 +114,29 @@ mod tests {
         assert_eq!(Millis::parse(&t.to_string()), Some(t));
         assert_eq!(Millis::parse("2026-11-23T23:01:44.123+01:00"), Some(t));
         assert_eq!(Millis::parse("yesterday"), None);
+    }
+
+    fn general_format(ms: i64) -> String {
+        DateTime::<Utc>::from_timestamp_millis(ms).unwrap().to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+
+    #[test]
+    fn the_fast_format_agrees_with_the_general_one() {
+        let year_0 = -62_167_219_200_000;
+        let after_year_9999 = 253_402_300_800_000;
+        for ms in [year_0, -86_400_001, -1, 0, 951_782_400_000, 1_709_251_199_999, after_year_9999 - 1] {
+            assert_eq!(Millis(ms).to_string(), general_format(ms));
+        }
+        assert_eq!(Millis(year_0 - 1).format_canonical(), None, "year -1 takes the general path");
+        assert_eq!(Millis(after_year_9999).format_canonical(), None, "year 10000 takes the general path");
+        assert_eq!(Millis(after_year_9999).to_string(), general_format(after_year_9999));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_time_in_years_0_to_9999_formats_as_chrono_does(ms in -62_167_219_200_000i64..253_402_300_800_000) {
+            proptest::prop_assert_eq!(Millis(ms).to_string(), general_format(ms));
+        }
     }
 
     #[test]
