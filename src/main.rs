@@ -40,7 +40,11 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.http_threads())
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     let listener =
         runtime.block_on(async { server::bind(args.addr) }).with_context(|| format!("binding {}", args.addr))?;
     let addr = listener.local_addr()?;

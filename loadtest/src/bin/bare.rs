@@ -5,7 +5,8 @@
 //! claimed ones, in memory, nothing written anywhere. No budgets, leases, dependencies,
 //! priorities, activity log or metrics: what is left is the cost of HTTP, JSON and a lock,
 //! so `mission-control`'s throughput over this one's says what the scheduler itself costs.
-//! Same runtime shape as `mission-control serve`: two tokio worker threads by default.
+//! Same runtime shape as `mission-control serve`: by default one tokio worker thread less
+//! than the cores, at least one.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -25,9 +26,10 @@ struct Args {
     /// Address to listen on (loopback only).
     #[arg(long, default_value = "127.0.0.1:3932")]
     addr: SocketAddr,
-    /// Tokio worker threads (mission-control serves on 2).
-    #[arg(long, default_value_t = 2)]
-    threads: usize,
+    /// Tokio worker threads [default: as `mission-control serve`, one less than the cores,
+    /// at least one].
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 struct Task {
@@ -72,8 +74,10 @@ fn main() -> anyhow::Result<()> {
     if !args.addr.ip().is_loopback() {
         anyhow::bail!("refusing to listen on {}: this baseline is for loopback only", args.addr);
     }
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads.max(1)).enable_all().build()?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |cores| cores.get().saturating_sub(1)));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).enable_all().build()?;
     runtime.block_on(async {
         let state: Shared = Arc::default();
         let app = Router::new()
