@@ -161,8 +161,8 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     /// The HTTP runtime's threads. Under load the scheduler's actor and the persister keep
-    /// a core busy between them, so by default HTTP leaves them one: on two cores, a second
-    /// HTTP thread measured 8% fewer cycles/s at 64 agents (docs/PERFORMANCE.md).
+    /// a core busy between them, so by default HTTP leaves them one: on two cores, one HTTP
+    /// thread ran 1.11x the cycles/s of two at 64 agents (docs/PERFORMANCE.md).
     pub fn http_threads(&self) -> usize {
         self.http_threads.map_or_else(
             || std::thread::available_parallelism().map_or(1, |cores| cores.get().saturating_sub(1).max(1)),
