@@ -219,7 +219,7 @@ fn frame(id: Option<u64>, kind: &str, data: &str) -> Bytes {
     debug_assert!(!data.contains(['\n', '\r']), "an SSE data line cannot hold a line break");
     let mut frame = String::with_capacity(data.len() + kind.len() + 40);
     if let Some(id) = id {
-        let _ = write!(frame, "id: {id}\n");
+        let _ = writeln!(frame, "id: {id}");
     }
     let _ = write!(frame, "event: {kind}\ndata: {data}\n\n");
     Bytes::from(frame)
