@@ -130,6 +130,8 @@ mod tests {
         assert_eq!(Millis(year_0 - 1).format_canonical(), None, "year -1 takes the general path");
         assert_eq!(Millis(after_year_9999).format_canonical(), None, "year 10000 takes the general path");
         assert_eq!(Millis(after_year_9999).to_string(), general_format(after_year_9999));
+        assert_eq!(Millis(i64::MIN).to_string(), i64::MIN.to_string(), "beyond any calendar: the number");
+        assert_eq!(Millis(i64::MAX).to_string(), i64::MAX.to_string());
     }
 
     proptest::proptest! {
