@@ -8,12 +8,13 @@
 //!
 //! The kept events are sealed into immutable chunks of `CHUNK_LEN`, so a subscriber copies
 //! only a few dozen `Arc`s under the lock the actor publishes through, and picks the events
-//! to replay out of them after letting go of it.
+//! to replay out of them after letting go of it. A sealed chunk's frames are joined once,
+//! by the first replay that sends it, so later replays send each chunk as one shared buffer.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::broadcast;
 
 use crate::domain::{Id, Millis, Venture};
@@ -43,12 +44,71 @@ impl Event {
     pub fn framed(&self, frame: impl FnOnce(&Event) -> Bytes) -> &Bytes {
         self.framed.get_or_init(|| frame(self))
     }
+
+    /// The wire form if a subscriber has made it.
+    pub fn framed_if_made(&self) -> Option<&Bytes> {
+        self.framed.get()
+    }
+}
+
+/// `CHUNK_LEN` consecutive events, never changed once sealed.
+#[derive(Debug)]
+pub struct Sealed {
+    events: Box<[Arc<Event>]>,
+    framed: OnceLock<SealedFrames>,
+}
+
+#[derive(Debug)]
+struct SealedFrames {
+    /// Every event's frame, back to back.
+    bytes: Bytes,
+    /// Where each event's frame starts in `bytes`.
+    starts: Box<[usize]>,
+}
+
+impl Sealed {
+    /// The frames of the events from the `from`-th on, back to back: a slice of one buffer
+    /// that the first caller joins (`frame` gives one event's) and every replay shares.
+    pub fn frames_from(&self, from: usize, frame: impl Fn(&Event) -> Bytes) -> Bytes {
+        let framed = self.framed.get_or_init(|| {
+            let frames: Vec<Bytes> = self.events.iter().map(|event| frame(event)).collect();
+            let mut bytes = BytesMut::with_capacity(frames.iter().map(Bytes::len).sum());
+            let mut starts = Vec::with_capacity(frames.len());
+            for one in &frames {
+                starts.push(bytes.len());
+                bytes.extend_from_slice(one);
+            }
+            SealedFrames { bytes: bytes.freeze(), starts: starts.into() }
+        });
+        framed.bytes.slice(framed.starts[from]..)
+    }
+
+    fn first_id(&self) -> u64 {
+        self.events[0].id
+    }
+}
+
+/// What a resuming subscriber missed, oldest first.
+#[derive(Default)]
+pub struct Replay {
+    /// Sealed chunks, each with the index of the first of its events to send.
+    pub sealed: Vec<(Arc<Sealed>, usize)>,
+    /// The newest events, not sealed yet.
+    pub newest: Vec<Arc<Event>>,
+}
+
+impl Replay {
+    /// Every event to send, in order.
+    pub fn events(&self) -> impl Iterator<Item = &Arc<Event>> {
+        let sealed = self.sealed.iter().flat_map(|(chunk, from)| chunk.events[*from..].iter());
+        sealed.chain(self.newest.iter())
+    }
 }
 
 /// What a new subscriber starts from.
 pub enum Start {
     /// The events after the client's last one, then the live feed.
-    Resume(Vec<Arc<Event>>),
+    Resume(Replay),
     /// The client's last event is no longer kept (or is from another run): it must reload.
     Reload,
 }
@@ -63,7 +123,7 @@ struct Inner {
     /// Recent events, oldest first, in chunks that never change once sealed. Whole chunks
     /// are dropped, so a few more than `REPLAY_CAPACITY` may be kept; `oldest_kept` says
     /// which of them count.
-    sealed: VecDeque<Arc<[Arc<Event>]>>,
+    sealed: VecDeque<Arc<Sealed>>,
     /// The newest events, at most `CHUNK_LEN`, sealed when full.
     open: Vec<Arc<Event>>,
     /// Events kept in `sealed` and `open` together.
@@ -116,11 +176,20 @@ impl EventHub {
             (receiver, inner.next_id, oldest_kept, sealed, open)
         };
         let start = match last_event_id {
-            None => Start::Resume(Vec::new()),
-            Some(last) if last + 1 == next_id => Start::Resume(Vec::new()),
+            None => Start::Resume(Replay::default()),
+            Some(last) if last + 1 == next_id => Start::Resume(Replay::default()),
             Some(last) if last + 1 >= oldest_kept && last < next_id => {
-                let kept = sealed.iter().flat_map(|chunk| chunk.iter()).chain(open.iter());
-                Start::Resume(kept.filter(|e| e.id > last).cloned().collect())
+                // Ids are consecutive, so where the replay starts in a chunk is arithmetic.
+                let sealed = sealed
+                    .into_iter()
+                    .filter(|chunk| chunk.first_id() + chunk.events.len() as u64 > last + 1)
+                    .map(|chunk| {
+                        let from = (last + 1).saturating_sub(chunk.first_id()) as usize;
+                        (chunk, from)
+                    })
+                    .collect();
+                let newest = open.into_iter().filter(|e| e.id > last).collect();
+                Start::Resume(Replay { sealed, newest })
             }
             Some(_) => Start::Reload,
         };
@@ -142,13 +211,13 @@ impl Inner {
         self.kept += 1;
         if self.open.len() == CHUNK_LEN {
             let full = std::mem::replace(&mut self.open, Vec::with_capacity(CHUNK_LEN));
-            self.sealed.push_back(full.into());
+            self.sealed.push_back(Arc::new(Sealed { events: full.into(), framed: OnceLock::new() }));
         }
         while let Some(oldest) = self.sealed.front() {
-            if self.kept - oldest.len() < REPLAY_CAPACITY {
+            if self.kept - oldest.events.len() < REPLAY_CAPACITY {
                 break;
             }
-            self.kept -= oldest.len();
+            self.kept -= oldest.events.len();
             self.sealed.pop_front();
         }
     }
@@ -191,8 +260,8 @@ mod tests {
         Change::DeleteTask(id.into())
     }
 
-    fn ids(events: &[Arc<Event>]) -> Vec<u64> {
-        events.iter().map(|e| e.id).collect()
+    fn ids(replay: &Replay) -> Vec<u64> {
+        replay.events().map(|e| e.id).collect()
     }
 
     #[test]
@@ -203,9 +272,39 @@ mod tests {
         let Start::Resume(replay) = hub.subscribe(Some(first)).0 else { panic!("expected a resume") };
         assert_eq!(ids(&replay), [first + 1, first + 2]);
         let (start, mut live) = hub.subscribe(Some(first + 2));
-        assert!(matches!(start, Start::Resume(r) if r.is_empty()));
+        assert!(matches!(start, Start::Resume(r) if r.events().next().is_none()));
         hub.publish(&[delete("d")], &|_| None);
         assert_eq!(live.try_recv().unwrap().id, first + 3);
+    }
+
+    #[test]
+    fn a_replay_starts_inside_a_sealed_chunk_and_shares_its_frames() {
+        let hub = EventHub::new(Millis(1));
+        for i in 0..3 * CHUNK_LEN + 10 {
+            hub.publish(&[delete(&i.to_string())], &|_| None);
+        }
+        let (first, chunk) = (1001, CHUNK_LEN as u64);
+        let last = first + chunk + 5; // the sixth event of the second chunk
+        let Start::Resume(replay) = hub.subscribe(Some(last)).0 else { panic!("expected a resume") };
+        assert_eq!(ids(&replay), (last + 1..first + 3 * chunk + 10).collect::<Vec<_>>());
+        let starts: Vec<usize> = replay.sealed.iter().map(|(_, from)| *from).collect();
+        assert_eq!((starts, replay.newest.len()), (vec![6, 0], 10));
+
+        let frame = |event: &Event| Bytes::from(format!("{};", event.id));
+        let joined: Vec<u8> =
+            replay.sealed.iter().flat_map(|(chunk, from)| chunk.frames_from(*from, frame).to_vec()).collect();
+        let one_by_one: String = replay
+            .sealed
+            .iter()
+            .flat_map(|(chunk, from)| chunk.events[*from..].iter().map(|e| format!("{};", e.id)))
+            .collect();
+        assert_eq!(String::from_utf8(joined).unwrap(), one_by_one);
+        let Start::Resume(again) = hub.subscribe(Some(last)).0 else { panic!("expected a resume") };
+        let (joined_before, joined_again) = (
+            replay.sealed[1].0.frames_from(0, frame),
+            again.sealed[1].0.frames_from(0, |_| unreachable!("joined once")),
+        );
+        assert_eq!(joined_before.as_ptr(), joined_again.as_ptr(), "one buffer, shared");
     }
 
     #[test]
@@ -217,7 +316,9 @@ mod tests {
         assert!(matches!(hub.subscribe(Some(1001)).0, Start::Reload), "dropped from the buffer");
         assert!(matches!(hub.subscribe(Some(5)).0, Start::Reload), "from an earlier run");
         assert!(matches!(hub.subscribe(Some(u64::MAX - 1)).0, Start::Reload), "from the future");
-        assert!(matches!(hub.subscribe(Some(1001 + 10)).0, Start::Resume(r) if r.len() == REPLAY_CAPACITY - 6));
+        assert!(
+            matches!(hub.subscribe(Some(1001 + 10)).0, Start::Resume(r) if r.events().count() == REPLAY_CAPACITY - 6)
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ use super::extract::{decode_query, Accepts};
 use super::wire::{ActivityJson, AgentJson, TaskJson, VentureJson};
 use super::AppState;
 use crate::domain::Venture;
-use crate::events::{Event, Start};
+use crate::events::{Event, Replay, Sealed, Start};
 use crate::scheduler::Change;
 use crate::scheduler::TaskView;
 
@@ -61,10 +61,17 @@ pub async fn stream(State(app): State<AppState>, ResumeAfter(last): ResumeAfter)
     })?;
     let (start, receiver) = app.events.subscribe(last);
     let (replay, reload_first) = match start {
-        Start::Resume(events) => (events.into(), false),
-        Start::Reload => (VecDeque::new(), true),
+        Start::Resume(replay) => (replay, false),
+        Start::Reload => (Replay::default(), true),
     };
-    let feed = Feed { replay, reload_first, receiver, done: false, _permit: permit };
+    let feed = Feed {
+        sealed: replay.sealed.into(),
+        newest: replay.newest.into(),
+        reload_first,
+        receiver,
+        done: false,
+        _permit: permit,
+    };
     Ok(feed.into_response())
 }
 
@@ -139,7 +146,10 @@ const KEEP_ALIVE_COMMENT: &[u8] = b":\n\n";
 
 /// One subscriber's position: what to replay, then the live receiver.
 struct Feed {
-    replay: VecDeque<Arc<Event>>,
+    /// Replayed first: sealed chunks, each from the index of its first event to send.
+    sealed: VecDeque<(Arc<Sealed>, usize)>,
+    /// Then the rest of the replay, one event at a time.
+    newest: VecDeque<Arc<Event>>,
     reload_first: bool,
     receiver: broadcast::Receiver<Arc<Event>>,
     done: bool,
@@ -159,8 +169,9 @@ impl Feed {
         response
     }
 
-    /// The next write: replayed events first, then each live event together with any that
-    /// are already waiting behind it; a keep-alive comment after a quiet `KEEP_ALIVE`.
+    /// The next write: the replay first (a sealed chunk's shared frames at a time, then the
+    /// newest events joined), then each live event together with any that are already
+    /// waiting behind it; a keep-alive comment after a quiet `KEEP_ALIVE`.
     async fn next_chunk(&mut self) -> Option<Bytes> {
         if self.done {
             return None;
@@ -169,10 +180,16 @@ impl Feed {
             self.done = true;
             return Some(reload("your last event is no longer kept"));
         }
-        if !self.replay.is_empty() {
+        if let Some((sealed, from)) = self.sealed.pop_front() {
+            // Joined from the events' own frames where made; the others are made for the
+            // join only, so the chunk's buffer is their one copy.
+            let frame = |event: &Event| event.framed_if_made().cloned().unwrap_or_else(|| make_frame(event));
+            return Some(sealed.frames_from(from, frame));
+        }
+        if !self.newest.is_empty() {
             let mut chunk = BytesMut::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 8);
             while chunk.len() < CHUNK_BYTES {
-                let Some(event) = self.replay.pop_front() else { break };
+                let Some(event) = self.newest.pop_front() else { break };
                 chunk.extend_from_slice(framed(&event));
             }
             return Some(chunk.freeze());
@@ -211,7 +228,11 @@ fn reload(reason: &str) -> Bytes {
 
 /// The event as the stream sends it, made once and shared by every subscriber.
 fn framed(event: &Event) -> &Bytes {
-    event.framed(|event| frame(Some(event.id), kind(&event.change), &encode(&event.change, event.venture.clone())))
+    event.framed(make_frame)
+}
+
+fn make_frame(event: &Event) -> Bytes {
+    frame(Some(event.id), kind(&event.change), &encode(&event.change, event.venture.clone()))
 }
 
 /// An SSE frame: `id`, `event` and one `data` line (compact JSON has no line breaks).
