@@ -149,7 +149,7 @@ impl Drop for Checkpointer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::persist::{PersisterConfig, PersisterHandle, Target};
+    use crate::persist::{PersisterConfig, PersisterHandle};
     use crate::scheduler::ChangeLog;
     use crate::store::write_fixtures::{activity, migrated};
 
@@ -165,11 +165,9 @@ mod tests {
         let restart_after_frames = 256;
         let limit_bytes = restart_after_frames as u64 * 4096;
         let mut persister = PersisterHandle::start(PersisterConfig {
-            target: Target::Sqlite(path.clone()),
-            flush_interval: Duration::from_millis(1),
             max_batch: 10_000,
             wal_restart_frames: restart_after_frames,
-            retention: Default::default(),
+            ..PersisterConfig::for_tests(&path)
         })
         .unwrap();
         let progress = persister.progress();

@@ -45,6 +45,21 @@ pub struct PersisterConfig {
     pub retention: Retention,
 }
 
+#[cfg(test)]
+impl PersisterConfig {
+    /// A SQLite persister as served, committing after at most 1 ms: tests change a field
+    /// or two with `..`.
+    pub(crate) fn for_tests(path: &std::path::Path) -> PersisterConfig {
+        PersisterConfig {
+            target: Target::Sqlite(path.to_owned()),
+            flush_interval: Duration::from_millis(1),
+            max_batch: 100,
+            wal_restart_frames: WAL_RESTART_FRAMES,
+            retention: Default::default(),
+        }
+    }
+}
+
 /// The sending side, owned by the scheduler actor.
 pub struct PersisterHandle {
     sender: Option<crossbeam_channel::Sender<Envelope>>,

@@ -168,11 +168,9 @@ mod tests {
         let path = dir.path().join("g.db");
         let (sender, receiver) = crossbeam_channel::unbounded();
         let config = PersisterConfig {
-            target: crate::persist::Target::Sqlite(path.clone()),
             flush_interval: Duration::from_secs(1),
             max_batch: 3,
-            wal_restart_frames: crate::persist::WAL_RESTART_FRAMES,
-            retention: Default::default(),
+            ..PersisterConfig::for_tests(&path)
         };
         let writer = Writer::new(
             Sink::Sqlite { conn: migrated(&path), tail_ready: Default::default() },
@@ -197,14 +195,7 @@ mod tests {
         let path = dir.path().join("f.db");
         let admin = migrated(&path);
         admin.execute_batch("ALTER TABLE Activity RENAME TO ActivityAway").unwrap();
-        let config = PersisterConfig {
-            target: crate::persist::Target::Sqlite(path.clone()),
-            flush_interval: Duration::from_millis(1),
-            max_batch: 100,
-            wal_restart_frames: crate::persist::WAL_RESTART_FRAMES,
-            retention: Default::default(),
-        };
-        let mut persister = PersisterHandle::start(config).unwrap();
+        let mut persister = PersisterHandle::start(PersisterConfig::for_tests(&path)).unwrap();
         let progress = persister.progress();
         let seq = persister.send(vec![activity("x")]);
         let deadline = std::time::Instant::now() + Duration::from_secs(5);

@@ -189,8 +189,7 @@ mod tests {
     fn connections_are_reused_and_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pool.db");
-        let mut conn = crate::store::open(&path).unwrap();
-        crate::store::migrate(&mut conn, &path).unwrap();
+        drop(crate::store::write_fixtures::migrated(&path));
         let pool = ReadPool::new(path);
         let threads: Vec<_> = (0..64)
             .map(|_| {
