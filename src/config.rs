@@ -263,6 +263,18 @@ mod tests {
     }
 
     #[test]
+    fn http_leaves_the_actor_and_the_persister_a_core_unless_told() {
+        let cores = std::thread::available_parallelism().unwrap().get();
+        let default = Cli::try_parse_from(["mission-control"]).unwrap().serve.http_threads();
+        assert_eq!(default, cores.saturating_sub(1).max(1));
+        let told = Cli::try_parse_from(["mission-control", "--http-threads", "3"]).unwrap();
+        assert_eq!(told.serve.http_threads(), 3);
+        for bad in ["0", "1025", "many"] {
+            assert!(Cli::try_parse_from(["mission-control", "--http-threads", bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn retention_windows_take_a_number_and_a_unit() {
         let cli =
             Cli::try_parse_from(["mission-control", "--retain-completed", "7d", "--retain-activity", "90s"]).unwrap();
