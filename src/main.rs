@@ -13,12 +13,17 @@ use mission_control::{mcp, server, store, worker};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Before any thread or connection: SQLite takes a page cache only before it starts.
+    let page_cache_wrapped = store::page_cache::install();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         // Colour codes only for a terminal: in a file or a log collector they are noise.
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    if !page_cache_wrapped {
+        tracing::warn!("SQLite was started before its page cache could be wrapped: commits will be slower");
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         None => serve(cli.serve),

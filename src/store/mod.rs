@@ -7,6 +7,7 @@
 
 mod activities;
 mod load;
+pub mod page_cache;
 mod pool;
 pub mod postgres;
 mod seed;
