@@ -12,7 +12,7 @@ use super::retention::{prune_turn, Retention, Turn};
 use crate::domain::Millis;
 use crate::scheduler::Change;
 use crate::store::postgres::{Lease, PgConfig, Statements};
-use crate::store::{index_activity_tail, write_changes, StoreError};
+use crate::store::{write_changes, StoreError};
 
 /// The record the persister writes.
 #[derive(Clone)]
@@ -39,18 +39,11 @@ impl std::fmt::Debug for Target {
     }
 }
 
-/// The activities a commit moves into the secondary indexes at once, when that many wait.
-/// More writes each hot leaf page less often; fewer keep short both the commit that moves
-/// them and the tail a filtered listing scans (docs/PERFORMANCE.md, "Fourth pass").
-pub(super) const INDEX_ACTIVITIES_AFTER: u64 = 512;
-
 pub(super) enum Sink {
     Sqlite {
         conn: Connection,
         /// Raised by the checkpointer when the writer should copy the WAL's short tail.
         tail_ready: Arc<TailReady>,
-        /// Activities appended outside the secondary indexes since they last took the tail.
-        unindexed_activities: u64,
     },
     Postgres {
         target: PostgresTarget,
@@ -76,9 +69,7 @@ impl Sink {
                     .map_err(StoreError::sqlite("reading page_size"))?;
                 conn.pragma_update(None, "journal_size_limit", wal_restart_frames.saturating_mul(page_size))
                     .map_err(StoreError::sqlite("setting journal_size_limit"))?;
-                // The first commit indexes whatever tail the last run left (less than one
-                // move's worth, unless it stopped abruptly).
-                Ok(Sink::Sqlite { conn, tail_ready, unindexed_activities: INDEX_ACTIVITIES_AFTER })
+                Ok(Sink::Sqlite { conn, tail_ready })
             }
             Target::Postgres(target) => Ok(Sink::Postgres { target: target.clone(), client: None }),
         }
@@ -87,21 +78,13 @@ impl Sink {
     /// Commits the changes as one transaction.
     pub(super) fn commit(&mut self, changes: &[&Change]) -> Result<(), StoreError> {
         match self {
-            Sink::Sqlite { conn, unindexed_activities, .. } => {
-                let appended = changes.iter().filter(|change| matches!(change, Change::Activity(_))).count();
-                let unindexed = *unindexed_activities + appended as u64;
-                let index_now = unindexed >= INDEX_ACTIVITIES_AFTER;
+            Sink::Sqlite { conn, .. } => {
                 let commit = |conn: &mut Connection| {
                     let tx = conn.transaction()?;
                     write_changes(&tx, changes.iter().copied())?;
-                    if index_now {
-                        index_activity_tail(&tx)?;
-                    }
                     tx.commit()
                 };
-                commit(conn).map_err(StoreError::sqlite("committing a batch"))?;
-                *unindexed_activities = if index_now { 0 } else { unindexed };
-                Ok(())
+                commit(conn).map_err(StoreError::sqlite("committing a batch"))
             }
             Sink::Postgres { target, client } => {
                 let (conn, statements) = connected(target, client)?;
@@ -121,7 +104,7 @@ impl Sink {
     /// Between batches: copies the WAL's short tail when the checkpointer asks
     /// (`checkpoint.rs`), so that the next batch starts the WAL over.
     pub(super) fn copy_wal_tail_if_ready(&mut self) {
-        if let Sink::Sqlite { conn, tail_ready, .. } = self {
+        if let Sink::Sqlite { conn, tail_ready } = self {
             if tail_ready.take() {
                 let started = std::time::Instant::now();
                 let copied = passive_checkpoint(conn);

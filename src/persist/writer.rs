@@ -173,7 +173,7 @@ mod tests {
             ..PersisterConfig::for_tests(&path)
         };
         let writer = Writer::new(
-            Sink::Sqlite { conn: migrated(&path), tail_ready: Default::default(), unindexed_activities: 0 },
+            Sink::Sqlite { conn: migrated(&path), tail_ready: Default::default() },
             receiver,
             Arc::new(Progress::new()),
             config,
@@ -187,32 +187,6 @@ mod tests {
         assert_eq!(batch.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
         let first = writer.receiver.recv().unwrap();
         assert_eq!(writer.gather(first).len(), 2, "the rest, then the channel is empty");
-    }
-
-    /// Activities are appended outside the secondary indexes and moved into them a few
-    /// hundred at a time: the tail left is short, and every row is somewhere.
-    #[test]
-    fn activities_join_the_indexes_in_bulk_and_leave_a_short_tail() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("i.db");
-        let admin = migrated(&path);
-        let mut persister = PersisterHandle::start(PersisterConfig::for_tests(&path)).unwrap();
-        let total = 1_600;
-        assert!(total > 3 * super::super::sink::INDEX_ACTIVITIES_AFTER);
-        for envelope in 0..total / 100 {
-            persister.send((0..100).map(|i| activity(&format!("a{envelope:03}-{i:03}"))).collect());
-        }
-        persister.shutdown();
-        let count = |sql: &str| admin.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as u64;
-        assert_eq!(count("SELECT count(*) FROM Activity"), total);
-        let indexed =
-            count("SELECT count(*) FROM Activity INDEXED BY Activity_type_idx WHERE indexed = 1 AND type = 'note'");
-        assert!(indexed >= total - super::super::sink::INDEX_ACTIVITIES_AFTER, "{indexed} of {total} indexed");
-        let unindexed = count("SELECT count(*) FROM Activity WHERE indexed = 0");
-        assert_eq!(indexed + unindexed, total);
-        let newest_indexed = count("SELECT max(rowid) FROM Activity WHERE indexed = 1");
-        let oldest_unindexed = count("SELECT coalesce(min(rowid), 1 << 62) FROM Activity WHERE indexed = 0");
-        assert!(newest_indexed < oldest_unindexed, "the unindexed rows are the newest");
     }
 
     #[test]

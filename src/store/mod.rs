@@ -21,7 +21,7 @@ pub use seed::seed_sample_data;
 pub use tasks::TaskReader;
 #[cfg(test)]
 pub(crate) use write::fixtures as write_fixtures;
-pub use write::{index_activity_tail, tags_json, write_changes};
+pub use write::{tags_json, write_changes};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -88,7 +88,6 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/004_attempts.sql")),
         M::up(include_str!("../../migrations/005_graph.sql")),
         M::up(include_str!("../../migrations/006_time.sql")),
-        M::up(include_str!("../../migrations/007_activity_tail.sql")),
     ])
 }
 

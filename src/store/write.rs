@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Transaction};
 
-use super::activities::UNINDEXED_TAIL;
 use crate::domain::{Millis, Task};
 use crate::scheduler::Change;
 
@@ -43,11 +42,9 @@ const UPSERT_AGENT: &str = "INSERT INTO Agent (id, name, status, model, currentT
 // The first row with an id wins; `DO NOTHING` refuses the others without failing the whole
 // batch. The API answers a create with a client-chosen id only after reading back that the
 // committed row is its own (`docs/ARCHITECTURE.md`, "Activity ids").
-// `indexed = 0`: the row joins the secondary indexes later, with the rest of the tail
-// (`index_activity_tail`).
 const INSERT_ACTIVITY: &str =
-    "INSERT INTO Activity (id, type, title, description, ventureId, taskId, agentId, createdAt, indexed)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0) ON CONFLICT(id) DO NOTHING";
+    "INSERT INTO Activity (id, type, title, description, ventureId, taskId, agentId, createdAt)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO NOTHING";
 
 const UPSERT_ATTEMPT: &str =
     "INSERT INTO TaskAttempt (taskId, attempt, agentId, claimedAt, endedAt, outcome, error, actualCost, tokensUsed)
@@ -184,13 +181,6 @@ pub fn write_changes<'a>(tx: &Transaction<'_>, changes: impl IntoIterator<Item =
         }
     }
     Ok(())
-}
-
-/// Moves the activity log's unindexed tail into its secondary indexes at once: a few
-/// hundred rows cost each index's hot leaf pages one write, where row by row they cost one a
-/// commit (migrations/007_activity_tail.sql). Returns how many rows moved.
-pub fn index_activity_tail(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
-    tx.prepare_cached(&format!("UPDATE Activity SET indexed = 1 WHERE {UNINDEXED_TAIL}"))?.execute([])
 }
 
 /// Says of each index in `changes` whether a later upsert of the same record supersedes it.
