@@ -93,3 +93,94 @@ pub(super) fn decode_activity<R: Columns + ?Sized>(row: &R) -> Result<Activity, 
         created_at: c.opt_time(7, "createdAt")?.unwrap_or(Millis(0)),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::scheduler::Change;
+    use crate::store::write_changes;
+    use crate::store::write_fixtures::migrated;
+
+    /// An activity's type, venture, task and agent, each one of a few.
+    type Fields = (u8, u8, u8, u8);
+
+    fn fields() -> impl Strategy<Value = Fields> {
+        (0..3u8, 0..2u8, 0..4u8, 0..4u8)
+    }
+
+    type Query = (Option<u8>, Option<u8>, Option<u8>, Option<u8>, Option<usize>, u32);
+
+    fn query() -> impl Strategy<Value = Query> {
+        let value = |n: u8| proptest::option::of(0..n);
+        (value(3), value(2), value(4), value(4), proptest::option::of(0..100usize), 1..8u32)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Every filter, cursor and limit answers what a scan of all rows answers, whichever
+        /// index SQLite picks, across commits of one row and of several.
+        #[test]
+        fn a_listing_answers_what_a_scan_of_the_log_answers(
+            batches in vec(vec(fields(), 1..4), 1..40),
+            queries in vec(query(), 1..12),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("a.db");
+            let mut conn = migrated(&path);
+            let mut log: Vec<Activity> = Vec::new();
+            for batch in &batches {
+                let tx = conn.transaction().unwrap();
+                for &(kind, venture, task, agent) in batch {
+                    let activity = Activity {
+                        id: format!("a{:03}", log.len()).into(),
+                        kind: format!("k{kind}").into(),
+                        title: "t".into(),
+                        description: None,
+                        venture_id: Some(format!("v{venture}").into()),
+                        task_id: Some(format!("t{task}").into()),
+                        agent_id: Some(format!("g{agent}").into()),
+                        created_at: Millis(1),
+                    };
+                    write_changes(&tx, [&Change::Activity(Arc::new(activity.clone()))]).unwrap();
+                    log.push(activity);
+                }
+                tx.commit().unwrap();
+            }
+            let reader = ActivityReader::new(&Location::Sqlite(path.clone()));
+            for (kind, venture, task, agent, before, limit) in queries {
+                let before = before.filter(|&i| i < log.len());
+                let filter = ActivityFilter {
+                    kind: kind.map(|k| format!("k{k}")),
+                    venture_id: venture.map(|v| format!("v{v}")),
+                    task_id: task.map(|t| format!("t{t}")),
+                    agent_id: agent.map(|g| format!("g{g}")),
+                    before: before.map(|i| log[i].id.to_string()),
+                    limit,
+                };
+                let listed: Vec<String> = reader.list(&filter).unwrap().iter().map(|a| a.id.to_string()).collect();
+                let matches = |wanted: &Option<String>, field: Option<&str>| {
+                    wanted.as_deref().is_none_or(|w| field == Some(w))
+                };
+                let expected: Vec<String> = log[..before.unwrap_or(log.len())]
+                    .iter()
+                    .rev()
+                    .filter(|a| {
+                        matches(&filter.kind, Some(&*a.kind))
+                            && matches(&filter.venture_id, a.venture_id.as_deref())
+                            && matches(&filter.task_id, a.task_id.as_deref())
+                            && matches(&filter.agent_id, a.agent_id.as_deref())
+                    })
+                    .take(limit as usize)
+                    .map(|a| a.id.to_string())
+                    .collect();
+                prop_assert_eq!(listed, expected, "filter {:?}", filter);
+            }
+        }
+    }
+}
