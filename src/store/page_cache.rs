@@ -6,7 +6,7 @@
 //! the lock-byte page (1 GiB / page size + 1). pcache1 remembers that number as the largest
 //! it has held, so when the transaction ends `sqlite3PcacheTruncate(dbSize)` believes pages
 //! past the end of the file may be cached and walks its whole hash table, every cached
-//! page, to drop them: there are none. At 64 agents that walk was a quarter of the
+//! page, to drop them: there are none. At 64 agents that walk took up to a quarter of the
 //! persister's time (docs/PERFORMANCE.md, "Fourth pass").
 //!
 //! The wrapper keeps, for each cache, an upper bound of the page numbers it holds that the
