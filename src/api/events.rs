@@ -68,6 +68,7 @@ pub async fn stream(State(app): State<AppState>, ResumeAfter(last): ResumeAfter)
         sealed: replay.sealed.into(),
         newest: replay.newest.into(),
         reload_first,
+        replay_started: false,
         receiver,
         done: false,
         _permit: permit,
@@ -151,6 +152,8 @@ struct Feed {
     /// Then the rest of the replay, one event at a time.
     newest: VecDeque<Arc<Event>>,
     reload_first: bool,
+    /// A replay chunk has gone out: the next one waits its turn behind other requests.
+    replay_started: bool,
     receiver: broadcast::Receiver<Arc<Event>>,
     done: bool,
     /// Held while the stream is open: the bound on open streams.
@@ -179,6 +182,15 @@ impl Feed {
         if self.reload_first {
             self.done = true;
             return Some(reload("your last event is no longer kept"));
+        }
+        if !self.sealed.is_empty() || !self.newest.is_empty() {
+            // A replay is ready at once, chunk after chunk, and the connection takes chunks
+            // for as long as the client keeps reading: without a turn given back between
+            // them, one replay holds the HTTP thread for milliseconds while claims wait.
+            if self.replay_started {
+                tokio::task::yield_now().await;
+            }
+            self.replay_started = true;
         }
         if let Some((sealed, from)) = self.sealed.pop_front() {
             // Joined from the events' own frames where made; the others are made for the
