@@ -2,16 +2,24 @@
 //! the scheduler (and readiness) reads. The scheduler defines it; whatever keeps the record
 //! updates it.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::oneshot;
+
+/// Distinct sequence numbers waited for before replies that gave up are dropped.
+const PRUNE_WAITING_AT: usize = 4096;
 
 /// What the persister tells the rest of the process.
 #[derive(Debug)]
 pub struct Progress {
-    committed: watch::Sender<u64>,
+    /// The last sequence number committed; stored under `waiting`'s lock.
+    committed: AtomicU64,
+    /// Replies waiting for a commit, by the sequence number each waits for. A commit wakes
+    /// only those it covers: the group commit's next batch keeps waiting, unwoken.
+    waiting: Mutex<BTreeMap<u64, Vec<oneshot::Sender<()>>>>,
     /// Changes sent but not yet committed.
     pending: AtomicUsize,
     /// The last sequence number handed to the persister.
@@ -29,7 +37,8 @@ impl Default for Progress {
 impl Progress {
     pub fn new() -> Progress {
         Progress {
-            committed: watch::Sender::new(0),
+            committed: AtomicU64::new(0),
+            waiting: Mutex::new(BTreeMap::new()),
             pending: AtomicUsize::new(0),
             sent: AtomicU64::new(0),
             writable: AtomicBool::new(true),
@@ -38,7 +47,7 @@ impl Progress {
     }
 
     pub fn committed(&self) -> u64 {
-        *self.committed.borrow()
+        self.committed.load(Ordering::Acquire)
     }
 
     pub fn pending(&self) -> usize {
@@ -61,8 +70,26 @@ impl Progress {
 
     /// Waits until `seq` is committed, or `timeout` passes (then `false`).
     pub async fn wait_committed(&self, seq: u64, timeout: Duration) -> bool {
-        let mut receiver = self.committed.subscribe();
-        tokio::time::timeout(timeout, receiver.wait_for(|committed| *committed >= seq)).await.is_ok_and(|r| r.is_ok())
+        if self.committed() >= seq {
+            return true;
+        }
+        let receiver = {
+            let mut waiting = self.waiting.lock().expect("progress lock");
+            if self.committed() >= seq {
+                return true;
+            }
+            if waiting.len() >= PRUNE_WAITING_AT {
+                // Commits have stalled (a failing disk) and replies gave up waiting.
+                waiting.retain(|_, senders| {
+                    senders.retain(|sender| !sender.is_closed());
+                    !senders.is_empty()
+                });
+            }
+            let (sender, receiver) = oneshot::channel();
+            waiting.entry(seq).or_default().push(sender);
+            receiver
+        };
+        tokio::time::timeout(timeout, receiver).await.is_ok_and(|r| r.is_ok())
     }
 }
 
@@ -81,7 +108,15 @@ impl Progress {
         if recovered {
             *self.last_error.lock().expect("progress lock") = None;
         }
-        self.committed.send_replace(seq);
+        let covered = {
+            let mut waiting = self.waiting.lock().expect("progress lock");
+            self.committed.store(seq, Ordering::Release);
+            let later = waiting.split_off(&(seq + 1));
+            std::mem::replace(&mut *waiting, later)
+        };
+        for sender in covered.into_values().flatten() {
+            let _ = sender.send(());
+        }
         (pending, recovered)
     }
 
@@ -90,5 +125,51 @@ impl Progress {
         let first = self.writable.swap(false, Ordering::Relaxed);
         *self.last_error.lock().expect("progress lock") = Some(error);
         first
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures_util::FutureExt;
+
+    use super::*;
+
+    const LONG: Duration = Duration::from_secs(600);
+
+    #[tokio::test]
+    async fn a_commit_wakes_the_replies_it_covers_and_no_others() {
+        let progress = Arc::new(Progress::new());
+        let waiter = |seq| {
+            let progress = progress.clone();
+            tokio::spawn(async move { progress.wait_committed(seq, LONG).await })
+        };
+        let (first, second, third) = (waiter(1), waiter(2), waiter(3));
+        while progress.waiting.lock().unwrap().len() < 3 {
+            tokio::task::yield_now().await;
+        }
+        progress.record_commit(2, 0);
+        assert!(first.await.unwrap() && second.await.unwrap());
+        assert_eq!(progress.waiting.lock().unwrap().keys().copied().collect::<Vec<_>>(), [3]);
+        assert!(!third.is_finished());
+        progress.record_commit(3, 0);
+        assert!(third.await.unwrap());
+        assert!(progress.waiting.lock().unwrap().is_empty());
+        // Already committed: answered at once.
+        assert!(progress.wait_committed(2, Duration::ZERO).await);
+    }
+
+    #[tokio::test]
+    async fn replies_that_gave_up_are_dropped_while_commits_stall() {
+        let progress = Progress::new();
+        // Each reply waits once, then gives up (its future is dropped, as a timed-out one is).
+        let give_up = |seq| assert_eq!(progress.wait_committed(seq, LONG).now_or_never(), None);
+        for seq in 1..=PRUNE_WAITING_AT as u64 {
+            give_up(seq);
+        }
+        assert_eq!(progress.waiting.lock().unwrap().len(), PRUNE_WAITING_AT);
+        give_up(1);
+        assert_eq!(progress.waiting.lock().unwrap().len(), 1, "only the last waiter's entry is left");
     }
 }
