@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # mission-control against a bare HTTP queue (loadtest/src/bin/bare.rs: axum, one Mutex around
-# a VecDeque, nothing persisted), alternating in one run so the ratio means something on a
-# noisy machine. For each agent count in AGENTS_LIST (default 64) and ROUNDS rounds (default
+# a VecDeque, nothing persisted, tasks answered as the API's task), alternating in one run so
+# the ratio means something on a noisy machine. BARE_ARGS="--answers minimal" answers with
+# the seven fields the load generator reads instead, as comparisons before the fifth pass did. For each agent count in AGENTS_LIST (default 64) and ROUNDS rounds (default
 # 3): a fresh mission-control (batch durability, fresh file, --no-seed), then a fresh
 # bare-queue, each followed by the loadtest invocation of ab.sh. Prints one TSV line per run,
 # then the medians and the ratio mission-control ÷ bare per agent count.
@@ -30,7 +31,7 @@ for agents in $agents_list; do
       if [ "$name" = mission-control ]; then
         timeout 600 "$bin/mission-control" --db "$work/m.db" --addr "127.0.0.1:$port" --no-seed --durability "$mode" >"$work/server.log" 2>&1 &
       else
-        timeout 600 "$bin/bare-queue" --addr "127.0.0.1:$port" >"$work/server.log" 2>&1 &
+        timeout 600 "$bin/bare-queue" --addr "127.0.0.1:$port" ${BARE_ARGS:-} >"$work/server.log" 2>&1 &
       fi
       server=$!
       for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
