@@ -70,7 +70,7 @@ struct Task {
 const LEASE_SECONDS: i64 = 1800;
 
 fn timestamp(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// The API's task, field for field; the values this queue does not keep are their defaults.
