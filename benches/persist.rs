@@ -8,7 +8,8 @@
 //! The rows alternate between two versions (attempts and timestamps differ), so each
 //! upsert really changes its row. WAL checkpoints happen when SQLite decides, as in
 //! production, and are part of the time of the commit that triggers them. SQLite's page
-//! cache is wrapped as in the server (`store::page_cache`).
+//! cache is wrapped and the WAL's writes gathered as in the server (`store::page_cache`,
+//! `store::wal_writes`).
 
 mod common;
 
@@ -48,9 +49,10 @@ fn versions() -> [Vec<Change>; 2] {
 }
 
 fn persist_commit(c: &mut Criterion) {
-    // As `main` does, before SQLite starts: commits are timed with the page cache the
-    // server runs.
+    // As `main` does, before SQLite starts: commits are timed with the page cache and the
+    // WAL writes the server runs.
     assert!(store::page_cache::install(), "SQLite started before the benchmark");
+    assert!(store::wal_writes::install(), "the WAL's writes are gathered");
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("bench.db");
     let mut conn = store::open(&path).expect("open");

@@ -15,6 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     // Before any thread or connection: SQLite takes a page cache only before it starts.
     let page_cache_wrapped = store::page_cache::install();
+    let wal_writes_gathered = store::wal_writes::install();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
@@ -23,6 +24,9 @@ fn main() -> ExitCode {
         .init();
     if !page_cache_wrapped {
         tracing::warn!("SQLite was started before its page cache could be wrapped: commits will be slower");
+    }
+    if !wal_writes_gathered {
+        tracing::warn!("the WAL's writes could not be gathered: commits will be slower");
     }
     let cli = Cli::parse();
     let result = match cli.command {

@@ -8,30 +8,11 @@
 
 use std::collections::BTreeMap;
 
+mod common;
+
+use common::rng::Rng;
 use mission_control::store::page_cache;
 use rusqlite::{params, Connection};
-
-/// splitmix64: the same sequence on every run, with no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
-    }
-
-    fn one_in(&mut self, n: u64) -> bool {
-        self.below(n) == 0
-    }
-
-    fn text(&mut self, max_len: u64) -> String {
-        let len = 1 + self.below(max_len);
-        (0..len).map(|_| char::from(b'a' + self.below(26) as u8)).collect()
-    }
-}
 
 #[test]
 fn the_wrapped_page_cache_keeps_every_row_and_skips_empty_truncations() {

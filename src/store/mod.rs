@@ -12,6 +12,7 @@ mod pool;
 pub mod postgres;
 mod seed;
 mod tasks;
+pub mod wal_writes;
 mod write;
 
 pub use activities::{ActivityFilter, ActivityReader};

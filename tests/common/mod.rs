@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses its own part of this helper
 
 pub mod postgres;
+pub mod rng;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
