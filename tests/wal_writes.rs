@@ -110,6 +110,21 @@ fn gathered_wal_writes_keep_every_commit_and_reach_the_file_in_few_writes() {
         }
     }
 
+    // A connection that starts writing into a WAL another one wrote, past frames not yet
+    // copied back (so it does not start the WAL over): its first write is not an append of
+    // its own, and a commit of one frame, one row of a table without indexes, is all it writes.
+    conn.execute_batch("CREATE TABLE one (k INTEGER PRIMARY KEY, v TEXT); INSERT INTO one VALUES (1, 'first')")
+        .unwrap();
+    let second = Connection::open(&path).unwrap();
+    second.pragma_update(None, "synchronous", "normal").unwrap();
+    let (asked_before, _) = wal_writes::writes();
+    second.execute("UPDATE one SET v = 'second' WHERE k = 1", []).unwrap();
+    assert_eq!(wal_writes::writes().0 - asked_before, 2, "one frame: its header and its page");
+    let copy = reopened_copy(&path, &dir.path().join("copy.db"));
+    let one: String = copy.query_row("SELECT v FROM one", [], |row| row.get(0)).unwrap();
+    assert_eq!(one, "second", "the second writer's one-frame commit is in the files");
+    drop(second);
+
     let check: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
     assert_eq!(check, "ok");
     let (asked, passed) = wal_writes::writes();

@@ -175,15 +175,17 @@ unsafe extern "C" fn wal_write(file: *mut ffi::sqlite3_file, data: *const c_void
         let written_to = offset + i64::from(amount);
         (*wal).end = if offset == 0 { written_to } else { (*wal).end.max(written_to) };
         WRITES_PASSED_ON.fetch_add(1, Ordering::Relaxed);
+        // A commit frame's header written here (a writer's first write into a WAL another
+        // connection wrote, say) still has its page follow as an append: that ends the commit.
+        (*wal).commit_frame_next = is_commit_frame_header(data, amount);
         return (methods(wal).xWrite.expect("a file can be written"))((*wal).platform, data, amount, offset);
     }
-    let bytes = std::slice::from_raw_parts(data.cast::<u8>(), len);
     if (*wal).pending.is_empty() {
         (*wal).pending_at = offset;
     }
-    (*wal).pending.extend_from_slice(bytes);
+    (*wal).pending.extend_from_slice(std::slice::from_raw_parts(data.cast::<u8>(), len));
     (*wal).end = offset + i64::from(amount);
-    if amount == FRAME_HEADER_BYTES && bytes[4..8] != [0; 4] {
+    if is_commit_frame_header(data, amount) {
         (*wal).commit_frame_next = true;
         return ffi::SQLITE_OK;
     }
@@ -191,6 +193,12 @@ unsafe extern "C" fn wal_write(file: *mut ffi::sqlite3_file, data: *const c_void
         return flush(file);
     }
     ffi::SQLITE_OK
+}
+
+/// A frame's header whose second field, the database's size after the commit, is set: the
+/// header of the frame that ends a commit.
+unsafe fn is_commit_frame_header(data: *const c_void, amount: c_int) -> bool {
+    amount == FRAME_HEADER_BYTES && std::slice::from_raw_parts(data.cast::<u8>(), 8)[4..8] != [0; 4]
 }
 
 unsafe extern "C" fn wal_close(file: *mut ffi::sqlite3_file) -> c_int {
