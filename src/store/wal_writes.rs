@@ -1,14 +1,14 @@
-//! The WAL file's writes, gathered: a transaction's frames reach the file in one `pwrite`
-//! at its commit instead of two each (a 24-byte frame header, then the page).
+//! The WAL file's writes, gathered: a transaction's frames reach the file in a few large
+//! writes at its commit instead of two each (a 24-byte frame header, then the page).
 //!
 //! SQLite writes every frame of a commit to the WAL with two calls, and in `batch`
 //! durability nothing syncs them: each is a system call and a pass through the kernel's
 //! write path for the one or two pages of the page cache it touches. With about 77 frames
-//! per commit under load that was most of what the persister spent writing
-//! (docs/PERFORMANCE.md, "Fifth pass").
+//! per commit under load, the calls and that path, not the copying, were about a fifth of
+//! the persister's time (docs/PERFORMANCE.md, "Fifth pass").
 //!
 //! This is a VFS over the platform's own: every file but a WAL is the platform's, untouched.
-//! A WAL file keeps the writes that extend it in a buffer and passes them on as one write:
+//! A WAL file keeps the writes that extend it in a buffer and passes them on together:
 //! - when a commit frame is complete. Its header is the only 24-byte write whose second
 //!   field (the database size after the commit) is not zero. So every frame of a commit is
 //!   in the file before the write that ends the commit returns, and an error there is that
