@@ -9,8 +9,16 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-/// Distinct sequence numbers waited for before replies that gave up are dropped.
+/// Distinct sequence numbers waited for before replies that gave up are first dropped;
+/// after that, whenever their number has doubled since the last time.
 const PRUNE_WAITING_AT: usize = 4096;
+
+#[derive(Debug)]
+struct Waiting {
+    by_seq: BTreeMap<u64, Vec<oneshot::Sender<()>>>,
+    /// Replies that gave up are dropped when `by_seq` grows to this many numbers.
+    prune_at: usize,
+}
 
 /// What the persister tells the rest of the process.
 #[derive(Debug)]
@@ -19,7 +27,7 @@ pub struct Progress {
     committed: AtomicU64,
     /// Replies waiting for a commit, by the sequence number each waits for. A commit wakes
     /// only those it covers: the group commit's next batch keeps waiting, unwoken.
-    waiting: Mutex<BTreeMap<u64, Vec<oneshot::Sender<()>>>>,
+    waiting: Mutex<Waiting>,
     /// Changes sent but not yet committed.
     pending: AtomicUsize,
     /// The last sequence number handed to the persister.
@@ -38,7 +46,7 @@ impl Progress {
     pub fn new() -> Progress {
         Progress {
             committed: AtomicU64::new(0),
-            waiting: Mutex::new(BTreeMap::new()),
+            waiting: Mutex::new(Waiting { by_seq: BTreeMap::new(), prune_at: PRUNE_WAITING_AT }),
             pending: AtomicUsize::new(0),
             sent: AtomicU64::new(0),
             writable: AtomicBool::new(true),
@@ -78,15 +86,18 @@ impl Progress {
             if self.committed() >= seq {
                 return true;
             }
-            if waiting.len() >= PRUNE_WAITING_AT {
-                // Commits have stalled (a failing disk) and replies gave up waiting.
-                waiting.retain(|_, senders| {
+            if waiting.by_seq.len() >= waiting.prune_at {
+                // Commits have stalled (a failing disk) and replies gave up waiting; under
+                // a large backlog that is still moving, few are dropped and the next pass
+                // waits for twice as many.
+                waiting.by_seq.retain(|_, senders| {
                     senders.retain(|sender| !sender.is_closed());
                     !senders.is_empty()
                 });
+                waiting.prune_at = PRUNE_WAITING_AT.max(waiting.by_seq.len() * 2);
             }
             let (sender, receiver) = oneshot::channel();
-            waiting.entry(seq).or_default().push(sender);
+            waiting.by_seq.entry(seq).or_default().push(sender);
             receiver
         };
         tokio::time::timeout(timeout, receiver).await.is_ok_and(|r| r.is_ok())
@@ -111,8 +122,8 @@ impl Progress {
         let covered = {
             let mut waiting = self.waiting.lock().expect("progress lock");
             self.committed.store(seq, Ordering::Release);
-            let later = waiting.split_off(&(seq + 1));
-            std::mem::replace(&mut *waiting, later)
+            let later = waiting.by_seq.split_off(&(seq + 1));
+            std::mem::replace(&mut waiting.by_seq, later)
         };
         for sender in covered.into_values().flatten() {
             let _ = sender.send(());
@@ -146,16 +157,16 @@ mod tests {
             tokio::spawn(async move { progress.wait_committed(seq, LONG).await })
         };
         let (first, second, third) = (waiter(1), waiter(2), waiter(3));
-        while progress.waiting.lock().unwrap().len() < 3 {
+        while progress.waiting.lock().unwrap().by_seq.len() < 3 {
             tokio::task::yield_now().await;
         }
         progress.record_commit(2, 0);
         assert!(first.await.unwrap() && second.await.unwrap());
-        assert_eq!(progress.waiting.lock().unwrap().keys().copied().collect::<Vec<_>>(), [3]);
+        assert_eq!(progress.waiting.lock().unwrap().by_seq.keys().copied().collect::<Vec<_>>(), [3]);
         assert!(!third.is_finished());
         progress.record_commit(3, 0);
         assert!(third.await.unwrap());
-        assert!(progress.waiting.lock().unwrap().is_empty());
+        assert!(progress.waiting.lock().unwrap().by_seq.is_empty());
         // Already committed: answered at once.
         assert!(progress.wait_committed(2, Duration::ZERO).await);
     }
@@ -168,8 +179,27 @@ mod tests {
         for seq in 1..=PRUNE_WAITING_AT as u64 {
             give_up(seq);
         }
-        assert_eq!(progress.waiting.lock().unwrap().len(), PRUNE_WAITING_AT);
+        assert_eq!(progress.waiting.lock().unwrap().by_seq.len(), PRUNE_WAITING_AT);
         give_up(1);
-        assert_eq!(progress.waiting.lock().unwrap().len(), 1, "only the last waiter's entry is left");
+        assert_eq!(progress.waiting.lock().unwrap().by_seq.len(), 1, "only the last waiter's entry is left");
+    }
+
+    #[tokio::test]
+    async fn replies_still_waiting_are_kept_and_the_next_pass_waits_for_twice_as_many() {
+        let progress = Progress::new();
+        let mut waiters: Vec<_> =
+            (1..=PRUNE_WAITING_AT as u64 + 1).map(|seq| Box::pin(progress.wait_committed(seq, LONG))).collect();
+        for waiter in &mut waiters {
+            assert_eq!(waiter.as_mut().now_or_never(), None);
+        }
+        {
+            let waiting = progress.waiting.lock().unwrap();
+            assert_eq!(waiting.by_seq.len(), PRUNE_WAITING_AT + 1);
+            assert_eq!(waiting.prune_at, PRUNE_WAITING_AT * 2);
+        }
+        progress.record_commit(PRUNE_WAITING_AT as u64 + 1, 0);
+        for waiter in waiters {
+            assert!(waiter.await);
+        }
     }
 }
