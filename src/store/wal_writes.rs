@@ -215,40 +215,34 @@ unsafe extern "C" fn wal_close(file: *mut ffi::sqlite3_file) -> c_int {
     }
 }
 
-unsafe extern "C" fn wal_read(file: *mut ffi::sqlite3_file, data: *mut c_void, amount: c_int, offset: i64) -> c_int {
+/// Passes the buffer on, then hands the call to the platform's file; the buffer's error
+/// comes first.
+unsafe fn after_flush(
+    file: *mut ffi::sqlite3_file,
+    call: impl FnOnce(&ffi::sqlite3_io_methods, *mut ffi::sqlite3_file) -> c_int,
+) -> c_int {
     let rc = flush(file);
     if rc != ffi::SQLITE_OK {
         return rc;
     }
     let wal = file.cast::<WalFile>();
-    (methods(wal).xRead.expect("a file can be read"))((*wal).platform, data, amount, offset)
+    call(methods(wal), (*wal).platform)
+}
+
+unsafe extern "C" fn wal_read(file: *mut ffi::sqlite3_file, data: *mut c_void, amount: c_int, offset: i64) -> c_int {
+    after_flush(file, |m, f| (m.xRead.expect("a file can be read"))(f, data, amount, offset))
 }
 
 unsafe extern "C" fn wal_truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
-    let rc = flush(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let wal = file.cast::<WalFile>();
-    (methods(wal).xTruncate.expect("a file can be truncated"))((*wal).platform, size)
+    after_flush(file, |m, f| (m.xTruncate.expect("a file can be truncated"))(f, size))
 }
 
 unsafe extern "C" fn wal_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    let rc = flush(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let wal = file.cast::<WalFile>();
-    (methods(wal).xSync.expect("a file can be synced"))((*wal).platform, flags)
+    after_flush(file, |m, f| (m.xSync.expect("a file can be synced"))(f, flags))
 }
 
 unsafe extern "C" fn wal_file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
-    let rc = flush(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let wal = file.cast::<WalFile>();
-    (methods(wal).xFileSize.expect("a file has a size"))((*wal).platform, size)
+    after_flush(file, |m, f| (m.xFileSize.expect("a file has a size"))(f, size))
 }
 
 unsafe extern "C" fn wal_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
@@ -268,12 +262,7 @@ unsafe extern "C" fn wal_check_reserved_lock(file: *mut ffi::sqlite3_file, out: 
 
 unsafe extern "C" fn wal_file_control(file: *mut ffi::sqlite3_file, op: c_int, arg: *mut c_void) -> c_int {
     // Some controls look at the file (its size, say): they see every byte written.
-    let rc = flush(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let wal = file.cast::<WalFile>();
-    (methods(wal).xFileControl.expect("a file takes controls"))((*wal).platform, op, arg)
+    after_flush(file, |m, f| (m.xFileControl.expect("a file takes controls"))(f, op, arg))
 }
 
 unsafe extern "C" fn wal_sector_size(file: *mut ffi::sqlite3_file) -> c_int {
