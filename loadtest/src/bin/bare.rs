@@ -351,8 +351,8 @@ struct Report {
 }
 
 /// The claimed task named by a heartbeat or a report, if the agent and the attempt still hold it.
-fn holder<'a>(queue: &'a mut Queue, body: &Report) -> Result<&'a mut Task, (StatusCode, &'static str)> {
-    match queue.active.get_mut(&body.task_id) {
+fn holder<'a>(queue: &'a Queue, body: &Report) -> Result<&'a Task, (StatusCode, &'static str)> {
+    match queue.active.get(&body.task_id) {
         Some(task)
             if task.agent.as_deref() == Some(body.agent_id.as_str())
                 && body.attempt.is_none_or(|a| a == task.attempts) =>
@@ -365,20 +365,17 @@ fn holder<'a>(queue: &'a mut Queue, body: &Report) -> Result<&'a mut Task, (Stat
 }
 
 async fn heartbeat(State(state): State<Shared>, Json(body): Json<Report>) -> Response {
-    let mut queue = state.queue.lock().expect("queue lock");
-    let venture_name = match holder(&mut queue, &body) {
-        Ok(task) => task.venture.clone(),
-        Err((status, message)) => return error(status, message),
-    };
-    let queue = &*queue;
-    let task = &queue.active[&body.task_id];
-    task.answer("active", queue.venture_name(&venture_name), state.answers)
+    let queue = state.queue.lock().expect("queue lock");
+    match holder(&queue, &body) {
+        Ok(task) => task.answer("active", queue.venture_name(&task.venture), state.answers),
+        Err((status, message)) => error(status, message),
+    }
 }
 
 async fn complete(State(state): State<Shared>, Json(body): Json<Report>) -> Response {
     let now = timestamp(Utc::now());
     let mut queue = state.queue.lock().expect("queue lock");
-    if let Err((status, message)) = holder(&mut queue, &body) {
+    if let Err((status, message)) = holder(&queue, &body) {
         return error(status, message);
     }
     let mut task = queue.active.remove(&body.task_id).expect("held task is active");
