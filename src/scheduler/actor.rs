@@ -5,7 +5,11 @@
 //! channel as one envelope, which never blocks.
 //!
 //! Long polls park here as `Waiter`s in arrival order. After every change the actor offers
-//! the claimable work to the waiters, oldest first; no timer re-scans the queue.
+//! the claimable work to the waiters, oldest first; no timer re-scans the queue for work.
+//! A timer per parked claim ends it at its deadline (its caller waits on the answer alone).
+//!
+//! In `batch` durability a change's answer waits in `Progress` until the change is
+//! committed, and the commit sends it: the caller is woken once per request.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -15,8 +19,9 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::commands::{ClaimRequest, TaskView};
+use super::progress::{HeldAnswer, HeldReply, Progress};
 use super::state::SchedulerState;
-use super::{ChangeFeed, ChangeLog, Clock, SchedulerError};
+use super::{ChangeFeed, ChangeLog, Clock, Durability, SchedulerError};
 use crate::domain::{AgentStatus, Id, Priority, TaskStatus};
 
 /// How often the actor expires leases and refreshes its gauges. Expiry pops from an
@@ -25,8 +30,9 @@ const TICK: Duration = Duration::from_millis(100);
 /// Messages that may queue for the actor before senders wait.
 const MAILBOX_CAPACITY: usize = 4096;
 
-/// A claim's answer: the task (or none) and the sequence number to wait for in `batch` mode.
-pub(super) type ClaimAnswer = Result<(Option<TaskView>, Option<u64>), SchedulerError>;
+/// A claim's answer: the task, or none. In `batch` durability a task is answered once the
+/// claim is committed.
+pub(super) type ClaimAnswer = Result<Option<TaskView>, SchedulerError>;
 
 /// A claim parked until work it may take appears or its deadline passes.
 struct Waiter {
@@ -35,9 +41,37 @@ struct Waiter {
     deadline: Instant,
 }
 
+/// A claimed task held until the claim is committed. If its caller has gone by then, the
+/// task goes back to the queue.
+struct HeldClaim {
+    reply: oneshot::Sender<ClaimAnswer>,
+    view: TaskView,
+    queue: Addr<TaskQueue>,
+}
+
+impl HeldReply for HeldClaim {
+    fn is_abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+
+    fn send(self: Box<Self>) {
+        let HeldClaim { reply, view, queue } = *self;
+        if let Err(Ok(Some(view))) = reply.send(Ok(Some(view))) {
+            if let Some(agent_id) = view.task.assigned_to.clone() {
+                queue.do_send(Release { task_id: view.task.id.clone(), agent_id, attempt: view.task.attempts });
+            }
+        }
+    }
+}
+
 pub(super) struct TaskQueue {
     state: SchedulerState,
     persister: Box<dyn ChangeLog>,
+    /// The persister's progress, where answers wait for their commit in `batch` durability.
+    progress: Arc<Progress>,
+    durability: Durability,
+    /// This actor's address, for answers that come back undelivered after a commit.
+    address: Option<Addr<TaskQueue>>,
     events: Arc<dyn ChangeFeed>,
     clock: Arc<dyn Clock>,
     /// Past this many uncommitted changes, writes are refused until the persister catches up.
@@ -56,6 +90,7 @@ impl Actor for TaskQueue {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        self.address = Some(ctx.address());
         ctx.run_interval(TICK, |queue, _| queue.tick());
         self.tick();
     }
@@ -71,6 +106,7 @@ impl TaskQueue {
     pub(super) fn new(
         state: SchedulerState,
         persister: Box<dyn ChangeLog>,
+        durability: Durability,
         events: Arc<dyn ChangeFeed>,
         clock: Arc<dyn Clock>,
         max_pending: usize,
@@ -78,7 +114,10 @@ impl TaskQueue {
     ) -> TaskQueue {
         TaskQueue {
             state,
+            progress: persister.progress(),
             persister,
+            durability,
+            address: None,
             events,
             clock,
             max_pending,
@@ -91,12 +130,10 @@ impl TaskQueue {
     fn tick(&mut self) {
         self.advance();
         self.settle_committed();
-        let now = Instant::now();
-        // Dropping an expired waiter's sender tells its handle there is nothing for it.
-        self.waiters.retain(|w| !w.reply.is_closed() && w.deadline > now);
+        self.drop_expired_waiters();
         self.serve_waiters_and_send();
         metrics::gauge!("mission_control_claim_waiters").set(self.waiters.len() as f64);
-        metrics::gauge!("mission_control_persist_pending").set(self.persister.progress().pending() as f64);
+        metrics::gauge!("mission_control_persist_pending").set(self.progress.pending() as f64);
         for priority in Priority::ALL {
             metrics::gauge!("mission_control_queue_depth", "priority" => priority.as_str())
                 .set(self.state.queue_depth(*priority) as f64);
@@ -106,6 +143,12 @@ impl TaskQueue {
                 .set(self.state.task_count(*status) as f64);
         }
         self.publish_fleet_gauges();
+    }
+
+    /// Dropping an expired waiter's sender tells its caller there is nothing for it.
+    fn drop_expired_waiters(&mut self) {
+        let now = Instant::now();
+        self.waiters.retain(|w| !w.reply.is_closed() && w.deadline > now);
     }
 
     /// The gauges an operator alerts on: per venture, the fleet's agents, the oldest wait.
@@ -157,7 +200,7 @@ impl TaskQueue {
     /// Lets go of finished records the database now holds. Pruning reports come first:
     /// one sent before a commit must meet the records that commit wrote still held here.
     fn settle_committed(&mut self) {
-        let committed = self.persister.progress().committed();
+        let committed = self.progress.committed();
         while let Some(pruned) = self.persister.try_pruned() {
             self.state.apply_pruned(pruned);
         }
@@ -173,7 +216,7 @@ impl TaskQueue {
             let seq = self.send_changes();
             let mut released = false;
             for (reply, view) in served {
-                released |= self.answer_claim(reply, Ok((Some(view), seq)));
+                released |= self.answer_claim(reply, Ok(Some(view)), seq);
             }
             if !released {
                 return seq;
@@ -181,11 +224,19 @@ impl TaskQueue {
         }
     }
 
-    /// Sends a claim its answer. If the caller has gone, a task handed to it goes back to
-    /// the queue; returns whether that happened.
-    fn answer_claim(&mut self, reply: oneshot::Sender<ClaimAnswer>, answer: ClaimAnswer) -> bool {
+    /// Sends a claim its answer, in `batch` durability once its change (`seq`) is committed.
+    /// If the caller has gone, a task handed to it goes back to the queue; returns whether
+    /// that happened now.
+    fn answer_claim(&mut self, reply: oneshot::Sender<ClaimAnswer>, answer: ClaimAnswer, seq: Option<u64>) -> bool {
+        if let (Ok(Some(view)), Some(seq), Durability::Batch, Some(queue)) =
+            (&answer, seq, self.durability, &self.address)
+        {
+            let held = HeldClaim { reply, view: view.clone(), queue: queue.clone() };
+            self.progress.hold(seq, Box::new(held));
+            return false;
+        }
         match reply.send(answer) {
-            Err(Ok((Some(view), _))) => {
+            Err(Ok(Some(view))) => {
                 let task = &view.task;
                 task.assigned_to
                     .as_ref()
@@ -223,8 +274,25 @@ impl TaskQueue {
         served
     }
 
+    /// Sends a change's answer, in `batch` durability once the change (`seq`) is committed.
+    fn answer<R: Send + 'static>(
+        &self,
+        reply: oneshot::Sender<Result<R, SchedulerError>>,
+        answer: Result<R, SchedulerError>,
+        seq: Option<u64>,
+    ) {
+        match (seq, self.durability) {
+            (Some(seq), Durability::Batch) if answer.is_ok() => {
+                self.progress.hold(seq, Box::new(HeldAnswer { reply, answer }));
+            }
+            _ => {
+                let _ = reply.send(answer);
+            }
+        }
+    }
+
     fn refuse_if_backlogged(&self) -> Result<(), SchedulerError> {
-        let progress = self.persister.progress();
+        let progress = &self.progress;
         if !progress.is_writable() {
             let reason = progress.last_error().unwrap_or_else(|| "unknown error".into());
             return Err(SchedulerError::Unavailable {
@@ -244,23 +312,29 @@ impl TaskQueue {
 type WriteFn<R> = Box<dyn FnOnce(&mut SchedulerState) -> Result<R, SchedulerError> + Send>;
 type ReadFn<R> = Box<dyn FnOnce(&SchedulerState) -> R + Send>;
 
-/// A change to the state. Answers the result and, when anything changed, the sequence
-/// number the persister will publish once it is committed.
-pub(super) struct Write<R>(pub(super) WriteFn<R>);
+/// A change to the state, answered on `reply`: in `batch` durability a success once it is
+/// committed, so that the caller is woken once.
+pub(super) struct Write<R> {
+    pub(super) apply: WriteFn<R>,
+    pub(super) reply: oneshot::Sender<Result<R, SchedulerError>>,
+}
 
 impl<R: Send + 'static> Message for Write<R> {
-    type Result = Result<(R, Option<u64>), SchedulerError>;
+    type Result = ();
 }
 
 impl<R: Send + 'static> Handler<Write<R>> for TaskQueue {
-    type Result = Result<(R, Option<u64>), SchedulerError>;
+    type Result = ();
 
-    fn handle(&mut self, Write(apply): Write<R>, _: &mut Self::Context) -> Self::Result {
-        self.refuse_if_backlogged()?;
+    fn handle(&mut self, Write { apply, reply }: Write<R>, _: &mut Self::Context) {
+        if let Err(error) = self.refuse_if_backlogged() {
+            let _ = reply.send(Err(error));
+            return;
+        }
         self.advance();
         let result = apply(&mut self.state);
         let seq = self.serve_waiters_and_send();
-        result.map(|value| (value, seq))
+        self.answer(reply, result, seq);
     }
 }
 
@@ -293,7 +367,7 @@ impl Message for Claim {
 impl Handler<Claim> for TaskQueue {
     type Result = ();
 
-    fn handle(&mut self, Claim { request, wait, reply }: Claim, _: &mut Self::Context) {
+    fn handle(&mut self, Claim { request, wait, reply }: Claim, ctx: &mut Self::Context) {
         if let Err(error) = self.refuse_if_backlogged() {
             let _ = reply.send(Err(error));
             return;
@@ -312,6 +386,8 @@ impl Handler<Claim> for TaskQueue {
                     })
                 } else {
                     self.waiters.push_back(Waiter { request, reply, deadline: Instant::now() + wait });
+                    // The waiter's caller waits on its answer alone, so the deadline is kept here.
+                    ctx.run_later(wait, |queue, _| queue.drop_expired_waiters());
                     self.serve_waiters_and_send();
                     return;
                 }
@@ -319,7 +395,7 @@ impl Handler<Claim> for TaskQueue {
             other => other,
         };
         let seq = self.serve_waiters_and_send();
-        if self.answer_claim(reply, answer.map(|task| (task, seq))) {
+        if self.answer_claim(reply, answer, seq) {
             self.serve_waiters_and_send();
         }
     }

@@ -122,13 +122,14 @@ impl Scheduler {
         let progress = persister.progress();
         let state = SchedulerState::new(options.config, snapshot, clock.now());
         let (addr_sender, addr_receiver) = std::sync::mpsc::channel();
-        let (max_pending, max_waiters) = (options.max_pending, options.max_waiters);
+        let (max_pending, max_waiters, durability) = (options.max_pending, options.max_waiters, options.durability);
         let thread = std::thread::Builder::new()
             .name("task-queue".into())
             .spawn(move || {
                 let system = System::new();
                 system.block_on(async move {
-                    let queue = TaskQueue::new(state, Box::new(persister), events, clock, max_pending, max_waiters);
+                    let queue =
+                        TaskQueue::new(state, Box::new(persister), durability, events, clock, max_pending, max_waiters);
                     let _ = addr_sender.send(queue.start());
                 });
                 if let Err(error) = system.run() {
@@ -166,16 +167,35 @@ impl Scheduler {
         }
     }
 
-    /// Runs a change in the actor, then, in `batch` durability, waits for its commit.
+    /// Runs a change in the actor; in `batch` durability its answer comes once it is committed.
     async fn write<R: Send + 'static>(
         &self,
         apply: impl FnOnce(&mut SchedulerState) -> Result<R, SchedulerError> + Send + 'static,
     ) -> Result<R, SchedulerError> {
-        let (value, seq) = self.addr.send(Write(Box::new(apply))).await.map_err(|_| stopping())??;
-        if let (Durability::Batch, Some(seq)) = (self.durability, seq) {
-            self.wait_durable(seq).await?;
+        let (reply, receiver) = oneshot::channel();
+        self.post(Write { apply: Box::new(apply), reply }).await?;
+        let answer = match self.durability {
+            Durability::Batch => match tokio::time::timeout(self.commit_timeout, receiver).await {
+                Ok(answer) => answer,
+                Err(_) => return Err(self.not_yet_durable()),
+            },
+            Durability::Async => receiver.await,
+        };
+        answer.map_err(|_| stopping())?
+    }
+
+    /// Puts a message whose answer comes on a channel of its own in the actor's mailbox,
+    /// waiting only while the mailbox is full.
+    async fn post<M>(&self, message: M) -> Result<(), SchedulerError>
+    where
+        M: Message<Result = ()> + Send + 'static,
+        TaskQueue: Handler<M>,
+    {
+        match self.addr.try_send(message) {
+            Ok(()) => Ok(()),
+            Err(SendError::Full(message)) => self.addr.send(message).await.map_err(|_| stopping()),
+            Err(SendError::Closed(_)) => Err(stopping()),
         }
-        Ok(value)
     }
 
     async fn read<R: Send + 'static>(
@@ -261,12 +281,16 @@ impl Scheduler {
         if self.progress.wait_committed(seq, self.commit_timeout).await {
             return Ok(());
         }
+        Err(self.not_yet_durable())
+    }
+
+    fn not_yet_durable(&self) -> SchedulerError {
         let reason = self.progress.last_error().unwrap_or_else(|| "the write backlog is large".into());
-        Err(SchedulerError::Unavailable {
+        SchedulerError::Unavailable {
             message: format!(
                 "the change was accepted but is not yet on disk ({reason}); it will be written once the store recovers"
             ),
-        })
+        }
     }
 
     // ----- ventures -----
@@ -349,8 +373,7 @@ impl Scheduler {
     pub async fn claim(&self, request: ClaimRequest, wait: Duration) -> Result<Option<TaskView>, SchedulerError> {
         let started = Instant::now();
         let (reply, receiver) = oneshot::channel();
-        let mut pending =
-            PendingClaim { addr: self.addr.clone(), agent_id: request.agent_id.clone(), receiver, delivered: None };
+        let mut pending = PendingClaim { addr: self.addr.clone(), agent_id: request.agent_id.clone(), receiver };
         let result = self.claim_inner(request, wait, reply, &mut pending).await;
         let label = match &result {
             Ok(Some(_)) => "claimed",
@@ -374,25 +397,21 @@ impl Scheduler {
         reply: oneshot::Sender<ClaimAnswer>,
         pending: &mut PendingClaim,
     ) -> Result<Option<TaskView>, SchedulerError> {
-        self.addr.send(Claim { request, wait, reply }).await.map_err(|_| stopping())?;
-        let answer = match tokio::time::timeout(wait, &mut pending.receiver).await {
-            Ok(Ok(answer)) => answer,
-            // The actor dropped the waiter at its deadline.
-            Ok(Err(_)) => Ok((None, None)),
-            Err(_) => {
-                // Closing first means the actor can no longer hand us a task we would drop.
-                pending.receiver.close();
-                pending.receiver.try_recv().unwrap_or(Ok((None, None)))
-            }
+        self.post(Claim { request, wait, reply }).await?;
+        // The actor ends a parked claim at its deadline; in `batch` durability a task comes
+        // once the claim is committed.
+        let answer = match self.durability {
+            Durability::Batch => match tokio::time::timeout(wait + self.commit_timeout, &mut pending.receiver).await {
+                Ok(answer) => answer,
+                Err(_) => return Err(self.not_yet_durable()),
+            },
+            Durability::Async => (&mut pending.receiver).await,
         };
-        let (view, seq) = answer?;
-        let Some(view) = view else { return Ok(None) };
-        pending.delivered = Some((view.task.id.clone(), view.task.attempts));
-        if let (Durability::Batch, Some(seq)) = (self.durability, seq) {
-            self.wait_durable(seq).await?;
+        match answer {
+            Ok(answer) => answer,
+            // The actor dropped the waiter at its deadline, or stopped.
+            Err(_) => Ok(None),
         }
-        pending.delivered = None;
-        Ok(Some(view))
     }
 
     pub async fn complete(&self, report: CompleteRequest) -> Result<TaskView, SchedulerError> {
@@ -447,24 +466,21 @@ impl Scheduler {
     }
 }
 
-/// A claim in flight. If it is dropped (the client went away) or fails after the actor
-/// handed it a task, the task is given back instead of staying with an agent that never
-/// learned of it.
+/// A claim in flight. If it is dropped (the client went away, or the commit took too long)
+/// before its answer was taken, a task the actor handed over is given back instead of
+/// staying with an agent that never learned of it: here if the answer came, or by the
+/// commit that finds nobody to send it to.
 struct PendingClaim {
     addr: Addr<TaskQueue>,
     agent_id: Id,
     receiver: oneshot::Receiver<ClaimAnswer>,
-    /// A task the actor handed over that has not reached the caller yet.
-    delivered: Option<(Id, u32)>,
 }
 
 impl Drop for PendingClaim {
     fn drop(&mut self) {
         self.receiver.close();
-        if let Ok(Ok((Some(view), _))) = self.receiver.try_recv() {
-            self.delivered = Some((view.task.id.clone(), view.task.attempts));
-        }
-        if let Some((task_id, attempt)) = self.delivered.take() {
+        if let Ok(Ok(Some(view))) = self.receiver.try_recv() {
+            let (task_id, attempt) = (view.task.id.clone(), view.task.attempts);
             self.addr.do_send(Release { task_id, agent_id: self.agent_id.clone(), attempt });
         }
     }

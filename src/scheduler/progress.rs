@@ -13,19 +13,42 @@ use tokio::sync::oneshot;
 /// after that, whenever their number has doubled since the last time.
 const PRUNE_WAITING_AT: usize = 4096;
 
-#[derive(Debug)]
+/// An answer held back until the change it reports is committed: the persister's commit
+/// sends it, so the caller is woken once, by the commit, rather than first by the actor.
+pub trait HeldReply: Send {
+    /// The caller stopped waiting; sweeps send it anyway, so that it can undo what the
+    /// caller will never learn of.
+    fn is_abandoned(&self) -> bool;
+    fn send(self: Box<Self>);
+}
+
+/// A plain answer: sent as it is, dropped when nobody listens.
+pub struct HeldAnswer<T> {
+    pub reply: oneshot::Sender<T>,
+    pub answer: T,
+}
+
+impl<T: Send> HeldReply for HeldAnswer<T> {
+    fn is_abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+
+    fn send(self: Box<Self>) {
+        let _ = self.reply.send(self.answer);
+    }
+}
+
 struct Waiting {
-    by_seq: BTreeMap<u64, Vec<oneshot::Sender<()>>>,
-    /// Replies that gave up are dropped when `by_seq` grows to this many numbers.
+    by_seq: BTreeMap<u64, Vec<Box<dyn HeldReply>>>,
+    /// Answers whose callers gave up are swept when `by_seq` grows to this many numbers.
     prune_at: usize,
 }
 
 /// What the persister tells the rest of the process.
-#[derive(Debug)]
 pub struct Progress {
     /// The last sequence number committed; stored under `waiting`'s lock.
     committed: AtomicU64,
-    /// Replies waiting for a commit, by the sequence number each waits for. A commit wakes
+    /// Answers waiting for a commit, by the sequence number each waits for. A commit sends
     /// only those it covers: the group commit's next batch keeps waiting, unwoken.
     waiting: Mutex<Waiting>,
     /// Changes sent but not yet committed.
@@ -81,26 +104,42 @@ impl Progress {
         if self.committed() >= seq {
             return true;
         }
-        let receiver = {
+        let (reply, receiver) = oneshot::channel();
+        self.hold(seq, Box::new(HeldAnswer { reply, answer: () }));
+        tokio::time::timeout(timeout, receiver).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Sends `held` once `seq` is committed: now, if it already is.
+    pub fn hold(&self, seq: u64, held: Box<dyn HeldReply>) {
+        let abandoned = {
             let mut waiting = self.waiting.lock().expect("progress lock");
             if self.committed() >= seq {
-                return true;
+                drop(waiting);
+                held.send();
+                return;
             }
-            if waiting.by_seq.len() >= waiting.prune_at {
-                // Commits have stalled (a failing disk) and replies gave up waiting; under
-                // a large backlog that is still moving, few are dropped and the next pass
+            let abandoned = if waiting.by_seq.len() >= waiting.prune_at {
+                // Commits have stalled (a failing disk) and callers gave up waiting; under a
+                // large backlog that is still moving, few are swept and the next sweep
                 // waits for twice as many.
-                waiting.by_seq.retain(|_, senders| {
-                    senders.retain(|sender| !sender.is_closed());
-                    !senders.is_empty()
-                });
+                let mut abandoned = Vec::new();
+                for answers in waiting.by_seq.values_mut() {
+                    let (gone, kept) = std::mem::take(answers).into_iter().partition(|a| a.is_abandoned());
+                    *answers = kept;
+                    abandoned.extend::<Vec<_>>(gone);
+                }
+                waiting.by_seq.retain(|_, answers| !answers.is_empty());
                 waiting.prune_at = PRUNE_WAITING_AT.max(waiting.by_seq.len() * 2);
-            }
-            let (sender, receiver) = oneshot::channel();
-            waiting.by_seq.entry(seq).or_default().push(sender);
-            receiver
+                abandoned
+            } else {
+                Vec::new()
+            };
+            waiting.by_seq.entry(seq).or_default().push(held);
+            abandoned
         };
-        tokio::time::timeout(timeout, receiver).await.is_ok_and(|r| r.is_ok())
+        for held in abandoned {
+            held.send();
+        }
     }
 }
 
@@ -125,8 +164,8 @@ impl Progress {
             let later = waiting.by_seq.split_off(&(seq + 1));
             std::mem::replace(&mut waiting.by_seq, later)
         };
-        for sender in covered.into_values().flatten() {
-            let _ = sender.send(());
+        for held in covered.into_values().flatten() {
+            held.send();
         }
         (pending, recovered)
     }
@@ -201,5 +240,52 @@ mod tests {
         for waiter in waiters {
             assert!(waiter.await);
         }
+    }
+
+    /// Counts the answers sent, and whether their callers were still there.
+    struct Counted {
+        reply: oneshot::Sender<u64>,
+        seq: u64,
+        sent: Arc<Mutex<Vec<(u64, bool)>>>,
+    }
+
+    impl HeldReply for Counted {
+        fn is_abandoned(&self) -> bool {
+            self.reply.is_closed()
+        }
+
+        fn send(self: Box<Self>) {
+            let delivered = self.reply.send(self.seq).is_ok();
+            self.sent.lock().unwrap().push((self.seq, delivered));
+        }
+    }
+
+    #[test]
+    fn a_held_answer_is_sent_by_its_commit_and_an_abandoned_one_by_the_sweep() {
+        let progress = Progress::new();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let hold = |seq| {
+            let (reply, receiver) = oneshot::channel();
+            progress.hold(seq, Box::new(Counted { reply, seq, sent: sent.clone() }));
+            receiver
+        };
+        let mut kept = hold(1);
+        assert!(kept.try_recv().is_err(), "nothing is sent before its commit");
+        progress.record_commit(1, 0);
+        assert_eq!(kept.try_recv().unwrap(), 1);
+        // Already committed: sent at once.
+        assert_eq!(hold(1).try_recv().unwrap(), 1);
+
+        // Callers that gave up while commits stall are swept, and their answers are still
+        // sent (undelivered), so that a claim can give its task back.
+        for seq in 2..=PRUNE_WAITING_AT as u64 + 1 {
+            drop(hold(seq));
+        }
+        let mut last = hold(PRUNE_WAITING_AT as u64 + 2);
+        let swept = sent.lock().unwrap().iter().filter(|(_, delivered)| !delivered).count();
+        assert_eq!(swept, PRUNE_WAITING_AT);
+        assert!(last.try_recv().is_err());
+        progress.record_commit(PRUNE_WAITING_AT as u64 + 2, 0);
+        assert_eq!(last.try_recv().unwrap(), PRUNE_WAITING_AT as u64 + 2);
     }
 }
