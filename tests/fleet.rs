@@ -67,6 +67,27 @@ async fn a_long_poll_with_nothing_to_claim_answers_204_when_its_wait_runs_out() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn parked_claims_end_at_their_own_deadlines_whatever_order_they_came_in() {
+    let server = Arc::new(TestServer::start_with(&["--no-seed"]));
+    venture(&server, "v", 0.0).await;
+    let long = long_poll(&server, "long", 30_000);
+    until_waiting(&server, 1).await;
+    let short = long_poll(&server, "short", 300);
+    let (s, _, waited) = short.await.unwrap();
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert!(waited >= Duration::from_millis(280), "{waited:?}");
+    // The earlier deadline ended only its own claim: the other is still parked, and the
+    // timer still ends it or hands it work.
+    until_waiting(&server, 1).await;
+    assert!(!long.is_finished());
+    server.post("/api/tasks", json!({"id": "late", "title": "x", "ventureId": "v"})).await;
+    let (s, task, _) = long.await.unwrap();
+    assert_eq!((s, task["id"].as_str()), (StatusCode::OK, Some("late")));
+    let again = long_poll(&server, "again", 200);
+    assert_eq!(again.await.unwrap().0, StatusCode::NO_CONTENT, "a claim parked after the others ends too");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn waiters_are_served_longest_waiting_first() {
     let server = Arc::new(TestServer::start_with(&["--no-seed"]));
     venture(&server, "v", 0.0).await;

@@ -6,7 +6,8 @@
 //!
 //! Long polls park here as `Waiter`s in arrival order. After every change the actor offers
 //! the claimable work to the waiters, oldest first; no timer re-scans the queue for work.
-//! A timer per parked claim ends it at its deadline (its caller waits on the answer alone).
+//! One timer, set for the earliest deadline, ends parked claims at their deadlines (their
+//! callers wait on the answer alone).
 //!
 //! In `batch` durability a change's answer waits in `Progress` until the change is
 //! committed, and the commit sends it: the caller is woken once per request.
@@ -72,6 +73,9 @@ pub(super) struct TaskQueue {
     durability: Durability,
     /// This actor's address, for answers that come back undelivered after a commit.
     address: Option<Addr<TaskQueue>>,
+    /// The timer that ends parked claims, and the deadline it is set for: one for all of
+    /// them, since actix polls every future spawned in the context on each message.
+    deadline_timer: Option<(Instant, SpawnHandle)>,
     events: Arc<dyn ChangeFeed>,
     clock: Arc<dyn Clock>,
     /// Past this many uncommitted changes, writes are refused until the persister catches up.
@@ -118,6 +122,7 @@ impl TaskQueue {
             persister,
             durability,
             address: None,
+            deadline_timer: None,
             events,
             clock,
             max_pending,
@@ -149,6 +154,24 @@ impl TaskQueue {
     fn drop_expired_waiters(&mut self) {
         let now = Instant::now();
         self.waiters.retain(|w| !w.reply.is_closed() && w.deadline > now);
+    }
+
+    /// Makes sure the deadline timer fires by `deadline`.
+    fn end_parked_claims_by(&mut self, deadline: Instant, ctx: &mut Context<Self>) {
+        if let Some((set_for, handle)) = self.deadline_timer {
+            if set_for <= deadline {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let handle = ctx.run_later(deadline.saturating_duration_since(Instant::now()), |queue, ctx| {
+            queue.deadline_timer = None;
+            queue.drop_expired_waiters();
+            if let Some(next) = queue.waiters.iter().map(|w| w.deadline).min() {
+                queue.end_parked_claims_by(next, ctx);
+            }
+        });
+        self.deadline_timer = Some((deadline, handle));
     }
 
     /// The gauges an operator alerts on: per venture, the fleet's agents, the oldest wait.
@@ -385,9 +408,10 @@ impl Handler<Claim> for TaskQueue {
                         message: format!("{} claims are already waiting for work; retry shortly", self.waiters.len()),
                     })
                 } else {
-                    self.waiters.push_back(Waiter { request, reply, deadline: Instant::now() + wait });
+                    let deadline = Instant::now() + wait;
+                    self.waiters.push_back(Waiter { request, reply, deadline });
                     // The waiter's caller waits on its answer alone, so the deadline is kept here.
-                    ctx.run_later(wait, |queue, _| queue.drop_expired_waiters());
+                    self.end_parked_claims_by(deadline, ctx);
                     self.serve_waiters_and_send();
                     return;
                 }
