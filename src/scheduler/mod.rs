@@ -174,14 +174,23 @@ impl Scheduler {
     ) -> Result<R, SchedulerError> {
         let (reply, receiver) = oneshot::channel();
         self.post(Write { apply: Box::new(apply), reply }).await?;
-        let answer = match self.durability {
-            Durability::Batch => match tokio::time::timeout(self.commit_timeout, receiver).await {
-                Ok(answer) => answer,
-                Err(_) => return Err(self.not_yet_durable()),
-            },
-            Durability::Async => receiver.await,
-        };
-        answer.map_err(|_| stopping())?
+        self.answer(receiver, Duration::ZERO).await?.map_err(|_| stopping())?
+    }
+
+    /// Waits for the answer to a posted message, which in `batch` durability comes with its
+    /// commit: for `wait` (how long a claim may park) and then the commit timeout at most.
+    /// `Err` inside when the actor dropped the answer's sender.
+    async fn answer<T>(
+        &self,
+        receiver: impl std::future::Future<Output = Result<T, oneshot::error::RecvError>>,
+        wait: Duration,
+    ) -> Result<Result<T, oneshot::error::RecvError>, SchedulerError> {
+        match self.durability {
+            Durability::Batch => {
+                tokio::time::timeout(wait + self.commit_timeout, receiver).await.map_err(|_| self.not_yet_durable())
+            }
+            Durability::Async => Ok(receiver.await),
+        }
     }
 
     /// Puts a message whose answer comes on a channel of its own in the actor's mailbox,
@@ -400,14 +409,7 @@ impl Scheduler {
         self.post(Claim { request, wait, reply }).await?;
         // The actor ends a parked claim at its deadline; in `batch` durability a task comes
         // once the claim is committed.
-        let answer = match self.durability {
-            Durability::Batch => match tokio::time::timeout(wait + self.commit_timeout, &mut pending.receiver).await {
-                Ok(answer) => answer,
-                Err(_) => return Err(self.not_yet_durable()),
-            },
-            Durability::Async => (&mut pending.receiver).await,
-        };
-        match answer {
+        match self.answer(&mut pending.receiver, wait).await? {
             Ok(answer) => answer,
             // The actor dropped the waiter at its deadline, or stopped.
             Err(_) => Ok(None),
