@@ -58,8 +58,8 @@ impl HeldReply for HeldClaim {
     fn send(self: Box<Self>) {
         let HeldClaim { reply, view, queue } = *self;
         if let Err(Ok(Some(view))) = reply.send(Ok(Some(view))) {
-            if let Some(agent_id) = view.task.assigned_to.clone() {
-                queue.do_send(Release { task_id: view.task.id.clone(), agent_id, attempt: view.task.attempts });
+            if let Some(release) = Release::of(&view) {
+                queue.do_send(release);
             }
         }
     }
@@ -430,6 +430,15 @@ pub(super) struct Release {
     pub(super) task_id: Id,
     pub(super) agent_id: Id,
     pub(super) attempt: u32,
+}
+
+impl Release {
+    /// Gives back a task handed to a claim: to its holder, at its attempt.
+    pub(super) fn of(view: &TaskView) -> Option<Release> {
+        let task = &view.task;
+        let agent_id = task.assigned_to.clone()?;
+        Some(Release { task_id: task.id.clone(), agent_id, attempt: task.attempts })
+    }
 }
 
 impl Message for Release {

@@ -382,7 +382,7 @@ impl Scheduler {
     pub async fn claim(&self, request: ClaimRequest, wait: Duration) -> Result<Option<TaskView>, SchedulerError> {
         let started = Instant::now();
         let (reply, receiver) = oneshot::channel();
-        let mut pending = PendingClaim { addr: self.addr.clone(), agent_id: request.agent_id.clone(), receiver };
+        let mut pending = PendingClaim { addr: self.addr.clone(), receiver };
         let result = self.claim_inner(request, wait, reply, &mut pending).await;
         let label = match &result {
             Ok(Some(_)) => "claimed",
@@ -474,7 +474,6 @@ impl Scheduler {
 /// commit that finds nobody to send it to.
 struct PendingClaim {
     addr: Addr<TaskQueue>,
-    agent_id: Id,
     receiver: oneshot::Receiver<ClaimAnswer>,
 }
 
@@ -482,8 +481,9 @@ impl Drop for PendingClaim {
     fn drop(&mut self) {
         self.receiver.close();
         if let Ok(Ok(Some(view))) = self.receiver.try_recv() {
-            let (task_id, attempt) = (view.task.id.clone(), view.task.attempts);
-            self.addr.do_send(Release { task_id, agent_id: self.agent_id.clone(), attempt });
+            if let Some(release) = Release::of(&view) {
+                self.addr.do_send(release);
+            }
         }
     }
 }

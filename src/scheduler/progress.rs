@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-/// Distinct sequence numbers waited for before replies that gave up are first dropped;
-/// after that, whenever their number has doubled since the last time.
+/// Distinct sequence numbers waited for before answers whose callers gave up are first
+/// swept; after that, whenever their number has doubled since the last sweep.
 const PRUNE_WAITING_AT: usize = 4096;
 
 /// An answer held back until the change it reports is committed: the persister's commit
@@ -42,6 +42,24 @@ struct Waiting {
     by_seq: BTreeMap<u64, Vec<Box<dyn HeldReply>>>,
     /// Answers whose callers gave up are swept when `by_seq` grows to this many numbers.
     prune_at: usize,
+}
+
+impl Waiting {
+    /// Takes out the answers whose callers gave up, once there are enough numbers waited
+    /// for: commits have stalled (a failing disk). Under a large backlog that is still
+    /// moving few are swept, so the next sweep waits for twice as many numbers.
+    fn sweep_if_due(&mut self) -> Vec<Box<dyn HeldReply>> {
+        if self.by_seq.len() < self.prune_at {
+            return Vec::new();
+        }
+        let mut abandoned = Vec::new();
+        for answers in self.by_seq.values_mut() {
+            abandoned.extend(answers.extract_if(.., |answer| answer.is_abandoned()));
+        }
+        self.by_seq.retain(|_, answers| !answers.is_empty());
+        self.prune_at = PRUNE_WAITING_AT.max(self.by_seq.len() * 2);
+        abandoned
+    }
 }
 
 /// What the persister tells the rest of the process.
@@ -118,22 +136,7 @@ impl Progress {
                 held.send();
                 return;
             }
-            let abandoned = if waiting.by_seq.len() >= waiting.prune_at {
-                // Commits have stalled (a failing disk) and callers gave up waiting; under a
-                // large backlog that is still moving, few are swept and the next sweep
-                // waits for twice as many.
-                let mut abandoned = Vec::new();
-                for answers in waiting.by_seq.values_mut() {
-                    let (gone, kept) = std::mem::take(answers).into_iter().partition(|a| a.is_abandoned());
-                    *answers = kept;
-                    abandoned.extend::<Vec<_>>(gone);
-                }
-                waiting.by_seq.retain(|_, answers| !answers.is_empty());
-                waiting.prune_at = PRUNE_WAITING_AT.max(waiting.by_seq.len() * 2);
-                abandoned
-            } else {
-                Vec::new()
-            };
+            let abandoned = waiting.sweep_if_due();
             waiting.by_seq.entry(seq).or_default().push(held);
             abandoned
         };
