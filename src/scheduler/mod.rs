@@ -100,10 +100,9 @@ pub struct SchedulerOptions {
 }
 
 /// Which thread the actor runs on.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub enum ActorHome {
     /// A thread of its own, with an actix system of its own.
-    #[default]
     OwnThread,
     /// A running actix arbiter, such as the only HTTP thread's: a request then reaches the
     /// actor without waking another thread (docs/ARCHITECTURE.md, "One thread for HTTP and
@@ -125,8 +124,8 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Starts the actor where `options.home` says, with the loaded state; it feeds `persister` and
-    /// publishes every change to `events`.
+    /// Starts the actor where `options.home` says, with the loaded state; it feeds
+    /// `persister` and publishes every change to `events`.
     pub fn start(
         options: SchedulerOptions,
         snapshot: Snapshot,
