@@ -17,6 +17,7 @@ pub use state::{CompletionOutcome, Pruned, SchedulerConfig, SchedulerState, Snap
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -117,6 +118,7 @@ pub struct Scheduler {
     durability: Durability,
     commit_timeout: Duration,
     history: Arc<dyn TaskHistory>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
     /// Told by the actor once it has stopped and everything is committed.
     finished: Arc<Mutex<Option<oneshot::Receiver<()>>>>,
 }
@@ -140,11 +142,11 @@ impl Scheduler {
             TaskQueue::new(state, Box::new(persister), durability, events, clock, max_pending, max_waiters)
                 .ending(finished_sender, owns_system)
         };
-        let addr = match options.home {
-            ActorHome::Arbiter(arbiter) => TaskQueue::start_in_arbiter(&arbiter, move |_| make(false)),
+        let (addr, thread) = match options.home {
+            ActorHome::Arbiter(arbiter) => (TaskQueue::start_in_arbiter(&arbiter, move |_| make(false)), None),
             ActorHome::OwnThread => {
                 let (addr_sender, addr_receiver) = std::sync::mpsc::channel();
-                std::thread::Builder::new()
+                let thread = std::thread::Builder::new()
                     .name("task-queue".into())
                     .spawn(move || {
                         let system = System::new();
@@ -156,7 +158,7 @@ impl Scheduler {
                         }
                     })
                     .expect("spawning the scheduler thread");
-                addr_receiver.recv().expect("the scheduler thread hands back its address")
+                (addr_receiver.recv().expect("the scheduler thread hands back its address"), Some(thread))
             }
         };
         Scheduler {
@@ -165,6 +167,7 @@ impl Scheduler {
             durability: options.durability,
             commit_timeout: options.commit_timeout,
             history,
+            thread: Arc::new(Mutex::new(thread)),
             finished: Arc::new(Mutex::new(Some(finished))),
         }
     }
@@ -183,10 +186,14 @@ impl Scheduler {
     pub async fn shutdown(&self) {
         let _ = self.addr.send(Stop).await;
         // `Stop` is answered before the actor stops; it says when it has, and so when
-        // everything is committed, on a thread of its own or on a shared one alike.
+        // everything is committed.
         let finished = self.finished.lock().expect("finished lock").take();
         if let Some(finished) = finished {
             let _ = finished.await;
+        }
+        let thread = self.thread.lock().expect("thread lock").take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }
 
