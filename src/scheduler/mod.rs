@@ -100,9 +100,10 @@ pub struct SchedulerOptions {
 }
 
 /// Which thread the actor runs on.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub enum ActorHome {
     /// A thread of its own, with an actix system of its own.
+    #[default]
     OwnThread,
     /// A running actix arbiter, such as the only HTTP thread's: a request then reaches the
     /// actor without waking another thread (docs/ARCHITECTURE.md, "One thread for HTTP and
@@ -124,8 +125,8 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Starts the actor where `options.home` says, with the loaded state; it feeds
-    /// `persister` and publishes every change to `events`.
+    /// Starts the actor where `options.home` says, with the loaded state; it feeds `persister` and
+    /// publishes every change to `events`.
     pub fn start(
         options: SchedulerOptions,
         snapshot: Snapshot,
