@@ -110,11 +110,8 @@ fn decode_create_task(c: &mut Criterion) {
     let cli = mission_control::config::Cli::try_parse_from(["mission-control", "--db", db.to_str().expect("path")])
         .expect("arguments");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
-    let running = runtime
-        .block_on(async {
-            mission_control::server::start(&cli.serve, cli.serve.addr, mission_control::scheduler::ActorHome::OwnThread)
-        })
-        .expect("server");
+    let running =
+        runtime.block_on(async { mission_control::server::start(&cli.serve, cli.serve.addr) }).expect("server");
     let router = running.router();
     let body = serde_json::to_vec(&json!({
         "title": "Compare competitor pricing",

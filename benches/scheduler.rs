@@ -19,8 +19,8 @@ use mission_control::persist::{PersisterConfig, PersisterHandle};
 use mission_control::scheduler::queued_index::{QueueKey, QueuedIndex};
 use mission_control::scheduler::Durability;
 use mission_control::scheduler::{
-    ActorHome, ClaimRequest, CompleteRequest, HistoryRecord, NewTask, NewVenture, Scheduler, SchedulerConfig,
-    SchedulerOptions, SchedulerState, Snapshot, SystemClock, TaskView,
+    ClaimRequest, CompleteRequest, HistoryRecord, NewTask, NewVenture, Scheduler, SchedulerConfig, SchedulerOptions,
+    SchedulerState, Snapshot, SystemClock, TaskView,
 };
 use mission_control::store;
 use tokio::sync::oneshot;
@@ -121,7 +121,6 @@ fn start_scheduler(snapshot: Snapshot) -> Running {
         max_pending: 10_000_000,
         commit_timeout: Duration::from_secs(5),
         max_waiters: 10_000,
-        home: ActorHome::OwnThread,
     };
     let events = Arc::new(EventHub::default());
     let scheduler = Scheduler::start(options, snapshot, persister, history, events, Arc::new(SystemClock));

@@ -144,8 +144,7 @@ pub struct ServeArgs {
     /// Open `/api/events` streams allowed at once; past it a new one answers 503.
     #[arg(long, env = "MC_MAX_EVENT_STREAMS", default_value_t = 256)]
     pub max_event_streams: usize,
-    /// Threads serving HTTP [default: one less than the cores, at least one]; with one, the
-    /// scheduler's actor runs on it, with more on a thread of its own.
+    /// Threads serving HTTP [default: one less than the cores, at least one].
     #[arg(long, env = "MC_HTTP_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub http_threads: Option<u16>,
     /// Delete completed tasks this long after `completedAt` (`90s`, `45m`, `12h`, `7d`);

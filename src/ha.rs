@@ -23,7 +23,6 @@ use crate::api::standby::{self, LeaderDirectory};
 use crate::config::ServeArgs;
 use crate::domain::Millis;
 use crate::persist::{PostgresTarget, Target};
-use crate::scheduler::ActorHome;
 use crate::server::{launch, Serving};
 use crate::store::postgres::{self, Lease, PgConfig};
 use crate::store::{Location, StoreError};
@@ -55,12 +54,7 @@ struct Shared {
 impl Node {
     /// Migrates (and seeds a database it creates, unless `--no-seed`), then starts the
     /// elector. Fails when the database cannot be reached at all.
-    pub fn start(
-        args: &ServeArgs,
-        config: PgConfig,
-        bound: std::net::SocketAddr,
-        home: ActorHome,
-    ) -> Result<Arc<Node>, StoreError> {
+    pub fn start(args: &ServeArgs, config: PgConfig, bound: std::net::SocketAddr) -> Result<Arc<Node>, StoreError> {
         let mut client = config.connect()?;
         if postgres::migrate(&mut client, !args.no_seed, Millis::now())? {
             tracing::info!(db = config.shown(), "created the schema");
@@ -84,7 +78,6 @@ impl Node {
         let elector = Elector {
             shared: shared.clone(),
             args: args.clone(),
-            home,
             config,
             client: Some(client),
             holder: format!("{}/{}", shared.advertise_url, ulid::Ulid::new()),
@@ -172,8 +165,6 @@ impl LeaderDirectory for Directory {
 struct Elector {
     shared: Arc<Shared>,
     args: ServeArgs,
-    /// Where the scheduler's actor runs once this node leads.
-    home: ActorHome,
     config: PgConfig,
     client: Option<::postgres::Client>,
     holder: String,
@@ -234,7 +225,7 @@ impl Elector {
             lease: lease.clone(),
             deposed: Arc::new(move || shared.depose("a batch found the lease taken")),
         });
-        launch(&self.args, &Location::Postgres(self.config.clone()), snapshot, target, self.home.clone())
+        launch(&self.args, &Location::Postgres(self.config.clone()), snapshot, target)
     }
 
     /// Renews every second until asked to step down; deposes this node when the lease is

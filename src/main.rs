@@ -5,7 +5,6 @@ use anyhow::Context;
 use clap::Parser;
 use mission_control::config::{Cli, Command, DbArgs, McpArgs, ServeArgs, WorkArgs};
 use mission_control::domain::Millis;
-use mission_control::scheduler::ActorHome;
 use mission_control::store::Location;
 use mission_control::{mcp, server, store, worker};
 
@@ -50,12 +49,16 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let runtime = HttpRuntime::new(args.http_threads())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.http_threads())
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     let listener =
         runtime.block_on(async { server::bind(args.addr) }).with_context(|| format!("binding {}", args.addr))?;
     let addr = listener.local_addr()?;
     // Outside the runtime: opening PostgreSQL's synchronous connections blocks.
-    let running = server::start(&args, addr, runtime.actor_home())?;
+    let running = server::start(&args, addr)?;
     runtime.block_on(async {
         if !addr.ip().is_loopback() && args.api_token.is_none() {
             tracing::warn!(%addr, "listening on a non-loopback address without --api-token: anyone who can reach it can change state");
@@ -65,46 +68,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped; every accepted change is committed");
         Ok(())
     })
-}
-
-/// The runtime that serves HTTP. With one HTTP thread it is an actix system's, and the
-/// scheduler's actor runs on it too: a request then reaches the actor without waking another
-/// thread (docs/ARCHITECTURE.md, "One thread for HTTP and the actor").
-enum HttpRuntime {
-    /// This thread, shared with the actor.
-    WithActor(actix::SystemRunner),
-    /// Worker threads; the actor runs on a thread of its own.
-    Workers(tokio::runtime::Runtime),
-}
-
-impl HttpRuntime {
-    fn new(threads: usize) -> anyhow::Result<HttpRuntime> {
-        if threads == 1 {
-            let runtime =
-                tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
-            return Ok(HttpRuntime::WithActor(actix::System::with_tokio_rt(|| runtime)));
-        }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-            .context("starting the runtime")?;
-        Ok(HttpRuntime::Workers(runtime))
-    }
-
-    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
-        match self {
-            HttpRuntime::WithActor(system) => system.block_on(future),
-            HttpRuntime::Workers(runtime) => runtime.block_on(future),
-        }
-    }
-
-    fn actor_home(&self) -> ActorHome {
-        match self {
-            HttpRuntime::WithActor(_) => ActorHome::Arbiter(actix::System::current().arbiter().clone()),
-            HttpRuntime::Workers(_) => ActorHome::OwnThread,
-        }
-    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -19,7 +19,7 @@ use crate::domain::Millis;
 use crate::events::EventHub;
 use crate::ha;
 use crate::persist::{PersisterConfig, PersisterHandle, Retention, Target};
-use crate::scheduler::{ActorHome, Scheduler, SchedulerConfig, SchedulerOptions, Snapshot, SystemClock};
+use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerOptions, Snapshot, SystemClock};
 use crate::store::{self, ActivityReader, Location, StoreError, TaskReader};
 
 /// The most changes one SQLite transaction takes.
@@ -53,11 +53,11 @@ pub struct Serving {
 
 /// Opens the database (creating, migrating and seeding it as the options say); on SQLite,
 /// loads it and starts the persister and the scheduler; on PostgreSQL, starts the elector,
-/// which does so once this node leads. The scheduler's actor runs where `home` says.
-pub fn start(args: &ServeArgs, bound: std::net::SocketAddr, home: ActorHome) -> Result<Running, StoreError> {
+/// which does so once this node leads.
+pub fn start(args: &ServeArgs, bound: std::net::SocketAddr) -> Result<Running, StoreError> {
     let node = match args.db.location()? {
-        Location::Sqlite(path) => start_sqlite(args, path, home)?,
-        Location::Postgres(config) => Node::Replicated(ha::Node::start(args, config, bound, home)?),
+        Location::Sqlite(path) => start_sqlite(args, path)?,
+        Location::Postgres(config) => Node::Replicated(ha::Node::start(args, config, bound)?),
     };
     Ok(Running {
         node,
@@ -66,7 +66,7 @@ pub fn start(args: &ServeArgs, bound: std::net::SocketAddr, home: ActorHome) -> 
     })
 }
 
-fn start_sqlite(args: &ServeArgs, path: PathBuf, home: ActorHome) -> Result<Node, StoreError> {
+fn start_sqlite(args: &ServeArgs, path: PathBuf) -> Result<Node, StoreError> {
     let lock = store::ProcessLock::acquire(&path)?;
     let mut conn = store::open(&path)?;
     let created = store::is_uninitialised(&conn)?;
@@ -78,7 +78,7 @@ fn start_sqlite(args: &ServeArgs, path: PathBuf, home: ActorHome) -> Result<Node
     }
     let snapshot = store::load_snapshot(&conn)?;
     drop(conn);
-    let serving = launch(args, &Location::Sqlite(path.clone()), snapshot, Target::Sqlite(path), home)?;
+    let serving = launch(args, &Location::Sqlite(path.clone()), snapshot, Target::Sqlite(path))?;
     Ok(Node::Single { serving, lock })
 }
 
@@ -88,7 +88,6 @@ pub fn launch(
     location: &Location,
     snapshot: Snapshot,
     target: Target,
-    home: ActorHome,
 ) -> Result<Serving, StoreError> {
     tracing::info!(
         ventures = snapshot.ventures.len(),
@@ -117,7 +116,6 @@ pub fn launch(
         max_pending: args.max_pending,
         commit_timeout: Duration::from_millis(args.commit_timeout_ms),
         max_waiters: args.max_waiters,
-        home,
     };
     let events = Arc::new(EventHub::default());
     let tasks = TaskReader::new(location);

@@ -27,15 +27,7 @@ impl App {
         let cli =
             Cli::try_parse_from(["mission-control", "--db", db.to_str().unwrap(), "--max-pending", "1000000"]).unwrap();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let running = runtime
-            .block_on(async {
-                mission_control::server::start(
-                    &cli.serve,
-                    cli.serve.addr,
-                    mission_control::scheduler::ActorHome::OwnThread,
-                )
-            })
-            .unwrap();
+        let running = runtime.block_on(async { mission_control::server::start(&cli.serve, cli.serve.addr) }).unwrap();
         let router = running.router();
         App { router, runtime, _dir: dir, _running: running }
     }

@@ -11,23 +11,11 @@ use common::TestServer;
 use reqwest::StatusCode;
 use serde_json::json;
 
-// With one HTTP thread the actor shares it; with more it has a thread of its own. Either
-// way a stop waits for the actor to commit everything.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_restart_after_sigterm_keeps_everything_with_the_actor_on_the_http_thread() {
-    restart_after_sigterm_keeps_everything("1").await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_restart_after_sigterm_keeps_everything_with_the_actor_on_its_own_thread() {
-    restart_after_sigterm_keeps_everything("2").await;
-}
-
-async fn restart_after_sigterm_keeps_everything(http_threads: &str) {
+async fn a_restart_after_sigterm_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("keep.db");
-    let server =
-        TestServer::start_on(&db, &["--durability", "async", "--flush-ms", "50", "--http-threads", http_threads]);
+    let server = TestServer::start_on(&db, &["--durability", "async", "--flush-ms", "50"]);
     server.post("/api/ventures", json!({"id": "v", "name": "V", "capitalBudget": 50})).await;
     server
         .post(
@@ -49,7 +37,7 @@ async fn restart_after_sigterm_keeps_everything(http_threads: &str) {
     let status = server.terminate();
     assert!(status.success(), "SIGTERM exits 0, got {status:?}");
 
-    let server = TestServer::start_on(&db, &["--http-threads", http_threads]);
+    let server = TestServer::start_on(&db, &[]);
     assert_eq!(server.state().await, before);
     let venture = server.ok("/api/ventures/v").await;
     assert_eq!(venture["capitalReserved"], 2.5, "the active task's reservation is rebuilt");

@@ -87,11 +87,6 @@ pub(super) struct TaskQueue {
     /// Set once the server is stopping: a claim that finds nothing answers at once, so no
     /// agent waits out its long poll on a server that is going away.
     parking_closed: bool,
-    /// Told once the actor has stopped and everything it handed over is committed.
-    finished: Option<oneshot::Sender<()>>,
-    /// Whether the actix system is the actor's own, to stop with it, or a shared one
-    /// (`ActorHome`) that goes on without it.
-    owns_system: bool,
 }
 
 impl Actor for TaskQueue {
@@ -107,12 +102,7 @@ impl Actor for TaskQueue {
     fn stopped(&mut self, _: &mut Self::Context) {
         // Everything handed to the persister is committed before the system stops.
         self.persister.shutdown();
-        if let Some(finished) = self.finished.take() {
-            let _ = finished.send(());
-        }
-        if self.owns_system {
-            System::current().stop();
-        }
+        System::current().stop();
     }
 }
 
@@ -139,16 +129,7 @@ impl TaskQueue {
             waiters: VecDeque::new(),
             max_waiters,
             parking_closed: false,
-            finished: None,
-            owns_system: true,
         }
-    }
-
-    /// Where the actor says it has finished, and whether its system stops with it.
-    pub(super) fn ending(mut self, finished: oneshot::Sender<()>, owns_system: bool) -> TaskQueue {
-        self.finished = Some(finished);
-        self.owns_system = owns_system;
-        self
     }
 
     fn tick(&mut self) {

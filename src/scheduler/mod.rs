@@ -95,20 +95,6 @@ pub struct SchedulerOptions {
     pub commit_timeout: Duration,
     /// Past this many parked long polls, a claim that would wait answers 503.
     pub max_waiters: usize,
-    /// Which thread the actor runs on.
-    pub home: ActorHome,
-}
-
-/// Which thread the actor runs on.
-#[derive(Debug, Clone, Default)]
-pub enum ActorHome {
-    /// A thread of its own, with an actix system of its own.
-    #[default]
-    OwnThread,
-    /// A running actix arbiter, such as the only HTTP thread's: a request then reaches the
-    /// actor without waking another thread (docs/ARCHITECTURE.md, "One thread for HTTP and
-    /// the actor").
-    Arbiter(ArbiterHandle),
 }
 
 /// The handle to the running scheduler.
@@ -120,12 +106,10 @@ pub struct Scheduler {
     commit_timeout: Duration,
     history: Arc<dyn TaskHistory>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
-    /// Told by the actor once it has stopped and everything is committed.
-    finished: Arc<Mutex<Option<oneshot::Receiver<()>>>>,
 }
 
 impl Scheduler {
-    /// Starts the actor where `options.home` says, with the loaded state; it feeds `persister` and
+    /// Starts the actor on its own thread with the loaded state; it feeds `persister` and
     /// publishes every change to `events`.
     pub fn start(
         options: SchedulerOptions,
@@ -137,39 +121,30 @@ impl Scheduler {
     ) -> Scheduler {
         let progress = persister.progress();
         let state = SchedulerState::new(options.config, snapshot, clock.now());
+        let (addr_sender, addr_receiver) = std::sync::mpsc::channel();
         let (max_pending, max_waiters, durability) = (options.max_pending, options.max_waiters, options.durability);
-        let (finished_sender, finished) = oneshot::channel();
-        let make = move |owns_system| {
-            TaskQueue::new(state, Box::new(persister), durability, events, clock, max_pending, max_waiters)
-                .ending(finished_sender, owns_system)
-        };
-        let (addr, thread) = match options.home {
-            ActorHome::Arbiter(arbiter) => (TaskQueue::start_in_arbiter(&arbiter, move |_| make(false)), None),
-            ActorHome::OwnThread => {
-                let (addr_sender, addr_receiver) = std::sync::mpsc::channel();
-                let thread = std::thread::Builder::new()
-                    .name("task-queue".into())
-                    .spawn(move || {
-                        let system = System::new();
-                        system.block_on(async move {
-                            let _ = addr_sender.send(make(true).start());
-                        });
-                        if let Err(error) = system.run() {
-                            tracing::error!(%error, "the scheduler's system stopped with an error");
-                        }
-                    })
-                    .expect("spawning the scheduler thread");
-                (addr_receiver.recv().expect("the scheduler thread hands back its address"), Some(thread))
-            }
-        };
+        let thread = std::thread::Builder::new()
+            .name("task-queue".into())
+            .spawn(move || {
+                let system = System::new();
+                system.block_on(async move {
+                    let queue =
+                        TaskQueue::new(state, Box::new(persister), durability, events, clock, max_pending, max_waiters);
+                    let _ = addr_sender.send(queue.start());
+                });
+                if let Err(error) = system.run() {
+                    tracing::error!(%error, "the scheduler's system stopped with an error");
+                }
+            })
+            .expect("spawning the scheduler thread");
+        let addr = addr_receiver.recv().expect("the scheduler thread hands back its address");
         Scheduler {
             addr,
             progress,
             durability: options.durability,
             commit_timeout: options.commit_timeout,
             history,
-            thread: Arc::new(Mutex::new(thread)),
-            finished: Arc::new(Mutex::new(Some(finished))),
+            thread: Arc::new(Mutex::new(Some(thread))),
         }
     }
 
@@ -186,12 +161,6 @@ impl Scheduler {
     /// Stops the actor and waits until every accepted change is committed.
     pub async fn shutdown(&self) {
         let _ = self.addr.send(Stop).await;
-        // `Stop` is answered before the actor stops; it says when it has, and so when
-        // everything is committed.
-        let finished = self.finished.lock().expect("finished lock").take();
-        if let Some(finished) = finished {
-            let _ = finished.await;
-        }
         let thread = self.thread.lock().expect("thread lock").take();
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
