@@ -97,14 +97,8 @@ pub async fn stream_tasks(app: &AppState, filter: TaskFilter, page: Page) -> Res
         }
         out.finish();
     });
-    let body = Body::from_stream(stream::unfold((receiver, false), |(mut receiver, started)| async move {
-        // The next chunk is often ready at once, and the connection takes chunks for as long
-        // as the client keeps reading: without a turn given back between them, one listing
-        // holds the HTTP thread (and with one HTTP thread, the actor) while claims wait.
-        if started {
-            tokio::task::yield_now().await;
-        }
-        receiver.recv().await.map(|chunk| (chunk, (receiver, true)))
+    let body = Body::from_stream(stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|chunk| (chunk, receiver))
     }));
     let mut response = body.into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
