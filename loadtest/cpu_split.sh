@@ -41,15 +41,17 @@ for _ in $(seq "$rounds"); do
     for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
     # The server itself, not the `timeout` around it.
     server_pid=$(pgrep -P "$server" || echo "$server")
-    "$bin/loadtest" --url "http://127.0.0.1:$port" --agents "$agents" --tasks 140000 --duration 6 --warmup 1 --report-every 1 >"$work/summary.json" &
+    timeout 300 "$bin/loadtest" --url "http://127.0.0.1:$port" --agents "$agents" --tasks 140000 --duration 6 --warmup 1 \
+      --report-every 1 >"$work/summary.json" &
     loadgen=$!
     # Its first progress line comes a second after the agents start, at the end of the warm-up.
     for _ in $(seq 1200); do [ -s "$work/summary.json" ] && break; sleep 0.1; done
+    loadgen_pid=$(pgrep -P "$loadgen" || echo "$loadgen")
     sleep 1
     [ "$name" = mission-control ] && curl -s "http://127.0.0.1:$port/metrics" >"$work/metrics0"
-    s0=$(cpu_ticks "$server_pid"); l0=$(cpu_ticks "$loadgen"); m0=$(machine)
+    s0=$(cpu_ticks "$server_pid"); l0=$(cpu_ticks "$loadgen_pid"); m0=$(machine)
     sleep "$sample"
-    s1=$(cpu_ticks "$server_pid"); l1=$(cpu_ticks "$loadgen"); m1=$(machine)
+    s1=$(cpu_ticks "$server_pid"); l1=$(cpu_ticks "$loadgen_pid"); m1=$(machine)
     [ "$name" = mission-control ] && curl -s "http://127.0.0.1:$port/metrics" >"$work/metrics1"
     wait "$loadgen" || true
     kill -TERM "$server"; wait "$server" || true
