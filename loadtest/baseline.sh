@@ -16,28 +16,14 @@ port=${BASELINE_PORT:-3941}
 cd "$(dirname "$0")/.."
 [ -n "${BASELINE_NO_BUILD:-}" ] || nice -n 10 cargo build --release -p loadtest -p mission-control >&2
 bin=./target/release
-work=$(mktemp -d)
-server=
-cleanup() {
-  if [ -n "$server" ]; then kill -TERM "$server" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+. loadtest/alternate.sh
 printf 'server\tagents\tcycles_per_s\tclaim_p99_ms\tdouble_claims\tcapital_consistent\terrors\twindow_s\n' | tee "$work/runs.tsv"
 for agents in $agents_list; do
   for _ in $(seq "$rounds"); do
     for name in mission-control bare; do
-      rm -f "$work"/m.db*
-      if [ "$name" = mission-control ]; then
-        timeout 600 "$bin/mission-control" --db "$work/m.db" --addr "127.0.0.1:$port" --no-seed --durability "$mode" >"$work/server.log" 2>&1 &
-      else
-        timeout 600 "$bin/bare-queue" --addr "127.0.0.1:$port" ${BARE_ARGS:-} >"$work/server.log" 2>&1 &
-      fi
-      server=$!
-      for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
+      start_server "$name"
       result=$(timeout 300 "$bin/loadtest" --url "http://127.0.0.1:$port" --agents "$agents" --tasks 140000 --duration 5 --warmup 1 || true)
-      kill -TERM "$server"; wait "$server" || true
-      server=
+      stop_server
       echo "$result" | python3 loadtest/summary_row.py "=$name" "=$agents" cycles_per_s claim_ms.p99 double_claims \
         capital_consistent errors window_s | tee -a "$work/runs.tsv"
     done

@@ -16,13 +16,7 @@ port=${CPU_SPLIT_PORT:-3961}
 cd "$(dirname "$0")/.."
 [ -n "${CPU_SPLIT_NO_BUILD:-}" ] || nice -n 10 cargo build --release -p loadtest -p mission-control >&2
 bin=${BIN:-./target/release}
-work=$(mktemp -d)
-server=
-cleanup() {
-  if [ -n "$server" ]; then kill -TERM "$server" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+. loadtest/alternate.sh
 ticks=$(getconf CLK_TCK)
 # utime + stime of a process, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -31,16 +25,7 @@ machine() { head -1 /proc/stat; }
 printf 'server\tcycles_per_s\tserver_cores\tloadgen_cores\tidle_cores\tserver_us_per_cycle\tloadgen_us_per_cycle\tcommits_per_s\tcommit_ms\tserver_ms_per_request\tdouble_claims\n' | tee "$work/runs.tsv"
 for _ in $(seq "$rounds"); do
   for name in mission-control bare; do
-    rm -f "$work"/m.db*
-    if [ "$name" = mission-control ]; then
-      timeout 300 "$bin/mission-control" --db "$work/m.db" --addr "127.0.0.1:$port" --no-seed --durability batch >"$work/server.log" 2>&1 &
-    else
-      timeout 300 "$bin/bare-queue" --addr "127.0.0.1:$port" >"$work/server.log" 2>&1 &
-    fi
-    server=$!
-    for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
-    # The server itself, not the `timeout` around it.
-    server_pid=$(pgrep -P "$server" || echo "$server")
+    start_server "$name"
     timeout 300 "$bin/loadtest" --url "http://127.0.0.1:$port" --agents "$agents" --tasks 140000 --duration 6 --warmup 1 \
       --report-every 1 >"$work/summary.json" &
     loadgen=$!
@@ -54,8 +39,7 @@ for _ in $(seq "$rounds"); do
     s1=$(cpu_ticks "$server_pid"); l1=$(cpu_ticks "$loadgen_pid"); m1=$(machine)
     [ "$name" = mission-control ] && curl -s "http://127.0.0.1:$port/metrics" >"$work/metrics1"
     wait "$loadgen" || true
-    kill -TERM "$server"; wait "$server" || true
-    server=
+    stop_server
     python3 - "$name" "$work" "$sample" "$ticks" "$s0" "$s1" "$l0" "$l1" "$m0" "$m1" <<'PY' | tee -a "$work/runs.tsv"
 import json, sys
 name, work, sample, ticks = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
