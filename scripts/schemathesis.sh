@@ -15,8 +15,10 @@
 # without it must get 401. `/api/events` is left out: its stream never ends.
 #
 # ST_MAX_TIME bounds the whole run in seconds (default 150). ST_SEED fixes the random seed
-# (default a fixed one, so CI is repeatable; ST_SEED=random draws one). Prints the number of
-# test cases run; exits non-zero on any failure. Reports: target/schemathesis/.
+# (default a fixed one, so CI is repeatable; ST_SEED=random draws one). ST_NO_BUILD=1 tests
+# target/debug/mission-control as it is (CI: the binary the test suite has just built and
+# tested, rather than a second build with other features). Prints the number of test cases
+# run; exits non-zero on any failure. Reports: target/schemathesis/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -32,7 +34,7 @@ if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qx "schemathesis, ve
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
 fi
 
-cargo build --quiet --bin mission-control
+[ -n "${ST_NO_BUILD:-}" ] || cargo build --quiet --bin mission-control
 
 work=$(mktemp -d)
 server=
