@@ -5,7 +5,8 @@
 # 64). A second into the measured window it reads, over the next SAMPLE seconds (default 2),
 # the CPU time of the server and of the load generator (/proc/PID/stat), the idle share of the
 # machine's cores (/proc/stat), and for mission-control its commits and its server-side time
-# per request (/metrics). Prints one TSV row per run, then the medians per server.
+# per request (/metrics). Prints one TSV row per run, then the medians per server and whether
+# every run had 0 double claims.
 # Usage: ROUNDS=3 bash loadtest/cpu_split.sh   (CPU_SPLIT_NO_BUILD=1 to skip the release build;
 # BIN=DIR runs the binaries in DIR). Loopback only; each run is bounded by `timeout`. Not run in CI.
 set -euo pipefail
@@ -18,8 +19,8 @@ cd "$(dirname "$0")/.."
 bin=${BIN:-./target/release}
 . loadtest/alternate.sh
 ticks=$(getconf CLK_TCK)
-# utime + stime of a process, in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# utime + stime of a process, in clock ticks; 0 once it has gone (a run that failed early).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # The first line of /proc/stat: the machine's CPU time by kind, in clock ticks.
 machine() { head -1 /proc/stat; }
 printf 'server\tcycles_per_s\tserver_cores\tloadgen_cores\tidle_cores\tserver_us_per_cycle\tloadgen_us_per_cycle\tcommits_per_s\tcommit_ms\tserver_ms_per_request\tdouble_claims\n' | tee "$work/runs.tsv"
@@ -45,12 +46,17 @@ import json, sys
 name, work, sample, ticks = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 s0, s1, l0, l1 = (float(x) for x in sys.argv[5:9])
 m0, m1 = ([float(x) for x in m.split()[1:9]] for m in sys.argv[9:11])
-summary = json.loads(open(f"{work}/summary.json").read().strip().splitlines()[-1])
-cycles = summary["cycles_per_s"]
+# The summary is the last line with the run's checks; the lines before it are progress. A run
+# that failed has none: its row says nan, and the checks below refuse it.
+lines = [json.loads(line) for line in open(f"{work}/summary.json") if line.strip().startswith("{")]
+summary = next((line for line in reversed(lines) if "double_claims" in line), None)
+cycles = summary["cycles_per_s"] if summary else float("nan")
 server_cores = (s1 - s0) / ticks / sample
 loadgen_cores = (l1 - l0) / ticks / sample
 spent = [b - a for a, b in zip(m0, m1)]
 idle_cores = (spent[3] + spent[4]) / ticks / sample  # idle and iowait
+# Microseconds of CPU per cycle; nan when no cycle was measured.
+per_cycle = lambda cores: cores / cycles * 1e6 if cycles else float("nan")
 commits = commit_ms = per_request = float("nan")
 if name == "mission-control":
     def load(path):
@@ -71,8 +77,9 @@ if name == "mission-control":
     total = sum(delta(f"mission_control_http_request_duration_seconds_sum{{route={r}}}") for r in routes)
     per_request = total / count * 1000 if count else float("nan")
 print("\t".join([name, f"{cycles:.1f}", f"{server_cores:.2f}", f"{loadgen_cores:.2f}", f"{idle_cores:.2f}",
-                 f"{server_cores / cycles * 1e6:.0f}", f"{loadgen_cores / cycles * 1e6:.0f}",
-                 f"{commits:.0f}", f"{commit_ms:.3f}", f"{per_request:.3f}", str(summary["double_claims"])]))
+                 f"{per_cycle(server_cores):.0f}", f"{per_cycle(loadgen_cores):.0f}",
+                 f"{commits:.0f}", f"{commit_ms:.3f}", f"{per_request:.3f}",
+                 str(summary["double_claims"]) if summary else "nan"]))
 PY
   done
 done
@@ -86,4 +93,5 @@ for server in dict.fromkeys(r["server"] for r in rows):
     mine = [r for r in rows if r["server"] == server]
     medians = (statistics.median(float(r[c]) for r in mine) for c in columns)
     print(server + "\t" + "\t".join(f"{m:.0f}" if m >= 100 else f"{m:.3g}" for m in medians))
+print("all_checks_pass\t" + str(all(r["double_claims"] == "0" for r in rows)))
 EOF
