@@ -7,6 +7,8 @@ use std::time::Duration;
 use common::{EventStream, TestServer};
 use reqwest::StatusCode;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -73,20 +75,22 @@ async fn a_stalled_client_does_not_slow_claims_and_is_told_to_reload() {
     for w in 0..8 {
         server.post("/api/ventures", json!({"id": format!("v{w}"), "name": "v"})).await;
     }
-    let mut stalled = EventStream::open(&server, None).await;
-    // 3,000 create + claim + complete cycles make about 21,000 events, far past what a
-    // subscriber may fall behind; the stalled stream is not read meanwhile.
+    let mut stalled = StalledStream::open(&server).await;
+    // 3,000 create + claim + complete cycles make about 24,000 events and, with each task
+    // carrying a 2 KB description, about 20 MB of them: far past what a subscriber may fall
+    // behind even after the kernel's socket buffers have taken their share.
+    let description = "d".repeat(2048);
     let cycles: Vec<_> = (0..8)
         .map(|w| {
-            let (client, base) = (server.client.clone(), server.base.clone());
+            let (client, base, description) = (server.client.clone(), server.base.clone(), description.clone());
             tokio::spawn(async move {
                 for i in 0..375 {
                     let id = format!("s{w}-{i}");
                     let post =
                         |path: &str, body: serde_json::Value| client.post(format!("{base}{path}")).json(&body).send();
                     let venture = format!("v{w}");
-                    let created =
-                        post("/api/tasks", json!({"id": id, "title": "x", "ventureId": venture})).await.unwrap();
+                    let task = json!({"id": id, "title": "x", "ventureId": venture, "description": description});
+                    let created = post("/api/tasks", task).await.unwrap();
                     assert_eq!(created.status(), 201);
                     let claimed = post("/api/tasks/claim", json!({"agentId": format!("a{w}"), "ventureId": venture}))
                         .await
@@ -103,14 +107,47 @@ async fn a_stalled_client_does_not_slow_claims_and_is_told_to_reload() {
         c.await.unwrap();
     }
     assert_eq!(server.ok("/api/tasks?status=completed").await.as_array().unwrap().len(), 3000);
-    let mut saw_reload = false;
-    while let Some(event) = stalled.next(WAIT).await {
-        if event.event == "reload" {
-            saw_reload = true;
-            break;
+    assert!(stalled.read_until("event: reload\n").await, "a client that fell behind is told to reload");
+}
+
+/// An event stream on a bare socket with a small receive buffer, left unread: what the
+/// server cannot hand over waits on its side, whatever the machine's TCP buffer settings
+/// (a client with the defaults can take megabytes before it looks stalled).
+struct StalledStream {
+    socket: TcpStream,
+}
+
+impl StalledStream {
+    async fn open(server: &TestServer) -> StalledStream {
+        let addr: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut socket = socket.connect(addr).await.unwrap();
+        let request = format!("GET /api/events HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let mut stalled = StalledStream { socket };
+        assert!(stalled.read_until("\r\n\r\n").await, "the stream's headers");
+        stalled
+    }
+
+    /// Reads until `needle` has arrived; false if the stream ends, or stays silent for
+    /// `WAIT`, first.
+    async fn read_until(&mut self, needle: &str) -> bool {
+        let mut seen: Vec<u8> = Vec::new();
+        let mut buffer = vec![0; 64 * 1024];
+        loop {
+            match tokio::time::timeout(WAIT, self.socket.read(&mut buffer)).await {
+                Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buffer[..n]),
+                _ => return false,
+            }
+            if seen.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                return true;
+            }
+            // Only a needle cut by the read's edge can still be found in what is kept.
+            let keep = seen.len().min(needle.len() - 1);
+            seen.drain(..seen.len() - keep);
         }
     }
-    assert!(saw_reload, "a client that fell behind is told to reload");
 }
 
 #[tokio::test(flavor = "multi_thread")]
