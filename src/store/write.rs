@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, Transaction};
+use rusqlite::{params, CachedStatement, Connection, Transaction};
 
 use crate::domain::{Millis, Task};
 use crate::scheduler::Change;
@@ -59,13 +59,14 @@ const UPSERT_ATTEMPT: &str =
 pub fn write_changes<'a>(tx: &Transaction<'_>, changes: impl IntoIterator<Item = &'a Change>) -> rusqlite::Result<()> {
     let changes: Vec<&Change> = changes.into_iter().collect();
     let superseded = last_upserts(&changes);
+    let mut per_row = PerRowStatements::default();
     for (i, change) in changes.iter().enumerate() {
         if superseded(i) {
             continue;
         }
         match change {
             Change::Venture(v) => {
-                tx.prepare_cached(UPSERT_VENTURE)?.execute(params![
+                prepared(&mut per_row.venture, tx, UPSERT_VENTURE)?.execute(params![
                     &*v.id,
                     &*v.name,
                     &*v.icon,
@@ -87,7 +88,7 @@ pub fn write_changes<'a>(tx: &Transaction<'_>, changes: impl IntoIterator<Item =
                 tx.prepare_cached("DELETE FROM Venture WHERE id = ?1")?.execute([&**id])?;
             }
             Change::Task(t) => {
-                tx.prepare_cached(UPSERT_TASK)?.execute(params![
+                prepared(&mut per_row.task, tx, UPSERT_TASK)?.execute(params![
                     &*t.id,
                     &*t.title,
                     t.description.as_deref(),
@@ -125,7 +126,7 @@ pub fn write_changes<'a>(tx: &Transaction<'_>, changes: impl IntoIterator<Item =
                 tx.prepare_cached("DELETE FROM Task WHERE id = ?1")?.execute([&**id])?;
             }
             Change::Agent(a) => {
-                tx.prepare_cached(UPSERT_AGENT)?.execute(params![
+                prepared(&mut per_row.agent, tx, UPSERT_AGENT)?.execute(params![
                     &*a.id,
                     &*a.name,
                     a.status.as_str(),
@@ -143,7 +144,7 @@ pub fn write_changes<'a>(tx: &Transaction<'_>, changes: impl IntoIterator<Item =
                 tx.prepare_cached("DELETE FROM Agent WHERE id = ?1")?.execute([&**id])?;
             }
             Change::Activity(a) => {
-                let inserted = tx.prepare_cached(INSERT_ACTIVITY)?.execute(params![
+                let inserted = prepared(&mut per_row.activity, tx, INSERT_ACTIVITY)?.execute(params![
                     &*a.id,
                     &*a.kind,
                     &*a.title,
@@ -166,7 +167,7 @@ pub fn write_changes<'a>(tx: &Transaction<'_>, changes: impl IntoIterator<Item =
                 }
             }
             Change::Attempt(a) => {
-                tx.prepare_cached(UPSERT_ATTEMPT)?.execute(params![
+                prepared(&mut per_row.attempt, tx, UPSERT_ATTEMPT)?.execute(params![
                     &*a.task_id,
                     a.attempt,
                     &*a.agent_id,
@@ -181,6 +182,31 @@ pub fn write_changes<'a>(tx: &Transaction<'_>, changes: impl IntoIterator<Item =
         }
     }
     Ok(())
+}
+
+/// The statements a batch runs once per record, each taken from rusqlite's statement cache
+/// once per batch instead of once per row: a lookup trims, hashes and copies the whole SQL
+/// text, which cost about 6% of the persister's time when done for every row.
+#[derive(Default)]
+struct PerRowStatements<'conn> {
+    venture: Option<CachedStatement<'conn>>,
+    task: Option<CachedStatement<'conn>>,
+    agent: Option<CachedStatement<'conn>>,
+    activity: Option<CachedStatement<'conn>>,
+    attempt: Option<CachedStatement<'conn>>,
+}
+
+/// The statement in `slot`, prepared on first use.
+fn prepared<'s, 'conn>(
+    slot: &'s mut Option<CachedStatement<'conn>>,
+    conn: &'conn Connection,
+    sql: &str,
+) -> rusqlite::Result<&'s mut CachedStatement<'conn>> {
+    let statement = match slot.take() {
+        Some(statement) => statement,
+        None => conn.prepare_cached(sql)?,
+    };
+    Ok(slot.insert(statement))
 }
 
 /// Says of each index in `changes` whether a later upsert of the same record supersedes it.
