@@ -12,17 +12,14 @@ rounds=${ROUNDS:-3}
 agents=${AGENTS:-64}
 mode=${MODE:-batch}
 port=${AB_PORT:-3931}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+. "$(dirname "$0")/alternate.sh"
 printf 'build\tcycles_per_s\tclaim_p99_ms\tdouble_claims\tcapital_consistent\terrors\n'
 for _ in $(seq "$rounds"); do
   for dir in "$a" "$b"; do
-    rm -f "$work"/m.db*
-    "$dir/mission-control" --db "$work/m.db" --addr "127.0.0.1:$port" --no-seed --durability "$mode" >"$work/server.log" 2>&1 &
-    server=$!
-    for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
+    bin=$dir
+    start_server mission-control
     result=$("$b/loadtest" --url "http://127.0.0.1:$port" --agents "$agents" --tasks "${TASKS:-140000}" --duration 5 --warmup 1 || true)
-    kill -TERM $server; wait $server || true
+    stop_server
     echo "$result" | python3 "$(dirname "$0")/summary_row.py" "=$dir" cycles_per_s claim_ms.p99 double_claims \
       capital_consistent errors
   done

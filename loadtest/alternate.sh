@@ -1,7 +1,7 @@
-# Sourced by the scripts that run mission-control and bare-queue in turn on one port
-# (baseline.sh, cpu_split.sh): a scratch folder and a server, both gone on exit, and a fresh
-# server of either kind. Expects `bin` (the binaries' folder) and `port`; `mode` (durability,
-# default batch) and BARE_ARGS are optional.
+# Sourced by the scripts that run servers in turn on one port (ab.sh: two builds of
+# mission-control; baseline.sh, cpu_split.sh: mission-control and bare-queue): a scratch folder
+# and a server, both gone on exit, and a fresh server of either kind. Expects `bin` (the
+# binaries' folder) and `port`; `mode` (durability, default batch) and BARE_ARGS are optional.
 work=$(mktemp -d)
 server=
 cleanup() {
