@@ -15,7 +15,7 @@ fn server() -> TestServer {
 }
 
 fn connect(server: &TestServer) -> TcpStream {
-    let stream = TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
+    let stream = TcpStream::connect(server.address()).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     stream
 }
@@ -54,9 +54,9 @@ async fn a_client_that_never_finishes_its_body_gets_a_json_408() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_thousand_idle_connections_do_not_stop_claims() {
     let server = TestServer::start();
-    let address = server.base.trim_start_matches("http://").to_owned();
+    let address = server.address();
     let idle = tokio::task::spawn_blocking(move || {
-        (0..10_000).map(|_| TcpStream::connect(&address).expect("connect")).collect::<Vec<_>>()
+        (0..10_000).map(|_| TcpStream::connect(address).expect("connect")).collect::<Vec<_>>()
     })
     .await
     .unwrap();

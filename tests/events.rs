@@ -121,7 +121,7 @@ struct StalledStream {
 
 impl StalledStream {
     async fn open(server: &TestServer) -> StalledStream {
-        let addr: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+        let addr = server.address();
         let socket = TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
         let mut socket = socket.connect(addr).await.unwrap();

@@ -52,6 +52,11 @@ impl TestServer {
         server
     }
 
+    /// The server's socket address, for tests that speak to it over a bare socket.
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.base.trim_start_matches("http://").parse().expect("the server's address")
+    }
+
     /// A server on the given database file or `postgres://` URL (kept by the caller).
     pub fn start_on(db: &Path, args: &[&str]) -> TestServer {
         TestServer::start_node(db, args, true)
